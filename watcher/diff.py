@@ -1,0 +1,373 @@
+"""Pure decisions: (previous snapshot, new observation) -> transitions.
+
+Nothing here awaits, reads a clock or touches the database; ``now`` is passed in. The caller
+writes the returned snapshot, the transitions and any notifications in one transaction, so a
+transition is recorded exactly once: either the new snapshot and its transitions are committed
+together, or neither is, and the next cycle diffs against the old snapshot again.
+
+KEB facts relied on (``keb-api.md`` §4): operations only move forward
+(pending -> in progress -> succeeded | failed, pending -> canceled); a retry never revives a
+failed operation but appends a new one for the same runtime; the orchestration goes
+failed -> retrying -> in progress, and pending|in progress|retrying -> canceling -> canceled.
+States skipped between two polls are reported in ``via`` ("passed through").
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, Final
+
+from watcher.models import (
+    CANCELED,
+    CANCELING,
+    FAILED,
+    IN_PROGRESS,
+    PENDING,
+    RETRYING,
+    SUCCEEDED,
+    Operation,
+    Orchestration,
+    is_terminal_operation,
+    is_terminal_orchestration,
+)
+
+
+class TransitionKind(StrEnum):
+    """What a recorded transition means. Values are stored in the database: never rename."""
+
+    BASELINE = "baseline"
+    ORCHESTRATION_STATE = "orchestration_state"
+    ORCHESTRATION_DESCRIPTION = "orchestration_description"
+    ORCHESTRATION_NOT_FOUND = "orchestration_not_found"
+    OPERATION_ADDED = "operation_added"
+    OPERATION_RETRY = "operation_retry"
+    OPERATION_STATE = "operation_state"
+    OPERATION_COMPLETED = "operation_completed"
+    OPERATION_VANISHED = "operation_vanished"
+
+
+OPERATION_KINDS: Final = frozenset(
+    {
+        TransitionKind.OPERATION_ADDED,
+        TransitionKind.OPERATION_RETRY,
+        TransitionKind.OPERATION_STATE,
+        TransitionKind.OPERATION_COMPLETED,
+        TransitionKind.OPERATION_VANISHED,
+    }
+)
+
+_NO_DETAIL: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One recorded change. ``key`` is stable and unique per logical change, so recording the
+    same change twice is impossible (the store has a unique index on it)."""
+
+    kind: TransitionKind
+    orchestration_id: str
+    key: str
+    at: datetime
+    operation_id: str | None = None
+    runtime_id: str = ""
+    shoot_name: str = ""
+    from_state: str | None = None
+    to_state: str | None = None
+    via: tuple[str, ...] = ()
+    description: str = ""
+    detail: Mapping[str, Any] = field(default_factory=lambda: _NO_DETAIL)
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        """Every state this transition passed, from the old state to the new one."""
+        head = (self.from_state,) if self.from_state is not None else ()
+        tail = (self.to_state,) if self.to_state is not None else ()
+        return head + self.via + tail
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What we last knew of one tracked orchestration.
+
+    ``orchestration`` is ``None`` until the first observation (the baseline). ``operations``
+    is in KEB order (oldest first). ``revision`` counts orchestration-level transitions and
+    makes their keys unique even when a state repeats (failed -> retrying -> ... -> failed).
+    """
+
+    orchestration_id: str
+    orchestration: Orchestration | None = None
+    operations: Mapping[str, Operation] = field(default_factory=dict)
+    revision: int = 0
+    not_found: bool = False
+
+    @property
+    def baseline_taken(self) -> bool:
+        return self.orchestration is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What KEB says now: the orchestration and its complete operation list (KEB order)."""
+
+    orchestration: Orchestration
+    operations: Mapping[str, Operation]
+
+
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    """KEB answered 404 for the orchestration."""
+
+    orchestration_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    """The outcome of :func:`diff`: what to record and what to write back.
+
+    ``changed`` lists the operations whose stored row must be inserted or updated (new, or
+    state/description/fields changed); ``removed`` the IDs whose rows must be deleted.
+    """
+
+    snapshot: Snapshot
+    transitions: list[Transition]
+    changed: list[Operation]
+    removed: list[str]
+
+    @property
+    def orchestration_changed(self) -> bool:
+        return any(t.kind not in OPERATION_KINDS for t in self.transitions)
+
+
+# The paths KEB can take; used to name the states skipped between two polls.
+_ORCHESTRATION_GRAPH: Final[Mapping[str, tuple[str, ...]]] = {
+    PENDING: (IN_PROGRESS, CANCELING),
+    IN_PROGRESS: (SUCCEEDED, FAILED, CANCELING),
+    RETRYING: (IN_PROGRESS, CANCELING),
+    CANCELING: (CANCELED,),
+    FAILED: (RETRYING,),
+}
+_OPERATION_GRAPH: Final[Mapping[str, tuple[str, ...]]] = {
+    PENDING: (IN_PROGRESS, CANCELED),
+    IN_PROGRESS: (SUCCEEDED, FAILED),
+    # Legacy rows (Jan-Aug 2022): failed -> retrying -> pending "Operation retry triggered".
+    FAILED: (RETRYING,),
+    RETRYING: (PENDING,),
+}
+
+
+def _shortest_via(
+    graph: Mapping[str, tuple[str, ...]], start: str, goal: str
+) -> tuple[str, ...] | None:
+    """States strictly between ``start`` and ``goal`` on the shortest path, or ``None``."""
+    queue: deque[tuple[str, tuple[str, ...]]] = deque([(start, ())])
+    seen = {start}
+    while queue:
+        state, path = queue.popleft()
+        for nxt in graph.get(state, ()):
+            if nxt == goal:
+                return path
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append((nxt, (*path, nxt)))
+    return None
+
+
+def operation_via(old: str, new: str) -> tuple[str, ...]:
+    """States an operation passed between two observations (``pending`` -> ``succeeded``
+    passed ``in progress``). Unknown states and impossible moves give ``()``."""
+    via = _shortest_via(_OPERATION_GRAPH, old, new)
+    return via if via is not None else ()
+
+
+def orchestration_via(
+    old: str, new: str, *, retried: bool, has_operations: bool
+) -> tuple[str, ...]:
+    """States an orchestration passed between two observations.
+
+    ``retried`` says a retry happened in between (new operations for failed runtimes, or
+    ``retried K operations`` in the description), so failed -> failed passed retrying and
+    in progress. An orchestration with no operations goes from pending straight to its end
+    (KEB: ``N == 0 -> succeeded``).
+    """
+    if old == new:
+        return (RETRYING, IN_PROGRESS) if retried and old == FAILED else ()
+    if old == PENDING and not has_operations and new in (SUCCEEDED, FAILED):
+        return ()
+    via = _shortest_via(_ORCHESTRATION_GRAPH, old, new)
+    return via if via is not None else ()
+
+
+def state_counts(operations: Mapping[str, Operation]) -> dict[str, int]:
+    """Raw number of operations per state (not KEB's de-duplicated ``failed``)."""
+    counts: dict[str, int] = {}
+    for op in operations.values():
+        counts[op.state] = counts.get(op.state, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _retried(prev: Snapshot, new: Orchestration, added: list[Operation]) -> bool:
+    old = prev.orchestration
+    assert old is not None
+    if "retried" in new.description and new.description != old.description:
+        return True
+    failed_runtimes = {op.runtime_id for op in prev.operations.values() if op.state == FAILED}
+    return any(op.runtime_id in failed_runtimes for op in added)
+
+
+def diff(prev: Snapshot, observed: Observation | NotFound, now: datetime) -> Diff:
+    """Compare what we knew with what KEB says now.
+
+    * First observation (no baseline yet): one ``baseline`` transition with the counts; the
+      operations are stored but not announced one by one.
+    * 404: one ``orchestration_not_found`` transition, only the first time.
+    * Otherwise: orchestration state/description changes and, per operation, added (or retry),
+      state changed, completed (terminal), vanished, each with the states passed through.
+    """
+    orch_id = prev.orchestration_id
+    if isinstance(observed, NotFound):
+        if prev.not_found:
+            return Diff(prev, [], [], [])
+        transition = Transition(
+            TransitionKind.ORCHESTRATION_NOT_FOUND,
+            orch_id,
+            f"{orch_id}:rev{prev.revision + 1}:not_found",
+            now,
+            from_state=prev.orchestration.state if prev.orchestration else None,
+        )
+        snapshot = Snapshot(
+            orch_id, prev.orchestration, prev.operations, prev.revision + 1, not_found=True
+        )
+        return Diff(snapshot, [transition], [], [])
+
+    new_orch = observed.orchestration
+    new_ops = observed.operations
+    old_orch = prev.orchestration
+    if old_orch is None:
+        transition = Transition(
+            TransitionKind.BASELINE,
+            orch_id,
+            f"{orch_id}:baseline",
+            now,
+            to_state=new_orch.state,
+            description=new_orch.description,
+            detail={"operations": len(new_ops), "counts": state_counts(new_ops)},
+        )
+        snapshot = Snapshot(orch_id, new_orch, new_ops, prev.revision + 1)
+        return Diff(snapshot, [transition], list(new_ops.values()), [])
+
+    op_transitions: list[Transition] = []
+    changed: list[Operation] = []
+    added: list[Operation] = []
+    failed_runtimes = {op.runtime_id for op in prev.operations.values() if op.state == FAILED}
+    for op_id, op in new_ops.items():
+        old = prev.operations.get(op_id)
+        if old is None:
+            added.append(op)
+            changed.append(op)
+            op_transitions.extend(_added(orch_id, op, now, op.runtime_id in failed_runtimes))
+            continue
+        if old != op:
+            changed.append(op)
+        if old.state != op.state:
+            op_transitions.append(_moved(orch_id, op, old.state, now))
+    removed = [op_id for op_id in prev.operations if op_id not in new_ops]
+    for op_id in removed:
+        old = prev.operations[op_id]
+        op_transitions.append(
+            Transition(
+                TransitionKind.OPERATION_VANISHED,
+                orch_id,
+                f"{orch_id}:op:{op_id}:vanished",
+                now,
+                operation_id=op_id,
+                runtime_id=old.runtime_id,
+                shoot_name=old.shoot_name,
+                from_state=old.state,
+                to_state=None,
+                description=old.description,
+            )
+        )
+
+    revision = prev.revision
+    head: list[Transition] = []
+    tail: list[Transition] = []
+    retried = _retried(prev, new_orch, added)
+    if old_orch.state != new_orch.state or (retried and new_orch.state == FAILED):
+        revision += 1
+        transition = Transition(
+            TransitionKind.ORCHESTRATION_STATE,
+            orch_id,
+            f"{orch_id}:rev{revision}:state",
+            now,
+            from_state=old_orch.state,
+            to_state=new_orch.state,
+            via=orchestration_via(
+                old_orch.state, new_orch.state, retried=retried, has_operations=bool(new_ops)
+            ),
+            description=new_orch.description,
+        )
+        # Operations finish before their orchestration does; a restart comes before them.
+        (tail if is_terminal_orchestration(new_orch.state) else head).append(transition)
+    elif old_orch.description != new_orch.description:
+        revision += 1
+        head.append(
+            Transition(
+                TransitionKind.ORCHESTRATION_DESCRIPTION,
+                orch_id,
+                f"{orch_id}:rev{revision}:description",
+                now,
+                from_state=old_orch.state,
+                to_state=new_orch.state,
+                description=new_orch.description,
+                detail={"previous": old_orch.description},
+            )
+        )
+    snapshot = Snapshot(orch_id, new_orch, new_ops, revision)
+    return Diff(snapshot, head + op_transitions + tail, changed, removed)
+
+
+def _added(orch_id: str, op: Operation, now: datetime, retry: bool) -> list[Transition]:
+    """A new operation after the baseline: created as ``pending``, then moved on if it was
+    already further when we first saw it."""
+    kind = TransitionKind.OPERATION_RETRY if retry else TransitionKind.OPERATION_ADDED
+    created = Transition(
+        kind,
+        orch_id,
+        f"{orch_id}:op:{op.operation_id}:added",
+        now,
+        operation_id=op.operation_id,
+        runtime_id=op.runtime_id,
+        shoot_name=op.shoot_name,
+        from_state=None,
+        to_state=PENDING,
+        description=op.description,
+    )
+    if op.state == PENDING:
+        return [created]
+    return [created, _moved(orch_id, op, PENDING, now)]
+
+
+def _moved(orch_id: str, op: Operation, old_state: str, now: datetime) -> Transition:
+    kind = (
+        TransitionKind.OPERATION_COMPLETED
+        if is_terminal_operation(op.state)
+        else TransitionKind.OPERATION_STATE
+    )
+    return Transition(
+        kind,
+        orch_id,
+        f"{orch_id}:op:{op.operation_id}:{old_state}>{op.state}",
+        now,
+        operation_id=op.operation_id,
+        runtime_id=op.runtime_id,
+        shoot_name=op.shoot_name,
+        from_state=old_state,
+        to_state=op.state,
+        via=operation_via(old_state, op.state),
+        description=op.description,
+    )

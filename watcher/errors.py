@@ -1,0 +1,96 @@
+"""Every failure keb-watcher reports is one of these exceptions.
+
+Foreign exceptions (httpx, sqlite3, tomllib, OSError) are mapped to this tree where the library
+is called and never leak past the module that called it. Every message is one line that names
+the offending input and never contains a secret.
+
+::
+
+    WatcherError                      exit 1 unless a subclass says otherwise
+    ├── ConfigError                   exit 2: bad file, key, type, duration, cron, variable
+    ├── UsageError                    exit 2: bad command-line input (e.g. an unknown ID format)
+    ├── StoreError                    the SQLite database cannot be opened, migrated or written
+    ├── TokenError                    token_file unreadable, token_command failed
+    └── KebError                      anything that went wrong talking to KEB
+        ├── KebTransientError         worth retrying: connection, timeout, 5xx, 429, bad body
+        │   ├── KebUnavailable        connection refused/reset, timeout, 5xx, 429
+        │   └── KebResponseError      2xx with a body that is not the JSON we expect
+        │                             (truncated JSON, an HTML error page)
+        └── KebPermanentError         retrying cannot fix it
+            ├── KebAuthError          401/403 from the gateway ("Jwt is expired", "RBAC: ...")
+            ├── KebNotFound           404 (also a LookupError)
+            └── KebRequestError       other 4xx (400 bad paging, 415, ...)
+"""
+
+from __future__ import annotations
+
+
+class WatcherError(Exception):
+    """Base of every error keb-watcher reports; ``str(err)`` is the one-line message."""
+
+    exit_code: int = 1
+
+
+class ConfigError(WatcherError):
+    """The configuration cannot be used. The message names the file, key or variable."""
+
+    exit_code = 2
+
+
+class UsageError(WatcherError):
+    """The command line asks for something that cannot be done as asked."""
+
+    exit_code = 2
+
+
+class StoreError(WatcherError):
+    """The SQLite store cannot be opened, migrated or written."""
+
+
+class TokenError(WatcherError):
+    """No bearer token could be obtained (file unreadable, command failed)."""
+
+
+class KebError(WatcherError):
+    """A request to KEB failed. ``status`` is the HTTP status when there was a response."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KebTransientError(KebError):
+    """A failure that a later attempt may not see (network, 5xx, 429, damaged body)."""
+
+
+class KebUnavailable(KebTransientError):
+    """KEB could not be reached or answered 5xx/429.
+
+    ``retry_after`` carries the server's ``Retry-After`` in seconds when it sent one.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class KebResponseError(KebTransientError):
+    """KEB (or a proxy in front of it) answered 2xx with a body that is not the expected JSON."""
+
+
+class KebPermanentError(KebError):
+    """A failure that retrying the same request cannot fix."""
+
+
+class KebAuthError(KebPermanentError):
+    """The gateway rejected the token: 401 (invalid/expired JWT) or 403 (RBAC)."""
+
+
+class KebNotFound(KebPermanentError, LookupError):
+    """KEB does not know the orchestration or operation (404)."""
+
+
+class KebRequestError(KebPermanentError):
+    """KEB rejected the request itself (400, 405, 415, ...)."""

@@ -1,0 +1,301 @@
+"""Observe one orchestration as cheaply as KEB allows, never at the cost of correctness.
+
+KEB has no per-operation timestamps and pages cap at 100, so the naive cycle re-reads every
+page. This module uses what KEB does offer (``keb-api.md`` §2, §3.4, §4):
+
+1. ``GET /orchestrations/{id}`` carries ``operationStats``, which changes with every operation
+   state change (operations only move forward; ``failed`` is de-duplicated per instance, which
+   :func:`watcher.models.operation_stats` reproduces). If state, description and stats equal
+   what our snapshot predicts, nothing changed: **one request**.
+2. Otherwise, an *incremental* observation: the ``in progress`` list (bounded by ``workers``),
+   the head of the ``pending`` list (ops start in creation order, and lists are oldest first,
+   so the removals are located on the first page or two), the ``failed`` list or single GETs
+   for operations that finished with a failure (their description is the reason), and
+   elimination for the rest (``succeeded``). The predicted operation set must reproduce KEB's
+   ``operationStats`` exactly, and a closing GET must show that nothing moved while we read.
+3. Whenever that proof fails (counts do not add up, lists changed under us, an unfamiliar
+   state), and on the baseline, on orchestration state/description changes and periodically,
+   a *full sweep* of all pages. Operations missing from a sweep are only declared vanished
+   after their own GET answers 404 (a paging race can hide an operation, deletion cannot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol
+
+from watcher.diff import NotFound, Observation, Snapshot, state_counts
+from watcher.errors import KebNotFound
+from watcher.models import (
+    CANCELED,
+    FAILED,
+    IN_PROGRESS,
+    PENDING,
+    SUCCEEDED,
+    Operation,
+    OperationDetail,
+    Orchestration,
+    Page,
+    is_terminal_operation,
+    operation_stats,
+)
+from watcher.store import SnapshotHead
+
+log = logging.getLogger("watcher.observer")
+
+PAGE_SIZE = 100  # KEB's maximum page size (MaxPaginationPage).
+
+Mode = Literal["unchanged", "incremental", "full", "not_found"]
+
+
+class KebReader(Protocol):
+    """The read side of :class:`watcher.keb.KebClient` that observing needs."""
+
+    async def get_orchestration(self, orchestration_id: str) -> Orchestration: ...
+
+    async def list_operations(
+        self, orchestration_id: str, states: Sequence[str] = ()
+    ) -> list[Operation]: ...
+
+    async def list_operations_page(
+        self,
+        orchestration_id: str,
+        *,
+        page: int = 1,
+        page_size: int = 100,
+        states: Sequence[str] = (),
+    ) -> Page[Operation]: ...
+
+    async def get_operation(self, orchestration_id: str, operation_id: str) -> OperationDetail: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What observing found. ``observation`` is ``None`` when nothing changed, in which case
+    ``previous`` is ``None`` too (the operations were never loaded)."""
+
+    mode: Mode
+    observation: Observation | NotFound | None
+    previous: Snapshot | None
+    reason: str
+    reorder: bool = False
+
+
+class _Unproven(Exception):
+    """The incremental observation could not prove consistency; sweep fully instead."""
+
+
+class Observer:
+    """Turns KEB reads into complete observations for :func:`watcher.diff.diff`."""
+
+    def __init__(self, keb: KebReader) -> None:
+        self.keb = keb
+
+    async def observe(
+        self,
+        head: SnapshotHead,
+        load: Callable[[], Snapshot],
+        *,
+        force_full: bool = False,
+    ) -> Outcome:
+        orch_id = head.orchestration_id
+        try:
+            orch = await self.keb.get_orchestration(orch_id)
+        except KebNotFound:
+            return Outcome("not_found", NotFound(orch_id), load(), "KEB answered 404")
+        old = head.orchestration
+        reason = ""
+        if old is None:
+            reason = "baseline"
+        elif force_full:
+            reason = "periodic full sweep"
+        elif (old.state, old.description) != (orch.state, orch.description):
+            reason = "orchestration changed"
+        elif orch.operation_stats is None or head.expected_stats is None:
+            reason = "no operationStats"
+        elif dict(orch.operation_stats) == dict(head.expected_stats):
+            return Outcome("unchanged", None, None, "operationStats unchanged")
+        previous = load()
+        if not reason:
+            try:
+                observation = await self._incremental(orch, previous)
+                return Outcome("incremental", observation, previous, "operationStats changed")
+            except _Unproven as exc:
+                reason = f"incremental not provable: {exc}"
+                log.info("orchestration %s: full sweep (%s)", orch_id, exc)
+        observation, reorder = await self._full(orch, previous)
+        return Outcome("full", observation, previous, reason, reorder)
+
+    # -- full sweep -----------------------------------------------------------------------
+
+    async def _full(self, orch: Orchestration, previous: Snapshot) -> tuple[Observation, bool]:
+        orch_id = orch.orchestration_id
+        listed = await self.keb.list_operations(orch_id)
+        operations = {op.operation_id: op for op in listed}
+        missing = [op_id for op_id in previous.operations if op_id not in operations]
+        found = await asyncio.gather(*(self._get_or_none(orch_id, op_id) for op_id in missing))
+        for op in found:
+            if op is not None:
+                operations[op.operation_id] = op
+        known_order = [op.operation_id for op in listed if op.operation_id in previous.operations]
+        previous_order = [op_id for op_id in previous.operations if op_id in operations]
+        reorder = bool(previous.operations) and known_order != previous_order[: len(known_order)]
+        return Observation(orch, operations), reorder
+
+    async def _get_or_none(self, orch_id: str, op_id: str) -> Operation | None:
+        try:
+            return (await self.keb.get_operation(orch_id, op_id)).operation
+        except KebNotFound:
+            return None
+
+    # -- incremental ----------------------------------------------------------------------
+
+    async def _incremental(self, orch: Orchestration, previous: Snapshot) -> Observation:
+        orch_id = orch.orchestration_id
+        stats = dict(orch.operation_stats or {})
+        ops = previous.operations
+        pending_old: list[str] = []
+        in_progress_old: set[str] = set()
+        for op_id, op in ops.items():
+            if op.state == PENDING:
+                pending_old.append(op_id)
+            elif op.state == IN_PROGRESS:
+                in_progress_old.add(op_id)
+            elif not is_terminal_operation(op.state):
+                raise _Unproven(f"operation {op_id} is in state {op.state!r}")
+
+        in_progress_new = await self.keb.list_operations(orch_id, [IN_PROGRESS])
+        updates: dict[str, Operation] = {op.operation_id: op for op in in_progress_new}
+        removed_needed = len(pending_old) - stats.get(PENDING, 0)
+        if removed_needed < 0:
+            raise _Unproven("the pending list grew (new operations)")
+        removed = await self._pending_removals(
+            orch_id, pending_old, removed_needed, stats.get(PENDING, 0), ops, updates
+        )
+        for op in in_progress_new:
+            old = ops.get(op.operation_id)
+            if old is not None and old.state == PENDING and op.operation_id not in removed:
+                raise _Unproven(f"operation {op.operation_id} started but stayed pending")
+        departed = (in_progress_old | removed) - set(updates)
+        if departed:
+            await self._resolve_departed(orch_id, previous, departed, stats, updates)
+
+        predicted: dict[str, Operation] = {}
+        for op_id, op in ops.items():
+            if op_id in updates:
+                predicted[op_id] = updates[op_id]
+            elif op_id not in departed:
+                predicted[op_id] = op
+        for op_id, op in updates.items():
+            if op_id not in ops:
+                predicted[op_id] = op
+        computed = operation_stats((op.runtime_id, op.state) for op in predicted.values())
+        if computed != stats:
+            raise _Unproven(f"counts do not add up (KEB {stats}, predicted {computed})")
+        closing = await self.keb.get_orchestration(orch_id)
+        if (closing.state, closing.description, dict(closing.operation_stats or {})) != (
+            orch.state,
+            orch.description,
+            stats,
+        ):
+            raise _Unproven("the orchestration moved while it was being read")
+        return Observation(closing, predicted)
+
+    async def _pending_removals(
+        self,
+        orch_id: str,
+        pending_old: list[str],
+        removed_needed: int,
+        pending_now: int,
+        previous: Mapping[str, Operation],
+        updates: dict[str, Operation],
+    ) -> set[str]:
+        """Which previously pending operations are no longer pending.
+
+        KEB lists are oldest first and a pending list only loses members (new operations would
+        have made it grow, which is excluded before). So page ``k`` shows the survivors among
+        a prefix of the old pending list: once the prefix accounts for every removal, the rest
+        of the list is unchanged and need not be read.
+        """
+        if removed_needed == 0:
+            return set()
+        position = {op_id: i for i, op_id in enumerate(pending_old)}
+        budget = max(1, math.ceil(len(previous) / PAGE_SIZE) // 2)
+        seen: set[str] = set()
+        last = -1
+        page_no = 1
+        while True:
+            if page_no > budget:
+                raise _Unproven("pending removals are spread over too many pages")
+            page = await self.keb.list_operations_page(
+                orch_id, page=page_no, page_size=PAGE_SIZE, states=[PENDING]
+            )
+            if page.total_count != pending_now:
+                raise _Unproven("the pending count changed while reading")
+            for op in page.items:
+                index = position.get(op.operation_id)
+                if index is None or index <= last:
+                    raise _Unproven("the pending list is not the old one minus removals")
+                last = index
+                seen.add(op.operation_id)
+                if op != previous[op.operation_id]:
+                    updates[op.operation_id] = op  # e.g. "Operation retry triggered"
+            removed_before = last + 1 - len(seen)
+            if removed_before == removed_needed:
+                return set(pending_old[: last + 1]) - seen
+            if removed_before > removed_needed:
+                raise _Unproven("more pending operations left than the counts say")
+            if not page.items or len(seen) >= page.total_count:
+                rest = set(pending_old) - seen
+                if len(rest) != removed_needed:
+                    raise _Unproven("pending removals do not match the counts")
+                return rest
+            page_no += 1
+
+    async def _resolve_departed(
+        self,
+        orch_id: str,
+        previous: Snapshot,
+        departed: set[str],
+        stats: Mapping[str, int],
+        updates: dict[str, Operation],
+    ) -> None:
+        """Find the terminal state of operations that left pending/in progress.
+
+        ``succeeded`` and ``canceled`` are plain counts, so their deltas tell how many went
+        where; ``failed`` is de-duplicated and only checked at the end. Failed operations are
+        always read (their description is the failure reason); when the deltas say everything
+        succeeded (or was canceled) nothing more is read.
+        """
+        before = state_counts(previous.operations)
+        ops = previous.operations
+        n = len(departed)
+        to_succeeded = stats.get(SUCCEEDED, 0) - before.get(SUCCEEDED, 0)
+        to_canceled = stats.get(CANCELED, 0) - before.get(CANCELED, 0)
+        for state, delta in ((SUCCEEDED, to_succeeded), (CANCELED, to_canceled)):
+            if delta == n:
+                for op_id in departed:
+                    updates[op_id] = replace(ops[op_id], state=state)
+                return
+        if to_succeeded < 0 or to_canceled < 0 or to_succeeded + to_canceled > n:
+            raise _Unproven("terminal counts went down")
+        failed_pages = math.ceil((before.get(FAILED, 0) + n) / PAGE_SIZE)
+        canceled_pages = math.ceil(stats.get(CANCELED, 0) / PAGE_SIZE) if to_canceled else 0
+        if n <= failed_pages + canceled_pages:
+            details = await asyncio.gather(*(self._get_or_none(orch_id, i) for i in departed))
+            for op_id, op in zip(departed, details, strict=True):
+                if op is None:
+                    raise _Unproven(f"operation {op_id} vanished")
+                updates[op_id] = op
+            return
+        found: dict[str, Operation] = {}
+        for state in (FAILED, CANCELED) if to_canceled else (FAILED,):
+            for op in await self.keb.list_operations(orch_id, [state]):
+                if op.operation_id in departed:
+                    found[op.operation_id] = op
+        for op_id in departed:
+            updates[op_id] = found.get(op_id) or replace(ops[op_id], state=SUCCEEDED)

@@ -1,0 +1,171 @@
+"""One poll cycle over everything tracked.
+
+For each tracked orchestration (a bounded number at a time): load the snapshot head, observe
+KEB as cheaply as can be proven correct (:mod:`watcher.observer`), diff (:mod:`watcher.diff`),
+derive notification intents (a policy), and commit snapshot, transitions and intents in one
+transaction (:meth:`watcher.store.Store.commit_diff`). A failure to poll one orchestration is
+recorded against it and never touches its snapshot, so the next cycle recovers with nothing
+lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from watcher.diff import Diff, NotFound, diff
+from watcher.errors import KebError
+from watcher.intents import Intent
+from watcher.models import is_terminal_orchestration
+from watcher.observer import KebReader, Mode, Observer
+from watcher.store import Store, Tracked
+
+log = logging.getLogger("watcher.service")
+
+#: Turns what one cycle found for one orchestration into notification intents.
+Policy = Callable[[Diff, Tracked, datetime], Sequence[Intent]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What happened to one orchestration in one cycle."""
+
+    orchestration_id: str
+    mode: Mode | None
+    transitions: int = 0
+    rows: int = 0
+    error: str | None = None
+    reason: str = ""
+    state: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    cycle_id: int
+    started: datetime
+    seconds: float
+    results: list[PollResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[PollResult]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def transitions(self) -> int:
+        return sum(r.transitions for r in self.results)
+
+    @property
+    def rows(self) -> int:
+        return sum(r.rows for r in self.results)
+
+
+class Engine:
+    """Polls tracked orchestrations and records what changed."""
+
+    def __init__(
+        self,
+        store: Store,
+        keb: KebReader,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        full_sweep_every: float = 1800.0,
+        concurrency: int = 4,
+        policy: Policy | None = None,
+    ) -> None:
+        self.store = store
+        self.observer = Observer(keb)
+        self.clock = clock
+        self.full_sweep_every = timedelta(seconds=full_sweep_every)
+        self.concurrency = concurrency
+        self.policy = policy
+
+    async def poll_once(self) -> CycleReport:
+        """Exactly one cycle over every tracked, unfinished orchestration."""
+        started = self.clock()
+        t0 = time.perf_counter()
+        cycle_id = self.store.begin_cycle(started)
+        due = self.store.due()
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(tracked: Tracked) -> PollResult:
+            async with gate:
+                return await self.poll_orchestration(tracked, cycle_id)
+
+        results = list(await asyncio.gather(*(one(t) for t in due)))
+        report = CycleReport(cycle_id, started, time.perf_counter() - t0, results)
+        self.store.finish_cycle(
+            cycle_id,
+            self.clock(),
+            polled=len(results),
+            failed=len(report.failed),
+            requests=0,
+            transitions=report.transitions,
+        )
+        return report
+
+    async def poll_orchestration(self, tracked: Tracked, cycle_id: int | None) -> PollResult:
+        orch_id = tracked.orchestration_id
+        head = self.store.load_head(orch_id)
+        now = self.clock()
+        force_full = (
+            tracked.last_full_sweep_at is None
+            or now - tracked.last_full_sweep_at >= self.full_sweep_every
+        )
+        try:
+            outcome = await self.observer.observe(
+                head, lambda: self.store.load_snapshot(head), force_full=force_full
+            )
+        except KebError as exc:
+            message = str(exc)
+            log.warning("orchestration %s: poll failed: %s", orch_id, message)
+            self.store.record_failure(orch_id, message, self.clock())
+            return PollResult(orch_id, None, error=message)
+        now = self.clock()
+        state = head.orchestration.state if head.orchestration else None
+        if outcome.observation is None:
+            return PollResult(orch_id, outcome.mode, reason=outcome.reason, state=state)
+        assert outcome.previous is not None
+        result = diff(outcome.previous, outcome.observation, now)
+        intents = list(self.policy(result, tracked, now)) if self.policy else []
+        snap = result.snapshot
+        terminal = isinstance(outcome.observation, NotFound) or (
+            snap.orchestration is not None and is_terminal_orchestration(snap.orchestration.state)
+        )
+        finished = terminal and not intents and self.store.pending_for(orch_id) == 0
+        rows = self.store.commit_diff(
+            result,
+            now=now,
+            cycle_id=cycle_id,
+            full_sweep=outcome.mode == "full",
+            intents=intents,
+            finished=finished,
+            reorder=outcome.reorder,
+        )
+        log.info(
+            "orchestration %s: %s (%s), %d transitions, %d rows",
+            orch_id,
+            outcome.mode,
+            outcome.reason,
+            len(result.transitions),
+            rows,
+        )
+        return PollResult(
+            orch_id,
+            outcome.mode,
+            transitions=len(result.transitions),
+            rows=rows,
+            reason=outcome.reason,
+            state=snap.orchestration.state if snap.orchestration else None,
+        )

@@ -1,0 +1,622 @@
+"""SQLite persistence: tracked orchestrations, snapshots, transitions and the outbox.
+
+The database is opened in WAL mode so that readers (``watcher list``, ``history``) never block
+the poller. Schema changes are numbered migrations recorded in ``PRAGMA user_version``.
+
+Correctness rule: for one orchestration in one cycle, the snapshot, its transitions and the
+notification intents derived from them are written in **one** transaction
+(:meth:`Store.commit_diff`). A crash before the commit leaves the old snapshot, so the next
+cycle finds the same changes again; a crash after it has recorded everything. Transition and
+intent keys are unique, so nothing can be recorded twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import sqlite_utils
+
+from watcher.diff import Diff, Snapshot, Transition, TransitionKind
+from watcher.errors import StoreError
+from watcher.intents import Intent
+from watcher.models import Operation, Orchestration, operation_stats
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema.
+    """
+    CREATE TABLE tracked (
+        orchestration_id TEXT PRIMARY KEY,
+        channel TEXT,
+        tracked_at TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 1,
+        untracked_at TEXT,
+        finished_at TEXT,
+        last_attempt_at TEXT,
+        last_success_at TEXT,
+        last_error TEXT,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        last_full_sweep_at TEXT
+    );
+    CREATE TABLE orchestrations (
+        orchestration_id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        state TEXT NOT NULL,
+        description TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        expected_stats TEXT NOT NULL,
+        operation_count INTEGER NOT NULL,
+        revision INTEGER NOT NULL,
+        not_found INTEGER NOT NULL DEFAULT 0,
+        observed_at TEXT NOT NULL
+    );
+    CREATE TABLE operations (
+        id INTEGER PRIMARY KEY,
+        orchestration_id TEXT NOT NULL,
+        operation_id TEXT NOT NULL,
+        runtime_id TEXT NOT NULL,
+        shoot_name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        description TEXT NOT NULL,
+        plan_name TEXT NOT NULL,
+        plan_id TEXT NOT NULL,
+        global_account_id TEXT NOT NULL,
+        sub_account_id TEXT NOT NULL,
+        dry_run INTEGER NOT NULL,
+        window_begin TEXT NOT NULL,
+        window_end TEXT NOT NULL,
+        extra TEXT,
+        UNIQUE (orchestration_id, operation_id)
+    );
+    CREATE TABLE transitions (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        orchestration_id TEXT NOT NULL,
+        cycle_id INTEGER,
+        kind TEXT NOT NULL,
+        at TEXT NOT NULL,
+        operation_id TEXT,
+        runtime_id TEXT NOT NULL,
+        shoot_name TEXT NOT NULL,
+        from_state TEXT,
+        to_state TEXT,
+        via TEXT NOT NULL,
+        description TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX transitions_by_orchestration ON transitions (orchestration_id, id);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        orchestration_id TEXT,
+        kind TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        channel TEXT,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        sent_at TEXT,
+        slack_channel TEXT,
+        slack_ts TEXT
+    );
+    CREATE INDEX outbox_by_status ON outbox (status, priority, id);
+    CREATE TABLE cycles (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        polled INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        requests INTEGER NOT NULL DEFAULT 0,
+        transitions INTEGER NOT NULL DEFAULT 0
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_OP_COLUMNS = (
+    "orchestration_id, operation_id, runtime_id, shoot_name, state, description, plan_name, "
+    "plan_id, global_account_id, sub_account_id, dry_run, window_begin, window_end, extra"
+)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _from_iso(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    """A tracked orchestration with what we last knew of it (for ``list`` and the poller)."""
+
+    orchestration_id: str
+    channel: str | None
+    tracked_at: datetime
+    active: bool
+    finished_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    last_full_sweep_at: datetime | None
+    state: str | None
+    description: str | None
+    type: str | None
+    counts: Mapping[str, int]
+    operation_count: int
+    not_found: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotHead:
+    """The orchestration part of a snapshot, cheap to load: enough to decide that nothing
+    changed without reading thousands of operation rows."""
+
+    orchestration_id: str
+    orchestration: Orchestration | None
+    expected_stats: Mapping[str, int] | None
+    operation_count: int
+    revision: int
+    not_found: bool
+
+
+def _operation_row(orch_id: str, op: Operation) -> tuple[Any, ...]:
+    return (
+        orch_id,
+        op.operation_id,
+        op.runtime_id,
+        op.shoot_name,
+        op.state,
+        op.description,
+        op.plan_name,
+        op.plan_id,
+        op.global_account_id,
+        op.sub_account_id,
+        int(op.dry_run),
+        op.window.begin,
+        op.window.end,
+        json.dumps(dict(op.extra)) if op.extra else None,
+    )
+
+
+def _operation_from_row(row: Sequence[Any]) -> Operation:
+    from watcher.models import MaintenanceWindow
+
+    extra = row[13]
+    return Operation(
+        operation_id=row[1],
+        orchestration_id=row[0],
+        runtime_id=row[2],
+        shoot_name=row[3],
+        state=row[4],
+        description=row[5],
+        plan_name=row[6],
+        plan_id=row[7],
+        global_account_id=row[8],
+        sub_account_id=row[9],
+        dry_run=bool(row[10]),
+        window=MaintenanceWindow(row[11], row[12]),
+        extra=MappingProxyType(json.loads(extra)) if extra else MappingProxyType({}),
+    )
+
+
+def _transition_from_row(row: Mapping[str, Any]) -> Transition:
+    return Transition(
+        kind=TransitionKind(row["kind"]),
+        orchestration_id=row["orchestration_id"],
+        key=row["key"],
+        at=datetime.fromisoformat(row["at"]),
+        operation_id=row["operation_id"],
+        runtime_id=row["runtime_id"],
+        shoot_name=row["shoot_name"],
+        from_state=row["from_state"],
+        to_state=row["to_state"],
+        via=tuple(json.loads(row["via"])),
+        description=row["description"],
+        detail=json.loads(row["detail"]),
+    )
+
+
+class Store:
+    """One SQLite database. Not thread-safe: use it from one thread (the event loop's)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            self.db = sqlite_utils.Database(conn)
+            if self.path != ":memory:":
+                self.db.enable_wal()
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open database: {exc}") from exc
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection = self.db.conn
+        return conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: database schema {version} is newer than this keb-watcher "
+                f"understands ({SCHEMA_VERSION}); upgrade keb-watcher"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            # Not executescript(): it commits first, and a migration must be all or nothing.
+            with self.transaction() as conn:
+                for statement in _MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number + 1}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any exception."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot start a transaction: {exc}") from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: commit failed: {exc}") from exc
+
+    # -- tracking -------------------------------------------------------------------------
+
+    def track(self, ids: Iterable[str], channel: str | None, now: datetime) -> list[str]:
+        """Start (or resume) tracking. Returns the IDs that were not tracked before.
+
+        Re-tracking a known orchestration resumes polling without a new baseline: its
+        snapshot and history are kept.
+        """
+        new: list[str] = []
+        with self.transaction() as conn:
+            for orch_id in ids:
+                row = conn.execute(
+                    "SELECT active, finished_at FROM tracked WHERE orchestration_id = ?",
+                    (orch_id,),
+                ).fetchone()
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO tracked (orchestration_id, channel, tracked_at) "
+                        "VALUES (?, ?, ?)",
+                        (orch_id, channel, _iso(now)),
+                    )
+                    new.append(orch_id)
+                    continue
+                conn.execute(
+                    "UPDATE tracked SET active = 1, untracked_at = NULL, finished_at = NULL, "
+                    "channel = COALESCE(?, channel) WHERE orchestration_id = ?",
+                    (channel, orch_id),
+                )
+        return new
+
+    def untrack(self, ids: Iterable[str], now: datetime) -> list[str]:
+        """Stop polling; history is kept. Returns the IDs that were not tracked."""
+        unknown: list[str] = []
+        with self.transaction() as conn:
+            for orch_id in ids:
+                cur = conn.execute(
+                    "UPDATE tracked SET active = 0, untracked_at = ? WHERE orchestration_id = ?",
+                    (_iso(now), orch_id),
+                )
+                if cur.rowcount == 0:
+                    unknown.append(orch_id)
+        return unknown
+
+    def tracked(self, *, include_inactive: bool = False) -> list[Tracked]:
+        sql = (
+            "SELECT t.*, o.state, o.description, o.type, o.expected_stats, o.operation_count, "
+            "o.not_found FROM tracked t LEFT JOIN orchestrations o USING (orchestration_id)"
+        )
+        if not include_inactive:
+            sql += " WHERE t.active = 1"
+        sql += " ORDER BY t.tracked_at, t.orchestration_id"
+        out = []
+        for row in self.db.query(sql):
+            out.append(
+                Tracked(
+                    orchestration_id=row["orchestration_id"],
+                    channel=row["channel"],
+                    tracked_at=datetime.fromisoformat(row["tracked_at"]),
+                    active=bool(row["active"]),
+                    finished_at=_from_iso(row["finished_at"]),
+                    last_success_at=_from_iso(row["last_success_at"]),
+                    last_error=row["last_error"],
+                    consecutive_failures=row["consecutive_failures"],
+                    last_full_sweep_at=_from_iso(row["last_full_sweep_at"]),
+                    state=row["state"],
+                    description=row["description"],
+                    type=row["type"],
+                    counts=self._counts(row["orchestration_id"]) if row["state"] else {},
+                    operation_count=row["operation_count"] or 0,
+                    not_found=bool(row["not_found"]),
+                )
+            )
+        return out
+
+    def due(self) -> list[Tracked]:
+        """Tracked orchestrations the next cycle polls: active and not finished."""
+        return [t for t in self.tracked() if t.finished_at is None]
+
+    def _counts(self, orch_id: str) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT state, COUNT(*) FROM operations WHERE orchestration_id = ? GROUP BY state",
+            (orch_id,),
+        ).fetchall()
+        return {state: count for state, count in sorted(rows)}
+
+    def is_known(self, orch_id: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM tracked WHERE orchestration_id = ? "
+            "UNION SELECT 1 FROM transitions WHERE orchestration_id = ? LIMIT 1",
+            (orch_id, orch_id),
+        ).fetchone()
+        return row is not None
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    def load_head(self, orch_id: str) -> SnapshotHead:
+        row = self.conn.execute(
+            "SELECT raw, expected_stats, operation_count, revision, not_found "
+            "FROM orchestrations WHERE orchestration_id = ?",
+            (orch_id,),
+        ).fetchone()
+        if row is None:
+            return SnapshotHead(orch_id, None, None, 0, 0, False)
+        return SnapshotHead(
+            orch_id,
+            Orchestration.from_json(json.loads(row[0])),
+            json.loads(row[1]),
+            row[2],
+            row[3],
+            bool(row[4]),
+        )
+
+    def load_snapshot(self, head: SnapshotHead) -> Snapshot:
+        """The full snapshot: the head plus every operation, in KEB order."""
+        rows = self.conn.execute(
+            f"SELECT {_OP_COLUMNS} FROM operations WHERE orchestration_id = ? ORDER BY id",
+            (head.orchestration_id,),
+        ).fetchall()
+        operations = {row[1]: _operation_from_row(row) for row in rows}
+        return Snapshot(
+            head.orchestration_id, head.orchestration, operations, head.revision, head.not_found
+        )
+
+    def commit_diff(
+        self,
+        result: Diff,
+        *,
+        now: datetime,
+        cycle_id: int | None,
+        full_sweep: bool,
+        intents: Sequence[Intent] = (),
+        finished: bool = False,
+        reorder: bool = False,
+    ) -> int:
+        """Write the new snapshot, its transitions and intents in one transaction.
+
+        ``reorder`` rewrites every operation row so that row order follows KEB's order again
+        (after a full sweep found it differs). Returns the number of rows written.
+        """
+        snap = result.snapshot
+        orch_id = snap.orchestration_id
+        orch = snap.orchestration
+        rows = 0
+        with self.transaction() as conn:
+            if orch is not None:
+                expected = operation_stats(
+                    (op.runtime_id, op.state) for op in snap.operations.values()
+                )
+                conn.execute(
+                    "INSERT INTO orchestrations (orchestration_id, type, state, description, raw, "
+                    "expected_stats, operation_count, revision, not_found, observed_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (orchestration_id) DO UPDATE SET type = excluded.type, "
+                    "state = excluded.state, description = excluded.description, "
+                    "raw = excluded.raw, expected_stats = excluded.expected_stats, "
+                    "operation_count = excluded.operation_count, revision = excluded.revision, "
+                    "not_found = excluded.not_found, observed_at = excluded.observed_at",
+                    (
+                        orch_id,
+                        orch.type,
+                        orch.state,
+                        orch.description,
+                        json.dumps(orch.to_json(), separators=(",", ":")),
+                        json.dumps(expected),
+                        len(snap.operations),
+                        snap.revision,
+                        int(snap.not_found),
+                        _iso(now),
+                    ),
+                )
+                rows += 1
+            if reorder:
+                conn.execute("DELETE FROM operations WHERE orchestration_id = ?", (orch_id,))
+                changed: Iterable[Operation] = snap.operations.values()
+            else:
+                changed = result.changed
+            if result.removed:
+                conn.executemany(
+                    "DELETE FROM operations WHERE orchestration_id = ? AND operation_id = ?",
+                    [(orch_id, op_id) for op_id in result.removed],
+                )
+                rows += len(result.removed)
+            cur = conn.executemany(
+                f"INSERT INTO operations ({_OP_COLUMNS}) VALUES ({', '.join('?' * 14)}) "
+                "ON CONFLICT (orchestration_id, operation_id) DO UPDATE SET "
+                "runtime_id = excluded.runtime_id, shoot_name = excluded.shoot_name, "
+                "state = excluded.state, description = excluded.description, "
+                "plan_name = excluded.plan_name, plan_id = excluded.plan_id, "
+                "global_account_id = excluded.global_account_id, "
+                "sub_account_id = excluded.sub_account_id, dry_run = excluded.dry_run, "
+                "window_begin = excluded.window_begin, window_end = excluded.window_end, "
+                "extra = excluded.extra",
+                [_operation_row(orch_id, op) for op in changed],
+            )
+            rows += max(cur.rowcount, 0)
+            rows += self._insert_transitions(conn, result.transitions, cycle_id)
+            rows += self._insert_intents(conn, intents, now)
+            conn.execute(
+                "UPDATE tracked SET last_attempt_at = ?1, last_success_at = ?1, "
+                "last_error = NULL, consecutive_failures = 0, "
+                "last_full_sweep_at = CASE WHEN ?2 THEN ?1 ELSE last_full_sweep_at END, "
+                "finished_at = CASE WHEN ?3 THEN ?1 ELSE NULL END "
+                "WHERE orchestration_id = ?4",
+                (_iso(now), int(full_sweep), int(finished), orch_id),
+            )
+            rows += 1
+        return rows
+
+    @staticmethod
+    def _insert_transitions(
+        conn: sqlite3.Connection, transitions: Sequence[Transition], cycle_id: int | None
+    ) -> int:
+        cur = conn.executemany(
+            "INSERT INTO transitions (key, orchestration_id, cycle_id, kind, at, operation_id, "
+            "runtime_id, shoot_name, from_state, to_state, via, description, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    t.key,
+                    t.orchestration_id,
+                    cycle_id,
+                    t.kind.value,
+                    _iso(t.at),
+                    t.operation_id,
+                    t.runtime_id,
+                    t.shoot_name,
+                    t.from_state,
+                    t.to_state,
+                    json.dumps(list(t.via)),
+                    t.description,
+                    json.dumps(dict(t.detail)),
+                )
+                for t in transitions
+            ],
+        )
+        return max(cur.rowcount, 0)
+
+    @staticmethod
+    def _insert_intents(conn: sqlite3.Connection, intents: Sequence[Intent], now: datetime) -> int:
+        cur = conn.executemany(
+            "INSERT INTO outbox (key, orchestration_id, kind, priority, channel, payload, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+            [
+                (
+                    i.key,
+                    i.orchestration_id,
+                    i.kind,
+                    i.priority,
+                    i.channel,
+                    json.dumps(dict(i.payload), default=str),
+                    _iso(now),
+                )
+                for i in intents
+            ],
+        )
+        return max(cur.rowcount, 0)
+
+    def record_failure(self, orch_id: str, error: str, now: datetime) -> None:
+        """Remember that polling this orchestration failed; its snapshot is untouched."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE tracked SET last_attempt_at = ?, last_error = ?, "
+                "consecutive_failures = consecutive_failures + 1 WHERE orchestration_id = ?",
+                (_iso(now), error, orch_id),
+            )
+
+    def mark_finished(self, orch_id: str, now: datetime) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE tracked SET finished_at = ? WHERE orchestration_id = ?",
+                (_iso(now), orch_id),
+            )
+
+    # -- history --------------------------------------------------------------------------
+
+    def history(self, orch_id: str) -> list[Transition]:
+        """Every recorded transition of one orchestration, oldest first."""
+        return [
+            _transition_from_row(row)
+            for row in self.db.query(
+                "SELECT * FROM transitions WHERE orchestration_id = ? ORDER BY id", [orch_id]
+            )
+        ]
+
+    # -- cycles ---------------------------------------------------------------------------
+
+    def begin_cycle(self, now: datetime) -> int:
+        with self.transaction() as conn:
+            cur = conn.execute("INSERT INTO cycles (started_at) VALUES (?)", (_iso(now),))
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    def finish_cycle(
+        self,
+        cycle_id: int,
+        now: datetime,
+        *,
+        polled: int,
+        failed: int,
+        requests: int,
+        transitions: int,
+    ) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE cycles SET finished_at = ?, polled = ?, failed = ?, requests = ?, "
+                "transitions = ? WHERE id = ?",
+                (_iso(now), polled, failed, requests, transitions, cycle_id),
+            )
+
+    # -- outbox ---------------------------------------------------------------------------
+
+    def outbox(self, *, statuses: Sequence[str] = ("pending",)) -> list[dict[str, Any]]:
+        marks = ", ".join("?" * len(statuses))
+        return list(
+            self.db.query(
+                f"SELECT * FROM outbox WHERE status IN ({marks}) ORDER BY priority, id",
+                list(statuses),
+            )
+        )
+
+    def pending_for(self, orch_id: str) -> int:
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM outbox WHERE orchestration_id = ? AND status = 'pending'",
+            (orch_id,),
+        ).fetchone()
+        return int(row[0])
