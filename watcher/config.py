@@ -1,0 +1,680 @@
+"""The configuration: a TOML file (see ``config.example.toml``), the environment, and defaults.
+
+:func:`load_config` reads the file with :mod:`tomllib`, substitutes ``${VAR}`` from the
+environment in every string (``$${`` is a literal ``${``), checks every key against the frozen
+dataclasses below and returns a :class:`Config`. Anything wrong raises one
+:class:`~watcher.errors.ConfigError` whose one-line message names the file and the dotted key
+(or the environment variable)::
+
+    watcher.toml: poll.intervall: unknown key (did you mean 'interval'?)
+    watcher.toml: keb.token: ${KEB_TOKEN} names an unset environment variable
+
+Secrets (``keb.token``, ``slack.token``, ``slack.webhook_url``) are :class:`Secret` values that
+print as ``***``; no message, ``repr`` or :func:`describe` line ever shows them.
+
+Relative paths are resolved against the directory holding the config file, so a cron job finds
+the same database from any working directory. ``~`` is expanded.
+
+Each setting is declared once, as a dataclass field whose metadata says how to read it
+(``kind``); the loader, :func:`describe` and the tests that keep ``config.example.toml``
+complete all work from those declarations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hmac
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from apscheduler.triggers.cron import CronTrigger
+
+from watcher.durations import format_duration, parse_duration, type_phrase
+from watcher.errors import ConfigError
+from watcher.models import KNOWN_STATES
+
+__all__ = [
+    "NOTIFICATION_KINDS",
+    "ORCHESTRATION_TYPES",
+    "SECTIONS",
+    "Config",
+    "KebConfig",
+    "PollConfig",
+    "Secret",
+    "ServiceConfig",
+    "SlackConfig",
+    "StorageConfig",
+    "TemplatesConfig",
+    "config_from_env",
+    "default_config_path",
+    "describe",
+    "load_config",
+]
+
+#: Notification kinds that ``[slack] routes`` may send to their own channel.
+NOTIFICATION_KINDS: Final = (
+    "tracking_started",
+    "progress",
+    "failure_digest",
+    "state_changed",
+    "finished",
+    "not_found",
+    "keb_unhealthy",
+    "keb_recovered",
+)
+#: Orchestration types KEB creates (``keb-api.md`` §3.1), for ``poll.discover_types``.
+ORCHESTRATION_TYPES: Final = ("upgradeCluster", "upgradeKyma")
+#: ``kcp`` accepts ``inprogress`` for the state with a space (``keb-api.md`` §4.1).
+_STATE_ALIASES: Final = {"inprogress": "in progress"}
+
+
+class Secret:
+    """A secret string that never shows itself: ``str``, ``repr`` and ``format`` give ``***``.
+
+    >>> token = Secret("xoxb-123")
+    >>> f"{token} {token!r}", token.reveal(), bool(Secret(""))
+    ('*** ***', 'xoxb-123', False)
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that sends it (an HTTP header)."""
+        return self._value
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __repr__(self) -> str:
+        return "***"
+
+    def __format__(self, format_spec: str) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def _kind(kind: str, **rules: Any) -> Mapping[str, Any]:
+    """Field metadata: how the loader reads the value (``kind``) and extra ``rules``."""
+    return {"kind": kind, **rules}
+
+
+def _empty_mapping() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class KebConfig:
+    """Where KEB is and how to authenticate: at most one of the three token sources."""
+
+    url: str = field(metadata=_kind("url"))  #: http(s), stored without a trailing slash
+    token: Secret | None = field(default=None, metadata=_kind("secret"))
+    token_file: Path | None = field(default=None, metadata=_kind("path"))
+    token_command: str | None = field(default=None, metadata=_kind("text"))
+    timeout: float = field(default=30.0, metadata=_kind("duration", positive=True))
+    concurrency: int = field(default=8, metadata=_kind("count"))
+    retries: int = field(default=4, metadata=_kind("count"))
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """The SQLite database, and how long history outlives tracking (seconds)."""
+
+    path: Path = field(default=Path("watcher.db"), metadata=_kind("path"))
+    retention: float = field(default=30 * 86400.0, metadata=_kind("duration"))
+
+
+@dataclass(frozen=True, slots=True)
+class PollConfig:
+    """When and what to poll. ``interval`` and ``cron`` are alternatives; times in seconds.
+
+    ``alert_after``: KEB unreachable or rejecting for longer than this gives one alert.
+    ``full_sweep_every`` ``0`` means every cycle. Empty ``discover_*`` tuples mean "any".
+    """
+
+    interval: float = field(default=60.0, metadata=_kind("duration", positive=True))
+    cron: str | None = field(default=None, metadata=_kind("cron"))
+    jitter: float = field(default=5.0, metadata=_kind("duration"))
+    full_sweep_every: float = field(default=1800.0, metadata=_kind("duration"))
+    concurrency: int = field(default=4, metadata=_kind("count"))  #: orchestrations at once
+    discover: bool = field(default=False, metadata=_kind("bool"))
+    discover_states: tuple[str, ...] = field(default=(), metadata=_kind("states"))
+    discover_types: tuple[str, ...] = field(default=(), metadata=_kind("types"))
+    alert_after: float = field(default=600.0, metadata=_kind("duration"))
+
+
+@dataclass(frozen=True, slots=True)
+class SlackConfig:
+    """Bot token mode (``token`` + ``channel``, optional ``routes``) or ``webhook_url`` mode.
+
+    ``routes`` maps a kind of :data:`NOTIFICATION_KINDS` to the channel that gets it.
+    """
+
+    token: Secret | None = field(default=None, metadata=_kind("secret"))
+    channel: str | None = field(default=None, metadata=_kind("channel"))  #: name or ID
+    webhook_url: Secret | None = field(default=None, metadata=_kind("secret_url"))
+    base_url: str = field(default="https://slack.com/api/", metadata=_kind("base_url"))
+    routes: Mapping[str, str] = field(default_factory=_empty_mapping, metadata=_kind("routes"))
+    max_attempts: int = field(default=8, metadata=_kind("count"))
+
+
+@dataclass(frozen=True, slots=True)
+class TemplatesConfig:
+    """A directory of templates that override the packaged ones, file by file."""
+
+    dir: Path | None = field(default=None, metadata=_kind("path"))
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """The HTTP endpoint of ``watcher run`` (``host:port``) and when it reports ready."""
+
+    listen: str | None = field(default=None, metadata=_kind("listen"))
+    ready_after_intervals: float = field(default=3.0, metadata=_kind("number"))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything keb-watcher is configured with. ``source`` is the file, if any.
+
+    ``origins`` maps each dotted key to where its value came from (``file``,
+    ``file, ${VAR}``, ``env KEB_URL``, ``default``), for :func:`describe`.
+    """
+
+    keb: KebConfig
+    storage: StorageConfig
+    poll: PollConfig
+    slack: SlackConfig
+    templates: TemplatesConfig
+    service: ServiceConfig
+    source: Path | None
+    origins: Mapping[str, str] = field(default_factory=_empty_mapping, repr=False, compare=False)
+
+
+#: The file's sections and the dataclass each one fills, in file order.
+SECTIONS: Final[Mapping[str, type[Any]]] = MappingProxyType(
+    {
+        "keb": KebConfig,
+        "storage": StorageConfig,
+        "poll": PollConfig,
+        "slack": SlackConfig,
+        "templates": TemplatesConfig,
+        "service": ServiceConfig,
+    }
+)
+#: Variables that stand in for the file's keb.url/keb.token (PRODUCT.md, command-line contract).
+_ENV_KEYS: Final = {"KEB_URL": "keb.url", "KEB_TOKEN": "keb.token"}
+
+
+def default_config_path(env: Mapping[str, str]) -> Path:
+    """``$WATCHER_CONFIG`` when set and not empty, else ``./watcher.toml``."""
+    return _expand_user(env.get("WATCHER_CONFIG") or "watcher.toml", env)
+
+
+def load_config(
+    path: Path | None,
+    env: Mapping[str, str],
+    *,
+    require_file: bool = True,
+    env_overrides: bool = False,
+) -> Config:
+    """Read, check and return the configuration; raise :class:`ConfigError` on any problem.
+
+    ``path`` ``None`` means :func:`default_config_path`. ``env`` is the environment (pass
+    ``os.environ``), read for ``${VAR}`` and, with ``env_overrides``, for ``KEB_URL`` and
+    ``KEB_TOKEN``, which then win over the file's ``keb.url`` and ``keb.token`` (``KEB_TOKEN``
+    also replaces a ``token_file`` or ``token_command``). With ``require_file=False`` a missing
+    file is no error when ``KEB_URL`` is set: the result is :func:`config_from_env`.
+    """
+    path = default_config_path(env) if path is None else path
+    label = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        if not require_file and env.get("KEB_URL"):
+            return config_from_env(env)
+        hint = "" if require_file else " (or set KEB_URL and KEB_TOKEN)"
+        raise ConfigError(f"{label}: cannot read: {exc.strerror}{hint}") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read: {exc.strerror or exc}") from None
+    document = _parse_toml(data, label)
+    overrides = {}
+    if env_overrides:
+        overrides = {key: var for var, key in _ENV_KEYS.items() if env.get(var)}
+    loader = _Loader(label, env, Path(os.path.abspath(path)).parent, overrides)
+    return loader.load(document, source=Path(os.path.abspath(path)))
+
+
+def config_from_env(env: Mapping[str, str]) -> Config:
+    """A configuration with no file: ``KEB_URL`` (required), ``KEB_TOKEN`` and defaults.
+
+    Relative default paths are resolved against the working directory.
+    """
+    if not env.get("KEB_URL"):
+        raise ConfigError("KEB_URL: not set (needed when there is no config file)")
+    overrides = {key: var for var, key in _ENV_KEYS.items() if env.get(var)}
+    return _Loader(None, env, Path.cwd(), overrides).load({}, source=None)
+
+
+def _parse_toml(data: bytes, label: str) -> dict[str, Any]:
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{label}: line {line}: invalid TOML: not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # Python 3.11's TOMLDecodeError carries the position only in its message.
+        message = str(exc)
+        found = re.search(r" \(at line (\d+), column \d+\)$", message)
+        if found:
+            line, message = int(found[1]), message[: found.start()]
+        else:
+            line, message = text.count("\n") + 1, message.removesuffix(" (at end of document)")
+        raise ConfigError(f"{label}: line {line}: invalid TOML: {message}") from None
+
+
+_REFERENCE: Final = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+_VARIABLE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CHANNEL_ID: Final = re.compile(r"[CGD][A-Z0-9]{6,}")
+_CHANNEL_NAME: Final = re.compile(r"#?[\w.-]{1,80}")
+_HOST: Final = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+class _Loader:
+    """One load: checks the document against :data:`SECTIONS` and builds the dataclasses."""
+
+    def __init__(
+        self, label: str | None, env: Mapping[str, str], base: Path, overrides: dict[str, str]
+    ) -> None:
+        self.label = label
+        self.env = env
+        self.base = base
+        self.overrides = overrides  # dotted key -> the environment variable that replaces it
+        self.origins: dict[str, str] = {}
+
+    def where(self, key: str) -> str:
+        if key in self.overrides:
+            return self.overrides[key]
+        return f"{self.label}: {key}" if self.label else key
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.where(key)}: {problem}")
+
+    def load(self, document: dict[str, Any], *, source: Path | None) -> Config:
+        self.check_names(document)
+        # A value the environment replaces is not read, so its ${VAR} need not be set.
+        replaced = set(self.overrides)
+        if "keb.token" in replaced:
+            replaced |= {"keb.token_file", "keb.token_command"}
+        tables = {
+            name: {
+                key: value
+                if f"{name}.{key}" in replaced
+                else self.interpolate(f"{name}.{key}", value)
+                for key, value in table.items()
+            }
+            for name, table in document.items()
+        }
+        self.check_token_sources(tables.get("keb", {}))
+        self.apply_overrides(tables.setdefault("keb", {}))
+        sections = {name: self.section(name, tables.get(name, {})) for name in SECTIONS}
+        return Config(**sections, source=source, origins=MappingProxyType(self.origins))
+
+    # -- names, variables and the environment ------------------------------------------------
+
+    def check_names(self, document: dict[str, Any]) -> None:
+        for name, table in document.items():
+            if name not in SECTIONS:
+                what = "section" if isinstance(table, dict) else "key"
+                raise self.error(name, f"unknown {what}{_suggest(name, list(SECTIONS), keys=True)}")
+            if not isinstance(table, dict):
+                raise self.error(name, f"expected a table [{name}], got {type_phrase(table)}")
+            known = [f.name for f in dataclasses.fields(SECTIONS[name])]
+            for key in table:
+                if key not in known:
+                    raise self.error(
+                        f"{name}.{key}", f"unknown key{_suggest(key, known, keys=True)}"
+                    )
+
+    def interpolate(self, key: str, value: Any) -> Any:
+        """Substitute ``${VAR}`` in every string of ``value`` and record where it came from."""
+        used: dict[str, None] = {}
+        result = self._substitute(key, value, used)
+        self.origins[key] = "".join(["file", *(f", ${{{name}}}" for name in used)])
+        return result
+
+    def _substitute(self, key: str, value: Any, used: dict[str, None]) -> Any:
+        if isinstance(value, list):
+            return [self._substitute(key, item, used) for item in value]
+        if isinstance(value, dict):
+            return {k: self._substitute(f"{key}.{k}", v, used) for k, v in value.items()}
+        if not isinstance(value, str):
+            return value
+
+        def replace(match: re.Match[str]) -> str:
+            if match[0] == "$${":
+                return "${"
+            name = match[1]
+            if name is None:
+                raise self.error(key, "unterminated '${' (write '$${' for a literal '${')")
+            if not _VARIABLE.fullmatch(name):
+                raise self.error(key, "bad '${...}' reference (a variable name is A-Z, 0-9, _)")
+            if name not in self.env:
+                raise self.error(key, f"${{{name}}} names an unset environment variable")
+            used[name] = None
+            return self.env[name]
+
+        return _REFERENCE.sub(replace, value)
+
+    def check_token_sources(self, keb: dict[str, Any]) -> None:
+        sources = [key for key in ("token", "token_file", "token_command") if key in keb]
+        if len(sources) > 1:
+            first, second = sources[:2]
+            raise self.error(
+                f"keb.{second}",
+                f"cannot be combined with keb.{first} (set one of keb.token, keb.token_file, "
+                "keb.token_command)",
+            )
+
+    def apply_overrides(self, keb: dict[str, Any]) -> None:
+        for key, var in self.overrides.items():
+            name = key.removeprefix("keb.")
+            over = ", overrides the file" if name in keb else ""
+            keb[name] = self.env[var]
+            self.origins[key] = f"env {var}{over}"
+            if key == "keb.token":
+                for other in ("token_file", "token_command"):
+                    if keb.pop(other, None) is not None:
+                        self.origins[f"keb.{other}"] = f"ignored: {var} is set"
+
+    # -- values ------------------------------------------------------------------------------
+
+    def section(self, name: str, table: dict[str, Any]) -> Any:
+        values: dict[str, Any] = {}
+        for spec in dataclasses.fields(SECTIONS[name]):
+            key = f"{name}.{spec.name}"
+            if spec.name in table:
+                values[spec.name] = self.convert(key, spec.metadata, table[spec.name])
+                continue
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                raise self.error(key, "required key missing")
+            self.origins.setdefault(key, "default")
+            if spec.metadata["kind"] == "path" and spec.default is not None:
+                values[spec.name] = self.path(key, str(spec.default))
+        self.check_section(name, table, values)
+        return SECTIONS[name](**values)
+
+    def check_section(self, name: str, table: dict[str, Any], values: dict[str, Any]) -> None:
+        if name == "poll" and "interval" in table and "cron" in table:
+            raise self.error("poll.cron", "cannot be combined with poll.interval (set one)")
+        if name != "slack":
+            return
+        if "token" in values and "webhook_url" in values:
+            raise self.error(
+                "slack.webhook_url", "cannot be combined with slack.token (bot token or webhook)"
+            )
+        if "token" in values and "channel" not in values:
+            raise self.error("slack.channel", "required key missing (slack.token is set)")
+        for key in ("channel", "routes"):
+            if values.get(key) and "token" not in values:
+                raise self.error(
+                    f"slack.{key}", "only used with slack.token (a webhook has its own channel)"
+                )
+
+    def convert(self, key: str, meta: Mapping[str, Any], value: Any) -> Any:
+        kind = meta["kind"]
+        if kind == "secret":
+            return Secret(self.text(key, value))
+        if kind == "secret_url":
+            return Secret(self.url(key, value, secret=True))
+        if kind == "url":
+            return self.url(key, value).rstrip("/")
+        if kind == "base_url":
+            return self.url(key, value).rstrip("/") + "/"
+        if kind == "text":
+            return self.text(key, value)
+        if kind == "path":
+            return self.path(key, self.text(key, value))
+        if kind == "duration":
+            seconds = parse_duration(value, key=self.where(key))
+            if meta.get("positive") and seconds <= 0:
+                raise self.error(key, f"must be more than 0s, got {value!r}")
+            return seconds
+        if kind in ("count", "number", "bool"):
+            return self.scalar(key, kind, value)
+        if kind == "cron":
+            return self.cron(key, self.text(key, value))
+        if kind == "channel":
+            return self.channel(key, value)
+        if kind in ("states", "types"):
+            return self.choices(key, kind, value)
+        if kind == "routes":
+            return self.routes(key, value)
+        if kind == "listen":
+            return self.listen(key, self.text(key, value))
+        raise AssertionError(f"{key}: no reader for kind {kind!r}")
+
+    def text(self, key: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self.error(key, f"expected a string, got {type_phrase(value)}")
+        if not value.strip():
+            raise self.error(key, "must not be empty")
+        return value
+
+    def url(self, key: str, value: Any, *, secret: bool = False) -> str:
+        text = self.text(key, value)
+        try:
+            parts = urlsplit(text)
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+            valid = valid and parts.port != 0 and not any(c.isspace() for c in text)
+        except ValueError:  # bad IPv6 literal or port
+            valid = False
+        shown = " (value hidden)" if secret else f", got {_redact_url(text)!r}"
+        if not valid:
+            raise self.error(key, f"expected an http(s) URL with a host{shown}")
+        if parts.query or parts.fragment:
+            raise self.error(key, f"must not have a query or fragment{shown}")
+        return text
+
+    def path(self, key: str, text: str) -> Path:
+        path = _expand_user(text, self.env)
+        return path if path.is_absolute() else Path(os.path.normpath(self.base / path))
+
+    def scalar(self, key: str, kind: str, value: Any) -> Any:
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise self.error(key, f"expected true or false, got {type_phrase(value)}")
+            return value
+        allowed = int if kind == "count" else (int, float)
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            wanted = "an integer" if kind == "count" else "a number"
+            raise self.error(key, f"expected {wanted}, got {type_phrase(value)}")
+        if not value > 0 or value == float("inf"):
+            raise self.error(key, f"must be more than 0, got {value!r}")
+        return value if kind == "count" else float(value)
+
+    def cron(self, key: str, text: str) -> str:
+        try:
+            CronTrigger.from_crontab(text, timezone=UTC)
+        except ValueError as exc:
+            raise self.error(key, f"bad cron expression {text!r} ({exc})") from None
+        return text
+
+    def channel(self, key: str, value: Any) -> str:
+        text = self.text(key, value)
+        if _CHANNEL_ID.fullmatch(text):
+            return text
+        if not _CHANNEL_NAME.fullmatch(text):
+            raise self.error(
+                key, f"bad channel {text!r} (a name like '#kyma-upgrades' or an ID like 'C0123ABC')"
+            )
+        if text != text.lower():
+            raise self.error(key, f"bad channel {text!r} (Slack channel names are lowercase)")
+        return text
+
+    def choices(self, key: str, kind: str, value: Any) -> tuple[str, ...]:
+        known = KNOWN_STATES if kind == "states" else ORCHESTRATION_TYPES
+        noun = "state" if kind == "states" else "orchestration type"
+        if not isinstance(value, list):
+            raise self.error(key, f"expected a list of strings, got {type_phrase(value)}")
+        chosen: list[str] = []
+        for item in value:
+            if not isinstance(item, str):
+                raise self.error(key, f"expected a list of strings, got {type_phrase(item)} in it")
+            item = _STATE_ALIASES.get(item, item) if kind == "states" else item
+            if item not in known:
+                hint = _suggest(item, list(known)) or f" (known: {', '.join(known)})"
+                raise self.error(key, f"unknown {noun} {item!r}{hint}")
+            if item not in chosen:
+                chosen.append(item)
+        return tuple(chosen)
+
+    def routes(self, key: str, value: Any) -> Mapping[str, str]:
+        if not isinstance(value, dict):
+            raise self.error(key, f"expected a table of kind = channel, got {type_phrase(value)}")
+        for kind in value:
+            if kind not in NOTIFICATION_KINDS:
+                hint = _suggest(kind, list(NOTIFICATION_KINDS))
+                hint = hint or f" (known: {', '.join(NOTIFICATION_KINDS)})"
+                raise self.error(f"{key}.{kind}", f"unknown notification kind{hint}")
+        return MappingProxyType({k: self.channel(f"{key}.{k}", v) for k, v in value.items()})
+
+    def listen(self, key: str, text: str) -> str:
+        host, colon, port = text.rpartition(":")
+        problem = None
+        if not colon or not host:
+            problem = "expected host:port, e.g. 127.0.0.1:9464, or 0.0.0.0:9464 for every interface"
+        elif not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            problem = "the port must be a number from 1 to 65535"
+        elif host.startswith("[") and host.endswith("]"):
+            problem = None if _is_ipv6(host[1:-1]) else "bad IPv6 address in brackets"
+        elif ":" in host:
+            problem = "write an IPv6 address in brackets, e.g. [::1]:9464"
+        elif not _HOST.fullmatch(host):
+            problem = "bad host name"
+        if problem:
+            raise self.error(key, f"bad address {text!r} ({problem})")
+        return text
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _suggest(word: str, candidates: list[str], *, keys: bool = False) -> str:
+    """`` (did you mean 'interval'?)`` for a close candidate, else an empty string.
+
+    With ``keys``, a key that exists in another section is suggested with its section.
+    """
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    if not keys:
+        return ""
+    elsewhere = [
+        f"{name}.{spec.name}"
+        for name, cls in SECTIONS.items()
+        for spec in dataclasses.fields(cls)
+        if spec.name == word
+    ]
+    return f" (did you mean {elsewhere[0]!r}?)" if elsewhere else ""
+
+
+def _expand_user(text: str, env: Mapping[str, str]) -> Path:
+    """Expand a leading ``~`` with ``$HOME`` from ``env`` (``~user`` as the OS does)."""
+    if text == "~" or text.startswith("~/"):
+        home = env.get("HOME") or str(Path.home())
+        return Path(home + text[1:])
+    return Path(os.path.expanduser(text))
+
+
+def _redact_url(text: str) -> str:
+    """``text`` with any ``user:password@`` replaced by ``***@``."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return "***" if "@" in text else text
+    if "@" not in parts.netloc:
+        return text
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+
+
+def describe(config: Config) -> list[str]:
+    """One line per effective setting, for ``watcher check-config``; secrets show as ``***``.
+
+    Each setting line reads ``key = value  (origin)``, e.g.
+    ``poll.interval        = 1m  (default)``.
+    """
+    origins = config.origins
+    variables = sorted(
+        {name for origin in origins.values() for name in re.findall(r"\$\{(\w+)\}", origin)}
+        | {origin.split()[1] for origin in origins.values() if origin.startswith("env ")}
+    )
+    lines = [
+        f"config file: {config.source}"
+        if config.source
+        else "config file: none (settings from the environment and defaults)"
+    ]
+    if variables:
+        lines.append(f"environment variables used: {', '.join(variables)}")
+    rows: list[tuple[str, str, str]] = []
+    for name in SECTIONS:
+        section = getattr(config, name)
+        for spec in dataclasses.fields(section):
+            key = f"{name}.{spec.name}"
+            origin = origins.get(key, "")
+            if key == "poll.interval" and config.poll.cron is not None:
+                origin = "; ".join(filter(None, [origin, "unused: poll.cron is set"]))
+            shown = _show(getattr(section, spec.name), spec.metadata["kind"])
+            rows.append((key, shown, f"  ({origin})" if origin else ""))
+    width = max(len(key) for key, _, _ in rows)
+    lines.extend(f"{key.ljust(width)} = {shown}{origin}" for key, shown, origin in rows)
+    return lines
+
+
+def _show(value: Any, kind: str) -> str:
+    if value is None:
+        return "(not set)"
+    if isinstance(value, Secret):
+        return "***"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if kind == "duration":
+        return format_duration(value)
+    if kind in ("states", "types"):
+        return ", ".join(value) or "(any)"
+    if kind == "routes":
+        return ", ".join(f"{k} -> {v}" for k, v in value.items()) or "(none)"
+    if kind in ("url", "base_url"):
+        return _redact_url(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
