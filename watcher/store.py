@@ -286,6 +286,9 @@ class Store:
             raise StoreError(f"{self.path}: cannot start a transaction: {exc}") from exc
         try:
             yield conn
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: write failed, nothing was changed: {exc}") from exc
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -577,6 +580,14 @@ class Store:
                 "SELECT * FROM transitions WHERE orchestration_id = ? ORDER BY id", [orch_id]
             )
         ]
+
+    def transitions_after(self, last_id: int) -> tuple[int, list[Transition]]:
+        """Transitions recorded after row ``last_id`` (all orchestrations), and the new last
+        row ID: lets a follower print what each cycle recorded."""
+        rows = list(self.db.query("SELECT * FROM transitions WHERE id > ? ORDER BY id", [last_id]))
+        if not rows:
+            return last_id, []
+        return int(rows[-1]["id"]), [_transition_from_row(row) for row in rows]
 
     # -- cycles ---------------------------------------------------------------------------
 
