@@ -279,7 +279,7 @@ class Observer:
         for state, delta in ((SUCCEEDED, to_succeeded), (CANCELED, to_canceled)):
             if delta == n:
                 for op_id in departed:
-                    updates[op_id] = replace(ops[op_id], state=state)
+                    updates[op_id] = _inferred(ops[op_id], state)
                 return
         if to_succeeded < 0 or to_canceled < 0 or to_succeeded + to_canceled > n:
             raise _Unproven("terminal counts went down")
@@ -298,4 +298,11 @@ class Observer:
                 if op.operation_id in departed:
                     found[op.operation_id] = op
         for op_id in departed:
-            updates[op_id] = found.get(op_id) or replace(ops[op_id], state=SUCCEEDED)
+            updates[op_id] = found.get(op_id) or _inferred(ops[op_id], SUCCEEDED)
+
+
+def _inferred(op: Operation, state: str) -> Operation:
+    """An operation whose new state was proven by counting, not read: its description is
+    unknown until the next full sweep (the final one, when the orchestration ends, at the
+    latest), so it is left empty rather than showing the stale one."""
+    return replace(op, state=state, description="")

@@ -1,0 +1,265 @@
+"""The ``watcher`` command line: thin click commands over :mod:`watcher.app`.
+
+Every error is a :class:`watcher.errors.WatcherError` printed as one line on stderr with its
+exit code (2 for usage and configuration, 1 otherwise); ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from watcher import report
+from watcher.app import Watcher
+from watcher.config import Config, describe, load_config
+from watcher.demo import demo_command
+from watcher.errors import WatcherError
+from watcher.sim_cli import sim_command
+
+T = TypeVar("T")
+
+OUTPUT = click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Plain text for people, JSON for scripts.",
+)
+
+
+class Context:
+    """What the group passes to its commands."""
+
+    def __init__(self, config_path: Path | None, debug: bool) -> None:
+        self.config_path = config_path
+        self.debug = debug
+
+    def config(self, *, keb_env: bool = False) -> Config:
+        """The configuration; with ``keb_env``, KEB_URL/KEB_TOKEN win and no file is needed."""
+        return load_config(
+            self.config_path, os.environ, require_file=not keb_env, env_overrides=keb_env
+        )
+
+    def watcher(self, *, keb_env: bool = False) -> Watcher:
+        return Watcher(self.config(keb_env=keb_env))
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"watcher: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Configuration file [default: $WATCHER_CONFIG, else ./watcher.toml].",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("--verbose", "-v", is_flag=True, help="Log what each poll does.")
+@click.version_option(package_name="keb-watcher")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, debug: bool, verbose: bool) -> None:
+    """Follow Kyma Environment Broker upgrade orchestrations.
+
+    \b
+    Try it with no setup at all:
+      watcher demo
+    Then against your KEB:
+      watcher --config watcher.toml track 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11
+      watcher poll && watcher history 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11
+    """
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = Context(config_path, debug)
+
+
+@main.command()
+@click.argument("ids", nargs=-1, required=True, metavar="ID...")
+@click.option("--channel", help="Slack channel for this orchestration (name or ID).")
+@click.pass_obj
+def track(obj: Context, ids: tuple[str, ...], channel: str | None) -> None:
+    """Start tracking orchestrations; the next poll takes a baseline.
+
+    \b
+    Example:
+      watcher track 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11 --channel '#kyma-upgrades'
+    """
+    with obj.watcher() as app:
+        new = app.track(ids, channel)
+    for orch_id in ids:
+        note = "tracking" if orch_id in new else "tracking again (history kept)"
+        click.echo(f"{orch_id}: {note}")
+
+
+@main.command()
+@click.argument("ids", nargs=-1, required=True, metavar="ID...")
+@click.pass_obj
+def untrack(obj: Context, ids: tuple[str, ...]) -> None:
+    """Stop tracking orchestrations (their history is kept).
+
+    \b
+    Example:
+      watcher untrack 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11
+    """
+    with obj.watcher() as app:
+        unknown = app.untrack(ids)
+    for orch_id in ids:
+        click.echo(f"{orch_id}: {'was not tracked' if orch_id in unknown else 'untracked'}")
+    if unknown:
+        sys.exit(1)
+
+
+@main.command(name="list")
+@OUTPUT
+@click.pass_obj
+def list_(obj: Context, output: str) -> None:
+    """Tracked orchestrations with their last known state and counts.
+
+    \b
+    Example:
+      watcher list --output json
+    """
+    with obj.watcher() as app:
+        items = app.tracked()
+    if output == "json":
+        emit_json([report.tracked_json(item) for item in items])
+    else:
+        click.echo("\n".join(report.tracked_lines(items)))
+
+
+@main.command()
+@click.argument("orchestration_id", metavar="ID")
+@OUTPUT
+@click.pass_obj
+def status(obj: Context, orchestration_id: str, output: str) -> None:
+    """Fetch one orchestration from KEB now and summarise it.
+
+    Works without a config file when KEB_URL and KEB_TOKEN are set.
+
+    \b
+    Example:
+      KEB_URL=https://kyma-env-broker.example.com KEB_TOKEN=... watcher status 5a3f1f5e-...
+    """
+    with obj.watcher(keb_env=True) as app:
+        orch = run(app.status(orchestration_id))
+    if output == "json":
+        emit_json(orch.to_json())
+    else:
+        click.echo("\n".join(report.orchestration_lines(orch)))
+
+
+@main.command()
+@click.argument("orchestration_id", metavar="ID")
+@OUTPUT
+@click.pass_obj
+def history(obj: Context, orchestration_id: str, output: str) -> None:
+    """The recorded transitions of one orchestration, oldest first.
+
+    \b
+    Example:
+      watcher history 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11 --output json
+    """
+    with obj.watcher() as app:
+        items = app.history(orchestration_id)
+    if output == "json":
+        emit_json([report.transition_json(t) for t in items])
+    else:
+        click.echo("\n".join(report.history_lines(items)))
+
+
+@main.command()
+@click.pass_obj
+def poll(obj: Context) -> None:
+    """Run exactly one cycle over everything tracked, then exit.
+
+    Exits 1 when a tracked orchestration could not be polled (the reason is printed; the
+    next poll catches up with nothing lost).
+
+    \b
+    Example (crontab):
+      */2 * * * * watcher --config /etc/keb-watcher/watcher.toml poll
+    """
+    with obj.watcher() as app:
+        cycle = run(app.poll())
+    for result in cycle.results:
+        if result.ok:
+            click.echo(
+                f"{result.orchestration_id}: {result.state or '-'}, "
+                f"{result.transitions} transitions ({result.mode}: {result.reason})"
+            )
+    for result in cycle.failed:
+        click.echo(f"watcher: {result.orchestration_id}: {result.error}", err=True)
+    if not cycle.results:
+        click.echo("nothing to poll (track an orchestration first)")
+    if cycle.failed:
+        sys.exit(1)
+
+
+@main.command(name="check-config")
+@click.option("--online", is_flag=True, help="Also reach KEB with the configured token.")
+@click.pass_obj
+def check_config(obj: Context, online: bool) -> None:
+    """Validate the configuration and show the effective settings (secrets hidden).
+
+    \b
+    Example:
+      watcher --config watcher.toml check-config --online
+    """
+    config = obj.config()
+    for line in describe(config):
+        click.echo(line)
+    if online:
+        from watcher.app import keb_client
+
+        async def reach() -> int:
+            async with keb_client(config) as keb:
+                return len(await keb.list_orchestrations())
+
+        count = run(reach())
+        click.echo(f"KEB: reachable, token accepted, {count} orchestrations")
+    click.echo("configuration OK")
+
+
+main.add_command(sim_command, name="sim")
+main.add_command(demo_command, name="demo")
+
+
+def entrypoint() -> None:
+    """Console-script entry: map our errors to one line and an exit code."""
+    debug = "--debug" in sys.argv
+    try:
+        main.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        fail("interrupted", 130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except WatcherError as exc:
+        if debug:
+            raise
+        fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

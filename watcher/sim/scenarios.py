@@ -1,0 +1,233 @@
+"""Named worlds for the simulator: which orchestrations exist and how they will unfold.
+
+A scenario is data only; :class:`watcher.sim.world.Simulator` plays it. All durations are
+virtual seconds. Every scenario orchestration is created at or before the scenario epoch, so
+its ID is known as soon as the simulator is constructed; ``start_delay`` staggers when each
+one leaves ``pending``.
+
+Timing facts the defaults follow (keb-api.md §9): the provisioner's shoot upgrade takes minutes
+to about 30 min; the orchestration manager notices cancels and retries within about a minute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Final, Literal
+
+#: Where every scenario's virtual clock starts.
+EPOCH: Final = datetime(2024, 5, 14, 8, 0, 0, tzinfo=UTC)
+
+#: KEB prefixes provisioner failures with this (``upgrade_cluster_step.go``, keb-api.md §4.3).
+PROVISIONER_PREFIX: Final = "provisioner client returns failed status: "
+REASON_RECONCILE: Final = (
+    PROVISIONER_PREFIX + "Operation failed: last error: shoot reconciliation timed out"
+)
+REASON_QUOTA: Final = (
+    PROVISIONER_PREFIX + 'Operation failed: last error: task "Waiting until shoot worker nodes '
+    'have been reconciled" failed: QuotaExceeded: quota exceeded for machine type '
+    "Standard_D4_v3 in region westeurope"
+)
+#: The 3 h status timeout is reported without the provisioner prefix (keb-api.md §4.3).
+REASON_TIMEOUT: Final = "operation has reached the time limit: 3h0m0s"
+REASON_K8S_VERSION: Final = (
+    PROVISIONER_PREFIX + "Operation failed: last error: kubernetes version not supported: "
+    "1.28.9 is not in the cloud profile's list of supported versions"
+)
+ALL_REASONS: Final = (REASON_RECONCILE, REASON_QUOTA, REASON_TIMEOUT, REASON_K8S_VERSION)
+
+ActionKind = Literal["cancel", "retry"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedAction:
+    """A cancel or retry the scenario performs by itself, exactly one trigger set.
+
+    * ``at``: virtual seconds after the epoch;
+    * ``after_done_fraction``: once this fraction of the orchestration's operations finished
+      (dropped if the orchestration ends first);
+    * ``after_terminal``: this many seconds after the orchestration first becomes terminal.
+    """
+
+    kind: ActionKind
+    at: float | None = None
+    after_done_fraction: float | None = None
+    after_terminal: float | None = None
+
+    def __post_init__(self) -> None:
+        triggers = [self.at, self.after_done_fraction, self.after_terminal]
+        if sum(t is not None for t in triggers) != 1:
+            raise ValueError(f"scripted {self.kind} needs exactly one trigger")
+
+
+@dataclass(frozen=True, slots=True)
+class OrchestrationSpec:
+    """How one orchestration behaves: size, pace, outcome and scripted user actions.
+
+    ``failure_rate`` is turned into an exact count (``round(rate * ops)``) of operations chosen
+    at random; their descriptions cycle through ``reasons`` so every reason occurs. Retried
+    operations fail with ``retry_failure_rate``. ``window_hours`` are the UTC begin hours of
+    the targeted runtimes' 4-hour maintenance windows (cycled); ``None`` picks typical ones.
+    """
+
+    ops: int
+    workers: int
+    duration: tuple[float, float] = (120.0, 300.0)
+    failure_rate: float = 0.0
+    reasons: tuple[str, ...] = (REASON_RECONCILE,)
+    retry_failure_rate: float = 0.0
+    created: float = 0.0
+    start_delay: float = 10.0
+    schedule: Literal["now", "immediate"] = "now"
+    maintenance_window: bool = False
+    window_hours: tuple[int, ...] | None = None
+    dry_run: bool = False
+    notification: bool = False
+    retry_year0_windows: bool = False
+    kubernetes_version: str = "1.28.9"
+    plans: tuple[str, ...] = ("azure", "aws", "gcp")
+    actions: tuple[ScriptedAction, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.created > 0:
+            raise ValueError("scenario orchestrations are created at or before the epoch")
+        if self.ops < 0 or self.workers < 1:
+            raise ValueError("ops must be >= 0 and workers >= 1")
+        if not 0.0 <= self.failure_rate <= 1.0 or not self.reasons:
+            raise ValueError("failure_rate must be in [0, 1] with at least one reason")
+
+
+#: The behaviour of orchestrations created through ``POST /upgrade/cluster``.
+POSTED_PROFILE: Final = OrchestrationSpec(
+    ops=0,
+    workers=1,
+    duration=(120.0, 300.0),
+    failure_rate=0.05,
+    reasons=ALL_REASONS,
+    start_delay=5.0,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioSpec:
+    """A named world: its orchestrations (in creation order) plus spare runtimes.
+
+    ``spare_runtimes`` exist in the inventory without being targeted by any scenario
+    orchestration, so ``POST /upgrade/cluster`` has something to resolve.
+    """
+
+    name: str
+    description: str
+    orchestrations: tuple[OrchestrationSpec, ...]
+    spare_runtimes: int = 24
+    epoch: datetime = field(default=EPOCH)
+
+
+_SMALL = OrchestrationSpec(
+    ops=12, workers=3, duration=(200.0, 340.0), schedule="immediate", created=-1.0
+)
+_FAILURES = OrchestrationSpec(
+    ops=200,
+    workers=20,
+    duration=(150.0, 330.0),
+    failure_rate=0.15,
+    reasons=ALL_REASONS,
+    created=-1.0,
+)
+_CANCEL = OrchestrationSpec(
+    ops=60,
+    workers=3,
+    duration=(120.0, 280.0),
+    notification=True,
+    created=-1.0,
+    actions=(ScriptedAction("cancel", after_done_fraction=0.25),),
+)
+_RETRY = OrchestrationSpec(
+    ops=20,
+    workers=5,
+    duration=(150.0, 300.0),
+    failure_rate=0.15,
+    reasons=(REASON_RECONCILE, REASON_QUOTA),
+    schedule="immediate",
+    retry_year0_windows=True,
+    window_hours=(22, 4, 2, 0),
+    created=-1.0,
+    actions=(ScriptedAction("retry", after_terminal=120.0),),
+)
+_MAINTENANCE = OrchestrationSpec(
+    ops=30,
+    workers=5,
+    duration=(300.0, 900.0),
+    maintenance_window=True,
+    window_hours=(8, 9, 10, 11, 12),
+    created=-1.0,
+)
+_DRY_RUN = OrchestrationSpec(ops=8, workers=4, duration=(20.0, 60.0), dry_run=True)
+
+
+def _demo() -> tuple[OrchestrationSpec, ...]:
+    return (
+        replace(_SMALL, created=-5.0, start_delay=10.0),
+        replace(_FAILURES, ops=60, workers=10, created=-4.0, start_delay=30.0),
+        replace(_CANCEL, created=-3.0, start_delay=60.0),
+        replace(_RETRY, created=-2.0, start_delay=90.0),
+        replace(_DRY_RUN, created=-1.0, start_delay=120.0),
+    )
+
+
+def _large() -> tuple[OrchestrationSpec, ...]:
+    return tuple(
+        OrchestrationSpec(
+            ops=2000,
+            workers=50,
+            duration=(1800.0, 3600.0),
+            failure_rate=0.03,
+            reasons=ALL_REASONS,
+            start_delay=0.0,
+            created=-float(40 - i),
+        )
+        for i in range(40)
+    )
+
+
+SCENARIOS: Final[dict[str, ScenarioSpec]] = {
+    spec.name: spec
+    for spec in (
+        ScenarioSpec(
+            "small",
+            "1 orchestration, 12 operations, 3 workers, all succeed (~20 virtual min)",
+            (_SMALL,),
+        ),
+        ScenarioSpec(
+            "failures",
+            "1 orchestration, 200 operations, 20 workers, ~15% fail over 4 reasons",
+            (_FAILURES,),
+        ),
+        ScenarioSpec(
+            "cancel",
+            "1 orchestration, 60 operations, canceled after ~25% are done",
+            (_CANCEL,),
+        ),
+        ScenarioSpec(
+            "retry",
+            "1 orchestration, 20 operations, 3 fail, retried 2 min after it fails",
+            (_RETRY,),
+        ),
+        ScenarioSpec(
+            "maintenance",
+            "1 orchestration, 30 operations waiting for maintenance windows",
+            (_MAINTENANCE,),
+        ),
+        ScenarioSpec(
+            "demo",
+            "small, failures, cancel, retry and a dry run together (~30 virtual min)",
+            _demo(),
+        ),
+        ScenarioSpec(
+            "large",
+            "40 orchestrations x 2,000 operations, 50 workers each, all in progress",
+            _large(),
+            spare_runtimes=0,
+        ),
+    )
+}

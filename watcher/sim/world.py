@@ -1,0 +1,269 @@
+"""The simulated KEB as one thread-safe object: clock, ground truth and KEB's API as calls.
+
+:class:`Simulator` wraps the event-driven :class:`~watcher.sim.engine.Engine` with
+
+* a clock: with ``speed=None`` virtual time moves only through :meth:`Simulator.advance`; with
+  ``speed=60.0`` it runs 60x real time from construction and every public call first catches
+  the world up to virtual now;
+* one re-entrant lock, because the HTTP threads and the caller's thread share the world;
+* KEB's read and write API as methods returning the exact JSON objects KEB serves (keb-api.md
+  §2.1-§2.7) and raising :class:`~watcher.sim.api.SimApiError` with KEB's status and text;
+* the ground truth (:meth:`Simulator.truth`) that a watcher's observations are judged by.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from watcher.errors import UsageError
+from watcher.models import TERMINAL_ORCHESTRATION_STATES
+from watcher.sim.api import operation_not_found, validate_upgrade
+from watcher.sim.engine import Engine
+from watcher.sim.faults import Faults
+from watcher.sim.inventory import US_PER_SECOND
+from watcher.sim.records import TruthEvent, format_us, from_us
+from watcher.sim.scenarios import SCENARIOS, ScenarioSpec
+from watcher.sim.tokens import make_token
+
+
+class Simulator:
+    """A KEB 1.8.12-1.15.0 orchestration backend in memory, playing a scenario.
+
+    Same scenario, seed and sequence of calls (in manual-clock mode) give the same world, IDs
+    included: every random choice comes from one ``random.Random(seed)``.
+    """
+
+    def __init__(
+        self,
+        scenario: ScenarioSpec,
+        *,
+        seed: int = 1,
+        speed: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if speed is not None and speed <= 0:
+            raise ValueError(f"speed must be positive or None, got {speed!r}")
+        self.scenario = scenario
+        self.seed = seed
+        self.speed = speed
+        self.faults = Faults(seed)
+        #: A token the simulator's gateway accepts (``orchestrationsAdmin``, far-future exp).
+        self.token = make_token()
+        self._lock = threading.RLock()
+        self._engine = Engine(scenario, seed)
+        self._clock = clock
+        self._jump_us = 0
+        self._wall_start = clock()
+
+    @classmethod
+    def from_scenario(cls, name: str, *, seed: int = 1, speed: float | None = None) -> Simulator:
+        """A simulator playing ``SCENARIOS[name]``; :class:`UsageError` for an unknown name."""
+        spec = SCENARIOS.get(name)
+        if spec is None:
+            raise UsageError(f"unknown scenario {name!r}; choose one of: {', '.join(SCENARIOS)}")
+        return cls(spec, seed=seed, speed=speed)
+
+    # --- clock ----------------------------------------------------------------------------
+
+    def _sync(self) -> None:
+        if self.speed is not None:
+            elapsed = self._clock() - self._wall_start
+            offset = self._jump_us + int(elapsed * self.speed * US_PER_SECOND)
+            self._engine.run_until(self._engine.epoch_us + offset)
+
+    @property
+    def now(self) -> datetime:
+        """Current virtual time (aware UTC)."""
+        with self._lock:
+            self._sync()
+            return from_us(self._engine.now_us)
+
+    @property
+    def epoch(self) -> datetime:
+        """Where the virtual clock started."""
+        return self.scenario.epoch
+
+    def advance(self, seconds: float) -> int:
+        """Move virtual time forward and process due events; returns operation state changes.
+
+        Counted are operation truth events whose state differs from the previous one (creation
+        and vanishing included, description-only changes not). With a ``speed``, this jumps the
+        running clock ahead.
+        """
+        if seconds < 0:
+            raise ValueError(f"cannot advance by a negative duration: {seconds}")
+        with self._lock:
+            engine = self._engine
+            before = engine.op_changes
+            delta = round(seconds * US_PER_SECOND)
+            if self.speed is None:
+                engine.run_until(engine.now_us + delta)
+            else:
+                self._jump_us += delta
+                self._sync()
+            return engine.op_changes - before
+
+    def next_event_in(self) -> float | None:
+        """Virtual seconds until the next scheduled event, ``None`` when nothing is scheduled."""
+        with self._lock:
+            self._sync()
+            events = self._engine.events
+            if not events:
+                return None
+            return max(0.0, (events[0][0] - self._engine.now_us) / US_PER_SECOND)
+
+    def run_until_finished(self, limit: float = 30 * 86_400.0) -> int:
+        """Jump from event to event until :meth:`all_finished` or ``limit`` virtual seconds.
+
+        Returns the operation state changes, like :meth:`advance`.
+        """
+        changes = 0
+        with self._lock:
+            engine = self._engine
+            deadline = engine.now_us + round(limit * US_PER_SECOND)
+            while engine.events and not self.all_finished():
+                due = engine.events[0][0]
+                if due > deadline:
+                    break
+                changes += self.advance(max(0, due - engine.now_us) / US_PER_SECOND)
+        return changes
+
+    # --- ground truth -----------------------------------------------------------------------
+
+    def orchestration_ids(self) -> list[str]:
+        """IDs of all orchestrations, oldest first (KEB's list order)."""
+        with self._lock:
+            self._sync()
+            return list(self._engine.orchs)
+
+    def orchestration_state(self, orchestration_id: str) -> str:
+        """The orchestration's state right now (``SimNotFound`` for an unknown ID)."""
+        with self._lock:
+            self._sync()
+            return self._engine.get(orchestration_id).state
+
+    def truth(self, orchestration_id: str) -> list[TruthEvent]:
+        """Every change of the orchestration and of its operations, in the order it happened.
+
+        Unknown IDs raise :class:`~watcher.sim.api.SimNotFound` (a ``LookupError``).
+        """
+        with self._lock:
+            self._sync()
+            rows = self._engine.get(orchestration_id).truth
+            return [
+                TruthEvent(from_us(t), orchestration_id, op_id, runtime, old, new, desc)
+                for t, op_id, runtime, old, new, desc in rows
+            ]
+
+    def all_finished(self) -> bool:
+        """Every orchestration terminal and no scripted cancel or retry still to come."""
+        with self._lock:
+            self._sync()
+            return self._engine.pending_actions == 0 and all(
+                o.state in TERMINAL_ORCHESTRATION_STATES for o in self._engine.orchs.values()
+            )
+
+    def state_summary(self) -> dict[str, Any]:
+        """What ``GET /_sim/state`` shows: clock, and state and counts per orchestration."""
+        with self._lock:
+            self._sync()
+            return {
+                "scenario": self.scenario.name,
+                "seed": self.seed,
+                "speed": self.speed,
+                "now": format_us(self._engine.now_us),
+                "allFinished": self.all_finished(),
+                "nextEventIn": self.next_event_in(),
+                "orchestrations": [
+                    {
+                        "orchestrationID": o.orchestration_id,
+                        "state": o.state,
+                        "description": o.description,
+                        "operations": len(o.ops),
+                        "operationStats": o.stats(),
+                    }
+                    for o in self._engine.orchs.values()
+                ],
+            }
+
+    # --- KEB read API -----------------------------------------------------------------------
+
+    def list_orchestrations(
+        self, page: int = 1, page_size: int = 100, states: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """``StatusResponseList``: oldest first, exact-literal state filter (§2.1)."""
+        with self._lock:
+            self._sync()
+            items = list(self._engine.orchs.values())
+            if states:
+                wanted = set(states)
+                items = [o for o in items if o.state in wanted]
+            start = (page - 1) * page_size
+            data = [o.to_json(with_stats=False) for o in items[start : start + page_size]]
+            return {"data": data, "count": len(data), "totalCount": len(items)}
+
+    def get_orchestration(self, orchestration_id: str) -> dict[str, Any]:
+        """``StatusResponse`` with ``operationStats`` (§2.2)."""
+        with self._lock:
+            self._sync()
+            return self._engine.get(orchestration_id).to_json(with_stats=True)
+
+    def list_operations(
+        self,
+        orchestration_id: str,
+        page: int = 1,
+        page_size: int = 100,
+        states: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """``OperationResponseList`` in creation order (§2.3); O(page) without a filter."""
+        with self._lock:
+            self._sync()
+            ops = self._engine.get(orchestration_id).ops
+            if states:
+                wanted = set(states)
+                ops = [op for op in ops if op.state in wanted]
+            start = (page - 1) * page_size
+            data = [op.to_json() for op in ops[start : start + page_size]]
+            return {"data": data, "count": len(data), "totalCount": len(ops)}
+
+    def get_operation(self, orchestration_id: str, operation_id: str) -> dict[str, Any]:
+        """``OperationDetailResponse``; like KEB, the operation may belong to another one."""
+        with self._lock:
+            self._sync()
+            self._engine.get(orchestration_id)
+            op = self._engine.ops.get(operation_id)
+            if op is None:
+                raise operation_not_found(operation_id)
+            return op.detail_json()
+
+    # --- KEB mutations ----------------------------------------------------------------------
+
+    def create_upgrade(self, params: Mapping[str, Any] | object) -> str:
+        """``POST /upgrade/cluster``: validate (400 as :class:`SimApiError`), store, queue."""
+        request = validate_upgrade(params)
+        with self._lock:
+            self._sync()
+            return self._engine.create_posted(request).orchestration_id
+
+    def cancel(self, orchestration_id: str) -> None:
+        """``PUT .../cancel``: no change (still success) when terminal or already canceling."""
+        with self._lock:
+            self._sync()
+            self._engine.cancel(self._engine.get(orchestration_id, "cancel"))
+
+    def retry(self, orchestration_id: str, operation_ids: Sequence[str] = ()) -> dict[str, Any]:
+        """``POST .../retry``: the ``RetryResponse`` object (§2.6); 500 if canceled."""
+        with self._lock:
+            self._sync()
+            orch = self._engine.get(orchestration_id, "retry")
+            return self._engine.retry(orch, operation_ids)
+
+    def delete_operation(self, orchestration_id: str, operation_id: str) -> None:
+        """KEB's cleaning step: the operation row disappears from every list (§2.10)."""
+        with self._lock:
+            self._sync()
+            self._engine.delete_operation(orchestration_id, operation_id)

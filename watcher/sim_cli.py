@@ -1,0 +1,48 @@
+"""``watcher sim``: serve the KEB simulator on 127.0.0.1 for trying configs and templates."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from watcher.sim import SCENARIOS, serve_forever
+
+
+def _scenario_help() -> str:
+    return "\n".join(f"  {name:<12} {spec.description}" for name, spec in SCENARIOS.items())
+
+
+@click.command(
+    epilog="\b\nScenarios:\n" + _scenario_help(),
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--scenario",
+    type=click.Choice(sorted(SCENARIOS)),
+    default="demo",
+    show_default=True,
+    help="What the simulated KEB is doing.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same world.")
+@click.option(
+    "--speed",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Virtual seconds per real second (0: the clock only moves via POST /_sim/advance).",
+)
+def sim_command(port: int, host: str, scenario: str, seed: int, speed: float) -> None:
+    """Serve a simulated KEB orchestration API (as KEB 1.8.12-1.15.0 served it).
+
+    It prints the URL and a bearer token accepted by its gateway. Faults can be injected
+    while it runs: POST /_sim/faults {"kind": "5xx", "count": 3}; GET /_sim/state shows the
+    world.
+
+    \b
+    Example:
+      watcher sim --scenario failures --port 8080
+      KEB_URL=http://127.0.0.1:8080 KEB_TOKEN=<printed token> watcher status <ID>
+    """
+    serve_forever(scenario, seed=seed, speed=speed or None, host=host, port=port, out=sys.stdout)
