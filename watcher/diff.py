@@ -34,6 +34,7 @@ from watcher.models import (
     Orchestration,
     is_terminal_operation,
     is_terminal_orchestration,
+    operation_stats,
 )
 
 
@@ -94,9 +95,15 @@ class Transition:
 class Snapshot:
     """What we last knew of one tracked orchestration.
 
-    ``orchestration`` is ``None`` until the first observation (the baseline). ``operations``
-    is in KEB order (oldest first). ``revision`` counts orchestration-level transitions and
-    makes their keys unique even when a state repeats (failed -> retrying -> ... -> failed).
+    ``orchestration`` is ``None`` until the first observation (the baseline). ``revision``
+    counts orchestration-level transitions and makes their keys unique even when a state
+    repeats (failed -> retrying -> ... -> failed).
+
+    A *complete* snapshot holds every operation in KEB order (oldest first). A partial one
+    (``complete=False``) holds only the operations an incremental observation touches, plus
+    what is needed to reason about the rest: ``counts`` (raw operations per state, over all
+    of them), ``expected_stats`` (KEB's ``operationStats`` for all of them) and
+    ``failed_runtimes`` (runtimes of the loaded operations that have a failed operation).
     """
 
     orchestration_id: str
@@ -104,18 +111,36 @@ class Snapshot:
     operations: Mapping[str, Operation] = field(default_factory=dict)
     revision: int = 0
     not_found: bool = False
+    complete: bool = True
+    counts: Mapping[str, int] | None = None
+    expected_stats: Mapping[str, int] | None = None
+    failed_runtimes: frozenset[str] | None = None
 
     @property
     def baseline_taken(self) -> bool:
         return self.orchestration is not None
 
+    def state_counts(self) -> dict[str, int]:
+        return dict(self.counts) if self.counts is not None else state_counts(self.operations)
+
+    def runtimes_with_failures(self) -> frozenset[str]:
+        if self.failed_runtimes is not None:
+            return self.failed_runtimes
+        return frozenset(op.runtime_id for op in self.operations.values() if op.state == FAILED)
+
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """What KEB says now: the orchestration and its complete operation list (KEB order)."""
+    """What KEB says now.
+
+    ``complete``: ``operations`` is the whole list (KEB order), and an operation missing from
+    it has vanished. Otherwise it holds only operations that changed or are new; every one of
+    them that existed before must be in the previous snapshot's ``operations``.
+    """
 
     orchestration: Orchestration
     operations: Mapping[str, Operation]
+    complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +223,13 @@ def orchestration_via(
         return (RETRYING, IN_PROGRESS) if retried and old == FAILED else ()
     if old == PENDING and not has_operations and new in (SUCCEEDED, FAILED):
         return ()
+    if retried and old in (FAILED, RETRYING) and new not in (RETRYING, IN_PROGRESS):
+        # The retry was picked up (new operations, "retried K operations"), so the
+        # orchestration ran again before it got where it is now.
+        rest = _shortest_via(_ORCHESTRATION_GRAPH, IN_PROGRESS, new)
+        if rest is not None:
+            head = (RETRYING, IN_PROGRESS) if old == FAILED else (IN_PROGRESS,)
+            return (*head, *rest)
     via = _shortest_via(_ORCHESTRATION_GRAPH, old, new)
     return via if via is not None else ()
 
@@ -215,7 +247,7 @@ def _retried(prev: Snapshot, new: Orchestration, added: list[Operation]) -> bool
     assert old is not None
     if "retried" in new.description and new.description != old.description:
         return True
-    failed_runtimes = {op.runtime_id for op in prev.operations.values() if op.state == FAILED}
+    failed_runtimes = prev.runtimes_with_failures()
     return any(op.runtime_id in failed_runtimes for op in added)
 
 
@@ -248,6 +280,7 @@ def diff(prev: Snapshot, observed: Observation | NotFound, now: datetime) -> Dif
     new_ops = observed.operations
     old_orch = prev.orchestration
     if old_orch is None:
+        counts = state_counts(new_ops)
         transition = Transition(
             TransitionKind.BASELINE,
             orch_id,
@@ -255,27 +288,35 @@ def diff(prev: Snapshot, observed: Observation | NotFound, now: datetime) -> Dif
             now,
             to_state=new_orch.state,
             description=new_orch.description,
-            detail={"operations": len(new_ops), "counts": state_counts(new_ops)},
+            detail={"operations": len(new_ops), "counts": counts},
         )
-        snapshot = Snapshot(orch_id, new_orch, new_ops, prev.revision + 1)
+        snapshot = _complete(orch_id, new_orch, new_ops, prev.revision + 1)
         return Diff(snapshot, [transition], list(new_ops.values()), [])
 
     op_transitions: list[Transition] = []
     changed: list[Operation] = []
     added: list[Operation] = []
-    failed_runtimes = {op.runtime_id for op in prev.operations.values() if op.state == FAILED}
+    if observed.complete and not prev.complete:
+        raise ValueError("a complete observation needs a complete previous snapshot")
+    failed_runtimes = prev.runtimes_with_failures()
+    counts = prev.state_counts()
     for op_id, op in new_ops.items():
         old = prev.operations.get(op_id)
         if old is None:
             added.append(op)
             changed.append(op)
+            counts[op.state] = counts.get(op.state, 0) + 1
             op_transitions.extend(_added(orch_id, op, now, op.runtime_id in failed_runtimes))
             continue
         if old != op:
             changed.append(op)
         if old.state != op.state:
+            counts[old.state] = counts.get(old.state, 0) - 1
+            counts[op.state] = counts.get(op.state, 0) + 1
             op_transitions.append(_moved(orch_id, op, old.state, now))
-    removed = [op_id for op_id in prev.operations if op_id not in new_ops]
+    removed = (
+        [op_id for op_id in prev.operations if op_id not in new_ops] if observed.complete else []
+    )
     for op_id in removed:
         old = prev.operations[op_id]
         op_transitions.append(
@@ -327,8 +368,37 @@ def diff(prev: Snapshot, observed: Observation | NotFound, now: datetime) -> Dif
                 detail={"previous": old_orch.description},
             )
         )
-    snapshot = Snapshot(orch_id, new_orch, new_ops, revision)
+    if observed.complete:
+        snapshot = _complete(orch_id, new_orch, new_ops, revision)
+    else:
+        merged = dict(prev.operations)
+        merged.update(new_ops)
+        snapshot = Snapshot(
+            orch_id,
+            new_orch,
+            merged,
+            revision,
+            complete=False,
+            counts={state: n for state, n in sorted(counts.items()) if n},
+            # The observer proved that the operations now reproduce KEB's stats.
+            expected_stats=new_orch.operation_stats,
+            failed_runtimes=failed_runtimes
+            | {op.runtime_id for op in new_ops.values() if op.state == FAILED},
+        )
     return Diff(snapshot, head + op_transitions + tail, changed, removed)
+
+
+def _complete(
+    orch_id: str, orch: Orchestration, ops: Mapping[str, Operation], revision: int
+) -> Snapshot:
+    return Snapshot(
+        orch_id,
+        orch,
+        ops,
+        revision,
+        counts=state_counts(ops),
+        expected_stats=operation_stats((op.runtime_id, op.state) for op in ops.values()),
+    )
 
 
 def _added(orch_id: str, op: Operation, now: datetime, retry: bool) -> list[Transition]:

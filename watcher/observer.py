@@ -12,7 +12,8 @@ page. This module uses what KEB does offer (``keb-api.md`` §2, §3.4, §4):
    so the removals are located on the first page or two), the ``failed`` list or single GETs
    for operations that finished with a failure (their description is the reason), and
    elimination for the rest (``succeeded``). The predicted operation set must reproduce KEB's
-   ``operationStats`` exactly, and a closing GET must show that nothing moved while we read.
+   ``operationStats`` exactly; as operations only move forward, that also proves that
+   nothing moved while the lists were read.
 3. Whenever that proof fails (counts do not add up, lists changed under us, an unfamiliar
    state), and on the baseline, on orchestration state/description changes and periodically,
    a *full sweep* of all pages. Operations missing from a sweep are only declared vanished
@@ -24,11 +25,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
-from watcher.diff import NotFound, Observation, Snapshot, state_counts
+from watcher.diff import NotFound, Observation, Snapshot
 from watcher.errors import KebNotFound
 from watcher.models import (
     CANCELED,
@@ -73,10 +74,27 @@ class KebReader(Protocol):
     async def get_operation(self, orchestration_id: str, operation_id: str) -> OperationDetail: ...
 
 
+class SnapshotReader(Protocol):
+    """The read side of :class:`watcher.store.Store` that observing needs."""
+
+    def load_snapshot(self, head: SnapshotHead) -> Snapshot: ...
+
+    def operations_in_state(self, orch_id: str, state: str) -> dict[str, Operation]: ...
+
+    def operation_ids_in_state(self, orch_id: str, state: str) -> list[str]: ...
+
+    def operations_by_id(self, orch_id: str, ids: Iterable[str]) -> dict[str, Operation]: ...
+
+    def runtime_states(
+        self, orch_id: str, runtimes: Iterable[str]
+    ) -> list[tuple[str, str, str]]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What observing found. ``observation`` is ``None`` when nothing changed, in which case
-    ``previous`` is ``None`` too (the operations were never loaded)."""
+    """What observing found. ``observation`` is ``None`` when nothing changed (and nothing
+    was loaded); otherwise ``previous`` is the snapshot to diff it against: complete for a
+    full sweep, partial (just the operations involved) for an incremental observation."""
 
     mode: Mode
     observation: Observation | NotFound | None
@@ -90,23 +108,19 @@ class _Unproven(Exception):
 
 
 class Observer:
-    """Turns KEB reads into complete observations for :func:`watcher.diff.diff`."""
+    """Turns KEB reads into observations for :func:`watcher.diff.diff`."""
 
-    def __init__(self, keb: KebReader) -> None:
+    def __init__(self, keb: KebReader, snapshots: SnapshotReader) -> None:
         self.keb = keb
+        self.snapshots = snapshots
 
-    async def observe(
-        self,
-        head: SnapshotHead,
-        load: Callable[[], Snapshot],
-        *,
-        force_full: bool = False,
-    ) -> Outcome:
+    async def observe(self, head: SnapshotHead, *, force_full: bool = False) -> Outcome:
         orch_id = head.orchestration_id
         try:
             orch = await self.keb.get_orchestration(orch_id)
         except KebNotFound:
-            return Outcome("not_found", NotFound(orch_id), load(), "KEB answered 404")
+            previous = self.snapshots.load_snapshot(head)
+            return Outcome("not_found", NotFound(orch_id), previous, "KEB answered 404")
         old = head.orchestration
         reason = ""
         if old is None:
@@ -119,22 +133,30 @@ class Observer:
             reason = "no operationStats"
         elif dict(orch.operation_stats) == dict(head.expected_stats):
             return Outcome("unchanged", None, None, "operationStats unchanged")
-        previous = load()
         if not reason:
             try:
-                observation = await self._incremental(orch, previous)
+                observation, previous = await self._incremental(orch, head)
                 return Outcome("incremental", observation, previous, "operationStats changed")
             except _Unproven as exc:
                 reason = f"incremental not provable: {exc}"
                 log.info("orchestration %s: full sweep (%s)", orch_id, exc)
+        previous = self.snapshots.load_snapshot(head)
         observation, reorder = await self._full(orch, previous)
         return Outcome("full", observation, previous, reason, reorder)
 
     # -- full sweep -----------------------------------------------------------------------
 
     async def _full(self, orch: Orchestration, previous: Snapshot) -> tuple[Observation, bool]:
+        """Every page, then a closing GET: if the orchestration's state or description moved
+        while the pages were read (a retry was picked up, a cancel finished), the list and
+        the orchestration would tell different stories, so sweep again (a few times)."""
         orch_id = orch.orchestration_id
-        listed = await self.keb.list_operations(orch_id)
+        for _ in range(3):
+            listed = await self.keb.list_operations(orch_id)
+            closing = await self.keb.get_orchestration(orch_id)
+            if (closing.state, closing.description) == (orch.state, orch.description):
+                break
+            orch = closing
         operations = {op.operation_id: op for op in listed}
         missing = [op_id for op_id in previous.operations if op_id not in operations]
         found = await asyncio.gather(*(self._get_or_none(orch_id, op_id) for op_id in missing))
@@ -154,56 +176,102 @@ class Observer:
 
     # -- incremental ----------------------------------------------------------------------
 
-    async def _incremental(self, orch: Orchestration, previous: Snapshot) -> Observation:
+    async def _incremental(
+        self, orch: Orchestration, head: SnapshotHead
+    ) -> tuple[Observation, Snapshot]:
+        """Only the operations that moved are read from KEB and loaded from the store."""
         orch_id = orch.orchestration_id
         stats = dict(orch.operation_stats or {})
-        ops = previous.operations
-        pending_old: list[str] = []
-        in_progress_old: set[str] = set()
-        for op_id, op in ops.items():
-            if op.state == PENDING:
-                pending_old.append(op_id)
-            elif op.state == IN_PROGRESS:
-                in_progress_old.add(op_id)
-            elif not is_terminal_operation(op.state):
-                raise _Unproven(f"operation {op_id} is in state {op.state!r}")
+        counts = dict(head.counts)
+        for state in counts:
+            if state not in (PENDING, IN_PROGRESS) and not is_terminal_operation(state):
+                raise _Unproven(f"operations in state {state!r}")
 
-        in_progress_new = await self.keb.list_operations(orch_id, [IN_PROGRESS])
-        updates: dict[str, Operation] = {op.operation_id: op for op in in_progress_new}
+        in_progress_old = self.snapshots.operations_in_state(orch_id, IN_PROGRESS)
+        pending_old = self.snapshots.operation_ids_in_state(orch_id, PENDING)
         removed_needed = len(pending_old) - stats.get(PENDING, 0)
         if removed_needed < 0:
             raise _Unproven("the pending list grew (new operations)")
-        removed = await self._pending_removals(
-            orch_id, pending_old, removed_needed, stats.get(PENDING, 0), ops, updates
+        in_progress_new, removed = await asyncio.gather(
+            self.keb.list_operations(orch_id, [IN_PROGRESS]),
+            self._pending_removals(
+                orch_id, pending_old, removed_needed, stats.get(PENDING, 0), head.operation_count
+            ),
         )
-        for op in in_progress_new:
-            old = ops.get(op.operation_id)
-            if old is not None and old.state == PENDING and op.operation_id not in removed:
-                raise _Unproven(f"operation {op.operation_id} started but stayed pending")
-        departed = (in_progress_old | removed) - set(updates)
+        updates: dict[str, Operation] = {op.operation_id: op for op in in_progress_new}
+        previous = dict(in_progress_old)
+        previous.update(self.snapshots.operations_by_id(orch_id, removed))
+        pending_set = set(pending_old)
+        unknown = [i for i in updates if i not in previous and i not in pending_set]
+        if self.snapshots.operations_by_id(orch_id, unknown):
+            raise _Unproven("a finished operation is in progress again")
+        for op_id in updates:
+            if op_id in pending_set and op_id not in removed:
+                raise _Unproven(f"operation {op_id} started but stayed pending")
+        departed = (set(in_progress_old) | removed) - set(updates)
         if departed:
-            await self._resolve_departed(orch_id, previous, departed, stats, updates)
+            await self._resolve_departed(orch_id, previous, departed, counts, stats, updates)
+        changed = {i: op for i, op in updates.items() if previous.get(i) != op}
+        failed_runtimes = self._check_counts(orch_id, head, counts, stats, previous, changed)
 
-        predicted: dict[str, Operation] = {}
-        for op_id, op in ops.items():
-            if op_id in updates:
-                predicted[op_id] = updates[op_id]
-            elif op_id not in departed:
-                predicted[op_id] = op
-        for op_id, op in updates.items():
-            if op_id not in ops:
-                predicted[op_id] = op
-        computed = operation_stats((op.runtime_id, op.state) for op in predicted.values())
-        if computed != stats:
-            raise _Unproven(f"counts do not add up (KEB {stats}, predicted {computed})")
-        closing = await self.keb.get_orchestration(orch_id)
-        if (closing.state, closing.description, dict(closing.operation_stats or {})) != (
-            orch.state,
-            orch.description,
-            stats,
-        ):
-            raise _Unproven("the orchestration moved while it was being read")
-        return Observation(closing, predicted)
+        snapshot = Snapshot(
+            orch_id,
+            head.orchestration,
+            previous,
+            head.revision,
+            head.not_found,
+            complete=False,
+            counts=head.counts,
+            expected_stats=head.expected_stats,
+            failed_runtimes=failed_runtimes,
+        )
+        return Observation(orch, changed, complete=False), snapshot
+
+    def _check_counts(
+        self,
+        orch_id: str,
+        head: SnapshotHead,
+        counts: dict[str, int],
+        stats: Mapping[str, int],
+        previous: Mapping[str, Operation],
+        changed: Mapping[str, Operation],
+    ) -> frozenset[str]:
+        """Prove that the predicted operations reproduce KEB's ``operationStats``.
+
+        Raw counts follow from the moves; ``failed`` is per instance, so it is recomputed
+        for the runtimes the changed operations belong to only. Returns the runtimes among
+        those that had a failed operation before (for retry detection).
+
+        This also proves that nothing moved while the lists were read: every list was read
+        after the GET that gave ``stats``, and operations only move forward (pending ->
+        in progress -> terminal). Had any operation moved after that GET and been seen in its
+        newer state, fewer would be pending or in progress than ``stats`` says.
+        """
+        for op_id, op in changed.items():
+            old = previous.get(op_id)
+            if old is not None:
+                counts[old.state] = counts.get(old.state, 0) - 1
+            counts[op.state] = counts.get(op.state, 0) + 1
+        raw = {k: v for k, v in counts.items() if v and k != FAILED}
+        kebs = {k: v for k, v in stats.items() if v and k != FAILED}
+        if raw != kebs:
+            raise _Unproven(f"counts do not add up (KEB {stats}, predicted {counts})")
+        runtimes = {op.runtime_id for op in changed.values()}
+        before = {
+            op_id: (rt, state)
+            for op_id, rt, state in self.snapshots.runtime_states(orch_id, runtimes)
+        }
+        after = dict(before)
+        after.update((op_id, (op.runtime_id, op.state)) for op_id, op in changed.items())
+        old_failed = operation_stats(before.values())[FAILED]
+        new_failed = operation_stats(after.values())[FAILED]
+        expected_failed = (head.expected_stats or {}).get(FAILED, 0) - old_failed + new_failed
+        if expected_failed != stats.get(FAILED, 0):
+            raise _Unproven(
+                f"failed runtimes do not add up (KEB {stats.get(FAILED, 0)}, "
+                f"predicted {expected_failed})"
+            )
+        return frozenset(rt for rt, state in before.values() if state == FAILED)
 
     async def _pending_removals(
         self,
@@ -211,8 +279,7 @@ class Observer:
         pending_old: list[str],
         removed_needed: int,
         pending_now: int,
-        previous: Mapping[str, Operation],
-        updates: dict[str, Operation],
+        total: int,
     ) -> set[str]:
         """Which previously pending operations are no longer pending.
 
@@ -224,7 +291,10 @@ class Observer:
         if removed_needed == 0:
             return set()
         position = {op_id: i for i, op_id in enumerate(pending_old)}
-        budget = max(1, math.ceil(len(previous) / PAGE_SIZE) // 2)
+        # Removals cluster at the head: a page a little larger than their number usually
+        # proves them all; beyond half the operations a full sweep is the cheaper proof.
+        size = min(PAGE_SIZE, max(20, 2 * removed_needed + 10))
+        budget = max(1, math.ceil(total / 2 / size))
         seen: set[str] = set()
         last = -1
         page_no = 1
@@ -232,7 +302,7 @@ class Observer:
             if page_no > budget:
                 raise _Unproven("pending removals are spread over too many pages")
             page = await self.keb.list_operations_page(
-                orch_id, page=page_no, page_size=PAGE_SIZE, states=[PENDING]
+                orch_id, page=page_no, page_size=size, states=[PENDING]
             )
             if page.total_count != pending_now:
                 raise _Unproven("the pending count changed while reading")
@@ -242,8 +312,6 @@ class Observer:
                     raise _Unproven("the pending list is not the old one minus removals")
                 last = index
                 seen.add(op.operation_id)
-                if op != previous[op.operation_id]:
-                    updates[op.operation_id] = op  # e.g. "Operation retry triggered"
             removed_before = last + 1 - len(seen)
             if removed_before == removed_needed:
                 return set(pending_old[: last + 1]) - seen
@@ -259,8 +327,9 @@ class Observer:
     async def _resolve_departed(
         self,
         orch_id: str,
-        previous: Snapshot,
+        previous: Mapping[str, Operation],
         departed: set[str],
+        counts: Mapping[str, int],
         stats: Mapping[str, int],
         updates: dict[str, Operation],
     ) -> None:
@@ -271,19 +340,17 @@ class Observer:
         always read (their description is the failure reason); when the deltas say everything
         succeeded (or was canceled) nothing more is read.
         """
-        before = state_counts(previous.operations)
-        ops = previous.operations
         n = len(departed)
-        to_succeeded = stats.get(SUCCEEDED, 0) - before.get(SUCCEEDED, 0)
-        to_canceled = stats.get(CANCELED, 0) - before.get(CANCELED, 0)
+        to_succeeded = stats.get(SUCCEEDED, 0) - counts.get(SUCCEEDED, 0)
+        to_canceled = stats.get(CANCELED, 0) - counts.get(CANCELED, 0)
         for state, delta in ((SUCCEEDED, to_succeeded), (CANCELED, to_canceled)):
             if delta == n:
                 for op_id in departed:
-                    updates[op_id] = _inferred(ops[op_id], state)
+                    updates[op_id] = _inferred(previous[op_id], state)
                 return
         if to_succeeded < 0 or to_canceled < 0 or to_succeeded + to_canceled > n:
             raise _Unproven("terminal counts went down")
-        failed_pages = math.ceil((before.get(FAILED, 0) + n) / PAGE_SIZE)
+        failed_pages = math.ceil((counts.get(FAILED, 0) + n) / PAGE_SIZE)
         canceled_pages = math.ceil(stats.get(CANCELED, 0) / PAGE_SIZE) if to_canceled else 0
         if n <= failed_pages + canceled_pages:
             details = await asyncio.gather(*(self._get_or_none(orch_id, i) for i in departed))
@@ -298,7 +365,7 @@ class Observer:
                 if op.operation_id in departed:
                     found[op.operation_id] = op
         for op_id in departed:
-            updates[op_id] = found.get(op_id) or _inferred(ops[op_id], SUCCEEDED)
+            updates[op_id] = found.get(op_id) or _inferred(previous[op_id], SUCCEEDED)
 
 
 def _inferred(op: Operation, state: str) -> Operation:

@@ -85,7 +85,7 @@ class Engine:
         policy: Policy | None = None,
     ) -> None:
         self.store = store
-        self.observer = Observer(keb)
+        self.observer = Observer(keb, store)
         self.clock = clock
         self.full_sweep_every = timedelta(seconds=full_sweep_every)
         self.concurrency = concurrency
@@ -124,9 +124,7 @@ class Engine:
             or now - tracked.last_full_sweep_at >= self.full_sweep_every
         )
         try:
-            outcome = await self.observer.observe(
-                head, lambda: self.store.load_snapshot(head), force_full=force_full
-            )
+            outcome = await self.observer.observe(head, force_full=force_full)
         except KebError as exc:
             message = str(exc)
             log.warning("orchestration %s: poll failed: %s", orch_id, message)

@@ -52,6 +52,7 @@ _MIGRATIONS: tuple[str, ...] = (
         description TEXT NOT NULL,
         raw TEXT NOT NULL,
         expected_stats TEXT NOT NULL,
+        counts TEXT NOT NULL,
         operation_count INTEGER NOT NULL,
         revision INTEGER NOT NULL,
         not_found INTEGER NOT NULL DEFAULT 0,
@@ -75,6 +76,8 @@ _MIGRATIONS: tuple[str, ...] = (
         extra TEXT,
         UNIQUE (orchestration_id, operation_id)
     );
+    CREATE INDEX operations_by_state ON operations (orchestration_id, state, id);
+    CREATE INDEX operations_by_runtime ON operations (orchestration_id, runtime_id);
     CREATE TABLE transitions (
         id INTEGER PRIMARY KEY,
         key TEXT NOT NULL UNIQUE,
@@ -162,11 +165,15 @@ class Tracked:
 @dataclass(frozen=True, slots=True)
 class SnapshotHead:
     """The orchestration part of a snapshot, cheap to load: enough to decide that nothing
-    changed without reading thousands of operation rows."""
+    changed without reading thousands of operation rows.
+
+    ``counts`` are raw operations per state; ``expected_stats`` is KEB's ``operationStats``
+    (per-instance ``failed``) for the stored operations."""
 
     orchestration_id: str
     orchestration: Orchestration | None
     expected_stats: Mapping[str, int] | None
+    counts: Mapping[str, int]
     operation_count: int
     revision: int
     not_found: bool
@@ -342,7 +349,7 @@ class Store:
 
     def tracked(self, *, include_inactive: bool = False) -> list[Tracked]:
         sql = (
-            "SELECT t.*, o.state, o.description, o.type, o.expected_stats, o.operation_count, "
+            "SELECT t.*, o.state, o.description, o.type, o.counts, o.operation_count, "
             "o.not_found FROM tracked t LEFT JOIN orchestrations o USING (orchestration_id)"
         )
         if not include_inactive:
@@ -364,7 +371,7 @@ class Store:
                     state=row["state"],
                     description=row["description"],
                     type=row["type"],
-                    counts=self._counts(row["orchestration_id"]) if row["state"] else {},
+                    counts=json.loads(row["counts"]) if row["counts"] else {},
                     operation_count=row["operation_count"] or 0,
                     not_found=bool(row["not_found"]),
                 )
@@ -374,13 +381,6 @@ class Store:
     def due(self) -> list[Tracked]:
         """Tracked orchestrations the next cycle polls: active and not finished."""
         return [t for t in self.tracked() if t.finished_at is None]
-
-    def _counts(self, orch_id: str) -> dict[str, int]:
-        rows = self.conn.execute(
-            "SELECT state, COUNT(*) FROM operations WHERE orchestration_id = ? GROUP BY state",
-            (orch_id,),
-        ).fetchall()
-        return {state: count for state, count in sorted(rows)}
 
     def is_known(self, orch_id: str) -> bool:
         row = self.conn.execute(
@@ -394,31 +394,86 @@ class Store:
 
     def load_head(self, orch_id: str) -> SnapshotHead:
         row = self.conn.execute(
-            "SELECT raw, expected_stats, operation_count, revision, not_found "
+            "SELECT raw, expected_stats, counts, operation_count, revision, not_found "
             "FROM orchestrations WHERE orchestration_id = ?",
             (orch_id,),
         ).fetchone()
         if row is None:
-            return SnapshotHead(orch_id, None, None, 0, 0, False)
+            return SnapshotHead(orch_id, None, None, {}, 0, 0, False)
         return SnapshotHead(
             orch_id,
             Orchestration.from_json(json.loads(row[0])),
             json.loads(row[1]),
-            row[2],
+            json.loads(row[2]),
             row[3],
-            bool(row[4]),
+            row[4],
+            bool(row[5]),
         )
 
     def load_snapshot(self, head: SnapshotHead) -> Snapshot:
-        """The full snapshot: the head plus every operation, in KEB order."""
+        """The complete snapshot: the head plus every operation, in KEB order."""
         rows = self.conn.execute(
             f"SELECT {_OP_COLUMNS} FROM operations WHERE orchestration_id = ? ORDER BY id",
             (head.orchestration_id,),
         ).fetchall()
         operations = {row[1]: _operation_from_row(row) for row in rows}
         return Snapshot(
-            head.orchestration_id, head.orchestration, operations, head.revision, head.not_found
+            head.orchestration_id,
+            head.orchestration,
+            operations,
+            head.revision,
+            head.not_found,
+            counts=head.counts,
+            expected_stats=head.expected_stats,
         )
+
+    # The partial reads below serve incremental observation: their cost follows what
+    # changed, not how many operations the orchestration has.
+
+    def operations_in_state(self, orch_id: str, state: str) -> dict[str, Operation]:
+        rows = self.conn.execute(
+            f"SELECT {_OP_COLUMNS} FROM operations WHERE orchestration_id = ? AND state = ? "
+            "ORDER BY id",
+            (orch_id, state),
+        ).fetchall()
+        return {row[1]: _operation_from_row(row) for row in rows}
+
+    def operation_ids_in_state(self, orch_id: str, state: str) -> list[str]:
+        """IDs in KEB order (oldest first)."""
+        rows = self.conn.execute(
+            "SELECT operation_id FROM operations WHERE orchestration_id = ? AND state = ? "
+            "ORDER BY id",
+            (orch_id, state),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def operations_by_id(self, orch_id: str, ids: Iterable[str]) -> dict[str, Operation]:
+        out: dict[str, Operation] = {}
+        wanted = list(ids)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = self.conn.execute(
+                f"SELECT {_OP_COLUMNS} FROM operations WHERE orchestration_id = ? "
+                f"AND operation_id IN ({', '.join('?' * len(chunk))}) ORDER BY id",
+                (orch_id, *chunk),
+            ).fetchall()
+            out.update((row[1], _operation_from_row(row)) for row in rows)
+        return out
+
+    def runtime_states(self, orch_id: str, runtimes: Iterable[str]) -> list[tuple[str, str, str]]:
+        """``(operation_id, runtime_id, state)`` of every operation of these runtimes."""
+        out: list[tuple[str, str, str]] = []
+        wanted = list(runtimes)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            out.extend(
+                self.conn.execute(
+                    "SELECT operation_id, runtime_id, state FROM operations "
+                    f"WHERE orchestration_id = ? AND runtime_id IN ({', '.join('?' * len(chunk))})",
+                    (orch_id, *chunk),
+                ).fetchall()
+            )
+        return out
 
     def commit_diff(
         self,
@@ -442,16 +497,20 @@ class Store:
         rows = 0
         with self.transaction() as conn:
             if orch is not None:
-                expected = operation_stats(
-                    (op.runtime_id, op.state) for op in snap.operations.values()
-                )
+                counts = snap.state_counts()
+                expected = snap.expected_stats
+                if expected is None:
+                    expected = operation_stats(
+                        (op.runtime_id, op.state) for op in snap.operations.values()
+                    )
                 conn.execute(
                     "INSERT INTO orchestrations (orchestration_id, type, state, description, raw, "
-                    "expected_stats, operation_count, revision, not_found, observed_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "expected_stats, counts, operation_count, revision, not_found, observed_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (orchestration_id) DO UPDATE SET type = excluded.type, "
                     "state = excluded.state, description = excluded.description, "
                     "raw = excluded.raw, expected_stats = excluded.expected_stats, "
+                    "counts = excluded.counts, "
                     "operation_count = excluded.operation_count, revision = excluded.revision, "
                     "not_found = excluded.not_found, observed_at = excluded.observed_at",
                     (
@@ -460,15 +519,16 @@ class Store:
                         orch.state,
                         orch.description,
                         json.dumps(orch.to_json(), separators=(",", ":")),
-                        json.dumps(expected),
-                        len(snap.operations),
+                        json.dumps(dict(expected)),
+                        json.dumps(counts),
+                        sum(counts.values()),
                         snap.revision,
                         int(snap.not_found),
                         _iso(now),
                     ),
                 )
                 rows += 1
-            if reorder:
+            if reorder and snap.complete:
                 conn.execute("DELETE FROM operations WHERE orchestration_id = ?", (orch_id,))
                 changed: Iterable[Operation] = snap.operations.values()
             else:
