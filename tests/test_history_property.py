@@ -20,57 +20,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fake_keb import FakeKeb
-from watcher.diff import TransitionKind
+from tests.history_check import (
+    check_completions,
+    check_operation,
+    check_orchestration,
+    recorded_paths,
+)
+from watcher.report import transition_json
 from watcher.service import Engine
 from watcher.store import Store
 
 CLOCK = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def recorded_paths(store: Store, orch_id: str) -> tuple[list[str], dict[str, list[str]]]:
-    history = store.history(orch_id)
-    baseline = next(t for t in history if t.kind is TransitionKind.BASELINE)
-    orch_path = [baseline.to_state or ""]
-    op_paths: dict[str, list[str]] = {}
-    for t in history:
-        if t.kind is TransitionKind.ORCHESTRATION_STATE:
-            orch_path.extend([*t.via, t.to_state or ""])
-        elif t.operation_id is not None:
-            path = op_paths.setdefault(t.operation_id, [])
-            if t.kind in (TransitionKind.OPERATION_ADDED, TransitionKind.OPERATION_RETRY):
-                path.append(t.to_state or "")
-            elif t.kind is TransitionKind.OPERATION_VANISHED:
-                if not path:
-                    path.append(t.from_state or "")
-                path.append("vanished")
-            else:
-                if not path:
-                    path.append(t.from_state or "")
-                path.extend([*t.via, t.to_state or ""])
-    return orch_path, op_paths
-
-
-def is_suffix(recorded: list[str], truth: list[str]) -> bool:
-    return any(
-        recorded == truth[start:] for start, state in enumerate(truth) if state == recorded[0]
-    )
-
-
-def assert_suffix(recorded: list[str], truth: list[str], what: str) -> None:
-    assert recorded, what
-    assert is_suffix(recorded, truth), f"{what}: recorded {recorded} != truth {truth}"
-
-
-def observable(truth: list[str]) -> list[list[str]]:
-    """KEB cannot tell "in progress -> failed -> retrying -> in progress" from a retry of an
-    in-progress orchestration (same descriptions, same new operations) when a poll missed the
-    whole detour; both readings are then acceptable."""
-    detour = ["in progress", "failed", "retrying", "in progress"]
-    out = [truth]
-    for i in range(len(truth) - 3):
-        if truth[i : i + 4] == detour:
-            out.append(truth[: i + 1] + truth[i + 4 :])
-    return out
+def history_dicts(store: Store, orch_id: str) -> list[dict[str, object]]:
+    return [transition_json(t) for t in store.history(orch_id)]
 
 
 def run_history(
@@ -101,36 +65,13 @@ def run_history(
             store.track([keb.orch_id], None, CLOCK)  # keep following a failed one for retry
     asyncio.run(engine(store, 10**9).poll_once())
 
-    orch_path, op_paths = recorded_paths(store, keb.orch_id)
-    assert any(is_suffix(orch_path, t) for t in observable(keb.orch_truth)), (
-        orch_path,
-        keb.orch_truth,
-    )
-    snapshot_ops = {row[0] for row in store.conn.execute("SELECT operation_id FROM operations")}
+    history = history_dicts(store, keb.orch_id)
+    orch_path, op_paths = recorded_paths(history)
+    check_orchestration(orch_path, keb.orch_truth)
+    stored = dict(store.conn.execute("SELECT operation_id, state FROM operations").fetchall())
     for op_id, truth in keb.truth.items():
-        if op_id in op_paths and truth[-1] == "vanished" and op_paths[op_id][-1] == "vanished":
-            # What happened between the last poll and the deletion cannot be observed.
-            seen = op_paths[op_id][:-1]
-            assert any(truth[i : i + len(seen)] == seen for i in range(len(truth))), (
-                op_id,
-                seen,
-                truth,
-            )
-        elif op_id in op_paths:
-            assert_suffix(op_paths[op_id], truth, op_id)
-        else:
-            # Never changed since the baseline (or vanished before we ever saw it).
-            assert op_id in snapshot_ops or truth[-1] == "vanished", op_id
-            if op_id in snapshot_ops:
-                row = store.conn.execute(
-                    "SELECT state FROM operations WHERE operation_id = ?", (op_id,)
-                ).fetchone()
-                assert row[0] == truth[-1], (op_id, row[0], truth)
-    completions: dict[str, int] = {}
-    for t in store.history(keb.orch_id):
-        if t.kind is TransitionKind.OPERATION_COMPLETED and t.operation_id:
-            completions[t.operation_id] = completions.get(t.operation_id, 0) + 1
-    assert all(n == 1 for n in completions.values()), completions
+        check_operation(op_id, op_paths.get(op_id), truth, stored.get(op_id))
+    check_completions(history)
     store.close()
 
 

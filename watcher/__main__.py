@@ -1,5 +1,5 @@
 """``python -m watcher`` is the ``watcher`` command."""
 
-from watcher.cli import entrypoint
+from watcher.cli import console
 
-entrypoint()
+console()

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -45,8 +45,10 @@ class Context:
 
     def config(self, *, keb_env: bool = False) -> Config:
         """The configuration; with ``keb_env``, KEB_URL/KEB_TOKEN win and no file is needed."""
+        # An explicit --config must exist even where KEB_URL/KEB_TOKEN would do.
+        required = not keb_env or self.config_path is not None
         return load_config(
-            self.config_path, os.environ, require_file=not keb_env, env_overrides=keb_env
+            self.config_path, os.environ, require_file=required, env_overrides=keb_env
         )
 
     def watcher(self, *, keb_env: bool = False) -> Watcher:
@@ -59,11 +61,6 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"watcher: {message}", err=True)
-    sys.exit(code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -245,21 +242,33 @@ main.add_command(sim_command, name="sim")
 main.add_command(demo_command, name="demo")
 
 
-def entrypoint() -> None:
-    """Console-script entry: map our errors to one line and an exit code."""
-    debug = "--debug" in sys.argv
+def entrypoint(argv: list[str] | None = None) -> int:
+    """Run the command line; map our errors to one line on stderr and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
     try:
-        main.main(standalone_mode=False)
+        main.main(args=args, prog_name="watcher", standalone_mode=False)
     except click.exceptions.Abort:
-        fail("interrupted", 130)
+        click.echo("watcher: interrupted", err=True)
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
-        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
     except WatcherError as exc:
         if debug:
             raise
-        fail(str(exc), exc.exit_code)
+        click.echo(f"watcher: {exc}", err=True)
+        return exc.exit_code
     except KeyboardInterrupt:
-        fail("interrupted", 130)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        click.echo("watcher: interrupted", err=True)
+        return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+def console() -> None:
+    """The ``watcher`` console script."""
+    sys.exit(entrypoint())

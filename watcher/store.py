@@ -43,7 +43,8 @@ _MIGRATIONS: tuple[str, ...] = (
         last_success_at TEXT,
         last_error TEXT,
         consecutive_failures INTEGER NOT NULL DEFAULT 0,
-        last_full_sweep_at TEXT
+        last_full_sweep_at TEXT,
+        not_found INTEGER NOT NULL DEFAULT 0
     );
     CREATE TABLE orchestrations (
         orchestration_id TEXT PRIMARY KEY,
@@ -350,7 +351,7 @@ class Store:
     def tracked(self, *, include_inactive: bool = False) -> list[Tracked]:
         sql = (
             "SELECT t.*, o.state, o.description, o.type, o.counts, o.operation_count, "
-            "o.not_found FROM tracked t LEFT JOIN orchestrations o USING (orchestration_id)"
+            "t.not_found FROM tracked t LEFT JOIN orchestrations o USING (orchestration_id)"
         )
         if not include_inactive:
             sql += " WHERE t.active = 1"
@@ -558,9 +559,9 @@ class Store:
                 "UPDATE tracked SET last_attempt_at = ?1, last_success_at = ?1, "
                 "last_error = NULL, consecutive_failures = 0, "
                 "last_full_sweep_at = CASE WHEN ?2 THEN ?1 ELSE last_full_sweep_at END, "
-                "finished_at = CASE WHEN ?3 THEN ?1 ELSE NULL END "
-                "WHERE orchestration_id = ?4",
-                (_iso(now), int(full_sweep), int(finished), orch_id),
+                "finished_at = CASE WHEN ?3 THEN ?1 ELSE NULL END, not_found = ?4 "
+                "WHERE orchestration_id = ?5",
+                (_iso(now), int(full_sweep), int(finished), int(snap.not_found), orch_id),
             )
             rows += 1
         return rows

@@ -1,0 +1,199 @@
+"""The command line: help with examples, exit codes, one-line errors, JSON shapes, secrets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Cli
+from watcher.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def commands() -> list[str]:
+    return sorted(main.commands)
+
+
+@pytest.mark.parametrize("name", commands())
+def test_every_command_has_help_with_an_example(cli: Cli, name: str) -> None:
+    result = cli(name, "--help")
+    assert result.code == 0
+    assert "Example" in result.out, f"`watcher {name} --help` shows no example"
+
+
+@pytest.mark.parametrize("name", commands())
+def test_every_command_is_documented_in_the_readme(name: str) -> None:
+    assert f"watcher {name}" in README.read_text(), f"README.md does not document {name}"
+
+
+def test_python_dash_m_is_the_same_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "watcher", "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0
+    assert "Follow Kyma Environment Broker" in done.stdout
+
+
+def test_missing_config_file_is_exit_2_in_one_line(cli: Cli, tmp_path: Path) -> None:
+    result = cli("--config", str(tmp_path / "nope.toml"), "list")
+    assert result.code == 2
+    assert result.err.count("\n") == 1
+    assert "nope.toml: cannot read" in result.err
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('[keb]\nurl = "http://x"\n[poll]\nintervall = "5s"\n', "poll.intervall: unknown key"),
+        ('[keb]\nurl = "http://x"\n[poll]\ninterval = "5 minutes"\n', "poll.interval"),
+        ('[keb]\nurl = "http://x"\n[poll]\ncron = "61 * * * *"\n', "poll.cron"),
+        ('[keb]\ntoken = "x"\n', "keb.url"),
+        ('[keb]\nurl = "http://x"\ntoken = "${NOT_SET_ANYWHERE}"\n', "NOT_SET_ANYWHERE"),
+        ("[keb\n", "invalid TOML"),
+    ],
+)
+def test_bad_config_is_exit_2_naming_the_key(
+    cli: Cli, tmp_path: Path, text: str, needle: str
+) -> None:
+    path = tmp_path / "watcher.toml"
+    path.write_text(text)
+    for command in (("poll",), ("check-config",), ("list",)):
+        result = cli("--config", str(path), *command)
+        assert result.code == 2, (command, result)
+        assert needle in result.err
+        assert len(result.err.strip().splitlines()) == 1
+        assert "Traceback" not in result.err
+
+
+def test_check_config_hides_secrets(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "watcher.toml"
+    path.write_text('[keb]\nurl = "http://127.0.0.1:9"\ntoken = "${SECRET_TOKEN}"\n')
+    result = cli("--config", str(path), "check-config", env={"SECRET_TOKEN": "s3cr3t-value"})
+    assert result.code == 0, result.err
+    assert "configuration OK" in result.out
+    assert "s3cr3t-value" not in result.out + result.err
+
+
+def test_check_config_online_reaches_keb(cli: Cli, keb_factory: Any) -> None:
+    keb = keb_factory("demo")
+    result = cli("--config", str(keb.config), "check-config", "--online")
+    assert result.code == 0, result.err
+    assert "KEB: reachable, token accepted, 5 orchestrations" in result.out
+    keb.sim.faults.inject("rbac", count=None)
+    rejected = cli("--config", str(keb.config), "check-config", "--online")
+    assert rejected.code == 1
+    assert "RBAC: access denied" in rejected.err
+
+
+def test_usage_errors_are_exit_2(cli: Cli, keb_factory: Any) -> None:
+    keb = keb_factory("small")
+    assert cli("--config", str(keb.config), "track", "not/an/id").code == 2
+    unknown = cli("--config", str(keb.config), "history", "abc")
+    assert unknown.code == 2
+    assert "not tracked" in unknown.err
+    assert cli("--config", str(keb.config), "list", "--output", "yaml").code == 2
+    assert cli("no-such-command").code == 2
+
+
+def test_status_works_from_environment_alone(
+    cli: Cli, keb_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keb = keb_factory("small")
+    monkeypatch.chdir(tmp_path)  # no watcher.toml here
+    orch_id = keb.sim.orchestration_ids()[0]
+    env = {"KEB_URL": keb.server.url, "KEB_TOKEN": keb.sim.token}
+    text = cli("status", orch_id, env=env)
+    assert text.code == 0, text.err
+    assert "State         in progress" in text.out or "State         pending" in text.out
+    assert "Operations" in text.out
+    data = cli("status", orch_id, "--output", "json", env=env).json()
+    assert data["orchestrationID"] == orch_id
+    assert "operationStats" in data
+    missing = cli("status", "00000000-0000-4000-8000-000000000000", env=env)
+    assert missing.code == 1
+    assert "404 Not Found" in missing.err
+    bad = cli("status", orch_id, env={"KEB_URL": keb.server.url, "KEB_TOKEN": "not-a-jwt"})
+    assert bad.code == 1
+    assert "401 Unauthorized: Jwt verification fails" in bad.err
+    assert "not-a-jwt" not in bad.err
+    assert not (tmp_path / "watcher.db").exists()
+
+
+def test_env_wins_over_the_file_for_status(cli: Cli, keb_factory: Any, tmp_path: Path) -> None:
+    keb = keb_factory("small")
+    path = tmp_path / "other.toml"
+    path.write_text('[keb]\nurl = "http://127.0.0.1:9"\ntoken = "wrong"\n')
+    orch_id = keb.sim.orchestration_ids()[0]
+    env = {"KEB_URL": keb.server.url, "KEB_TOKEN": keb.sim.token}
+    assert cli("--config", str(path), "status", orch_id, env=env).code == 0
+
+
+def test_list_and_history_json_shapes(cli: Cli, keb_factory: Any) -> None:
+    keb = keb_factory("small")
+    cfg = str(keb.config)
+    assert "nothing is tracked" in cli("--config", cfg, "list").out
+    orch_id = keb.sim.orchestration_ids()[0]
+    assert cli("--config", cfg, "track", orch_id, "--channel", "#kyma-upgrades").code == 0
+    assert cli("--config", cfg, "poll").code == 0
+    keb.sim.advance(400)
+    assert cli("--config", cfg, "poll").code == 0
+    [item] = cli("--config", cfg, "list", "-o", "json").json()
+    assert item["orchestrationID"] == orch_id
+    assert item["channel"] == "#kyma-upgrades"
+    assert set(item) >= {"state", "counts", "operations", "finished", "lastSuccessAt", "lastError"}
+    history = cli("--config", cfg, "history", orch_id, "-o", "json").json()
+    assert history[0]["kind"] == "baseline"
+    for t in history:
+        assert set(t) == {
+            "at",
+            "kind",
+            "orchestrationID",
+            "operationID",
+            "runtimeID",
+            "shootName",
+            "from",
+            "to",
+            "via",
+            "description",
+            "detail",
+            "key",
+        }
+    assert len({t["key"] for t in history}) == len(history)
+    text = cli("--config", cfg, "history", orch_id).out.splitlines()
+    assert len(text) == len(history)
+    assert "baseline" in text[0]
+
+
+def test_untrack_keeps_history(cli: Cli, keb_factory: Any) -> None:
+    keb = keb_factory("small")
+    cfg = str(keb.config)
+    orch_id = keb.sim.orchestration_ids()[0]
+    cli("--config", cfg, "track", orch_id)
+    cli("--config", cfg, "poll")
+    assert cli("--config", cfg, "untrack", orch_id).code == 0
+    assert cli("--config", cfg, "list", "-o", "json").json() == []
+    assert cli("--config", cfg, "history", orch_id, "-o", "json").json()[0]["kind"] == "baseline"
+    assert cli("--config", cfg, "untrack", "never-tracked").code == 1
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "watcher", "--debug", "--config", str(tmp_path / "x.toml"), "list"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "Traceback" in done.stderr
+
+
+def test_json_output_is_valid_json(cli: Cli, keb_factory: Any) -> None:
+    keb = keb_factory("small")
+    out = cli("--config", str(keb.config), "list", "--output", "json").out
+    assert json.loads(out) == []
