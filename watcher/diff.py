@@ -320,17 +320,8 @@ def diff(prev: Snapshot, observed: Observation | NotFound, now: datetime) -> Dif
     for op_id in removed:
         old = prev.operations[op_id]
         op_transitions.append(
-            Transition(
-                TransitionKind.OPERATION_VANISHED,
-                orch_id,
-                f"{orch_id}:op:{op_id}:vanished",
-                now,
-                operation_id=op_id,
-                runtime_id=old.runtime_id,
-                shoot_name=old.shoot_name,
-                from_state=old.state,
-                to_state=None,
-                description=old.description,
+            _op_transition(
+                TransitionKind.OPERATION_VANISHED, old, now, orch_id, "vanished", old.state, None
             )
         )
 
@@ -401,43 +392,43 @@ def _complete(
     )
 
 
-def _added(orch_id: str, op: Operation, now: datetime, retry: bool) -> list[Transition]:
-    """A new operation after the baseline: created as ``pending``, then moved on if it was
-    already further when we first saw it."""
-    kind = TransitionKind.OPERATION_RETRY if retry else TransitionKind.OPERATION_ADDED
-    created = Transition(
+def _op_transition(
+    kind: TransitionKind,
+    op: Operation,
+    now: datetime,
+    orch_id: str,
+    key: str,
+    from_state: str | None,
+    to_state: str | None,
+) -> Transition:
+    via = operation_via(from_state, to_state) if from_state and to_state else ()
+    return Transition(
         kind,
         orch_id,
-        f"{orch_id}:op:{op.operation_id}:added",
+        f"{orch_id}:op:{op.operation_id}:{key}",
         now,
         operation_id=op.operation_id,
         runtime_id=op.runtime_id,
         shoot_name=op.shoot_name,
-        from_state=None,
-        to_state=PENDING,
+        from_state=from_state,
+        to_state=to_state,
+        via=via,
         description=op.description,
     )
+
+
+def _added(orch_id: str, op: Operation, now: datetime, retry: bool) -> list[Transition]:
+    """A new operation after the baseline: created as ``pending``, then moved on if it was
+    already further when we first saw it."""
+    kind = TransitionKind.OPERATION_RETRY if retry else TransitionKind.OPERATION_ADDED
+    created = _op_transition(kind, op, now, orch_id, "added", None, PENDING)
     if op.state == PENDING:
         return [created]
     return [created, _moved(orch_id, op, PENDING, now)]
 
 
 def _moved(orch_id: str, op: Operation, old_state: str, now: datetime) -> Transition:
-    kind = (
-        TransitionKind.OPERATION_COMPLETED
-        if is_terminal_operation(op.state)
-        else TransitionKind.OPERATION_STATE
-    )
-    return Transition(
-        kind,
-        orch_id,
-        f"{orch_id}:op:{op.operation_id}:{old_state}>{op.state}",
-        now,
-        operation_id=op.operation_id,
-        runtime_id=op.runtime_id,
-        shoot_name=op.shoot_name,
-        from_state=old_state,
-        to_state=op.state,
-        via=operation_via(old_state, op.state),
-        description=op.description,
-    )
+    terminal = is_terminal_operation(op.state)
+    kind = TransitionKind.OPERATION_COMPLETED if terminal else TransitionKind.OPERATION_STATE
+    key = f"{old_state}>{op.state}"
+    return _op_transition(kind, op, now, orch_id, key, old_state, op.state)
