@@ -28,105 +28,7 @@ from watcher.diff import Diff, Snapshot, Transition, TransitionKind
 from watcher.errors import StoreError
 from watcher.intents import Intent
 from watcher.models import Operation, Orchestration, operation_stats
-
-_MIGRATIONS: tuple[str, ...] = (
-    # 1: the initial schema.
-    """
-    CREATE TABLE tracked (
-        orchestration_id TEXT PRIMARY KEY,
-        channel TEXT,
-        tracked_at TEXT NOT NULL,
-        active INTEGER NOT NULL DEFAULT 1,
-        untracked_at TEXT,
-        finished_at TEXT,
-        last_attempt_at TEXT,
-        last_success_at TEXT,
-        last_error TEXT,
-        consecutive_failures INTEGER NOT NULL DEFAULT 0,
-        last_full_sweep_at TEXT,
-        not_found INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE orchestrations (
-        orchestration_id TEXT PRIMARY KEY,
-        type TEXT NOT NULL,
-        state TEXT NOT NULL,
-        description TEXT NOT NULL,
-        raw TEXT NOT NULL,
-        expected_stats TEXT NOT NULL,
-        counts TEXT NOT NULL,
-        operation_count INTEGER NOT NULL,
-        revision INTEGER NOT NULL,
-        not_found INTEGER NOT NULL DEFAULT 0,
-        observed_at TEXT NOT NULL
-    );
-    CREATE TABLE operations (
-        id INTEGER PRIMARY KEY,
-        orchestration_id TEXT NOT NULL,
-        operation_id TEXT NOT NULL,
-        runtime_id TEXT NOT NULL,
-        shoot_name TEXT NOT NULL,
-        state TEXT NOT NULL,
-        description TEXT NOT NULL,
-        plan_name TEXT NOT NULL,
-        plan_id TEXT NOT NULL,
-        global_account_id TEXT NOT NULL,
-        sub_account_id TEXT NOT NULL,
-        dry_run INTEGER NOT NULL,
-        window_begin TEXT NOT NULL,
-        window_end TEXT NOT NULL,
-        extra TEXT,
-        UNIQUE (orchestration_id, operation_id)
-    );
-    CREATE INDEX operations_by_state ON operations (orchestration_id, state, id);
-    CREATE INDEX operations_by_runtime ON operations (orchestration_id, runtime_id);
-    CREATE TABLE transitions (
-        id INTEGER PRIMARY KEY,
-        key TEXT NOT NULL UNIQUE,
-        orchestration_id TEXT NOT NULL,
-        cycle_id INTEGER,
-        kind TEXT NOT NULL,
-        at TEXT NOT NULL,
-        operation_id TEXT,
-        runtime_id TEXT NOT NULL,
-        shoot_name TEXT NOT NULL,
-        from_state TEXT,
-        to_state TEXT,
-        via TEXT NOT NULL,
-        description TEXT NOT NULL,
-        detail TEXT NOT NULL
-    );
-    CREATE INDEX transitions_by_orchestration ON transitions (orchestration_id, id);
-    CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY,
-        key TEXT NOT NULL UNIQUE,
-        orchestration_id TEXT,
-        kind TEXT NOT NULL,
-        priority INTEGER NOT NULL,
-        channel TEXT,
-        payload TEXT NOT NULL,
-        status TEXT NOT NULL DEFAULT 'pending',
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at TEXT,
-        last_error TEXT,
-        created_at TEXT NOT NULL,
-        sent_at TEXT,
-        slack_channel TEXT,
-        slack_ts TEXT
-    );
-    CREATE INDEX outbox_by_status ON outbox (status, priority, id);
-    CREATE TABLE cycles (
-        id INTEGER PRIMARY KEY,
-        started_at TEXT NOT NULL,
-        finished_at TEXT,
-        polled INTEGER NOT NULL DEFAULT 0,
-        failed INTEGER NOT NULL DEFAULT 0,
-        requests INTEGER NOT NULL DEFAULT 0,
-        transitions INTEGER NOT NULL DEFAULT 0
-    );
-    """,
-)
-
-SCHEMA_VERSION = len(_MIGRATIONS)
+from watcher.schema import MIGRATIONS, SCHEMA_VERSION
 
 _OP_COLUMNS = (
     "orchestration_id, operation_id, runtime_id, shoot_name, state, description, plan_name, "
@@ -279,7 +181,7 @@ class Store:
         for number in range(version, SCHEMA_VERSION):
             # Not executescript(): it commits first, and a migration must be all or nothing.
             with self.transaction() as conn:
-                for statement in _MIGRATIONS[number].split(";"):
+                for statement in MIGRATIONS[number].split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number + 1}")

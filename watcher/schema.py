@@ -1,0 +1,112 @@
+"""The SQLite schema, as numbered migrations (``PRAGMA user_version`` is the number applied).
+
+Never edit a released migration: append a new one. Each runs in one transaction.
+
+* ``tracked``: what the user asked to follow, and how polling it went;
+* ``orchestrations``: the snapshot head (KEB's JSON, raw counts, expected ``operationStats``);
+* ``operations``: one row per operation, in KEB order (row id);
+* ``transitions``: the recorded history, unique by ``key``;
+* ``outbox``: notification intents until delivered, unique by ``key``;
+* ``cycles``: one row per poll cycle.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema.
+    """
+    CREATE TABLE tracked (
+        orchestration_id TEXT PRIMARY KEY,
+        channel TEXT,
+        tracked_at TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 1,
+        untracked_at TEXT,
+        finished_at TEXT,
+        last_attempt_at TEXT,
+        last_success_at TEXT,
+        last_error TEXT,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        last_full_sweep_at TEXT,
+        not_found INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE orchestrations (
+        orchestration_id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        state TEXT NOT NULL,
+        description TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        expected_stats TEXT NOT NULL,
+        counts TEXT NOT NULL,
+        operation_count INTEGER NOT NULL,
+        revision INTEGER NOT NULL,
+        not_found INTEGER NOT NULL DEFAULT 0,
+        observed_at TEXT NOT NULL
+    );
+    CREATE TABLE operations (
+        id INTEGER PRIMARY KEY,
+        orchestration_id TEXT NOT NULL,
+        operation_id TEXT NOT NULL,
+        runtime_id TEXT NOT NULL,
+        shoot_name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        description TEXT NOT NULL,
+        plan_name TEXT NOT NULL,
+        plan_id TEXT NOT NULL,
+        global_account_id TEXT NOT NULL,
+        sub_account_id TEXT NOT NULL,
+        dry_run INTEGER NOT NULL,
+        window_begin TEXT NOT NULL,
+        window_end TEXT NOT NULL,
+        extra TEXT,
+        UNIQUE (orchestration_id, operation_id)
+    );
+    CREATE INDEX operations_by_state ON operations (orchestration_id, state, id);
+    CREATE INDEX operations_by_runtime ON operations (orchestration_id, runtime_id);
+    CREATE TABLE transitions (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        orchestration_id TEXT NOT NULL,
+        cycle_id INTEGER,
+        kind TEXT NOT NULL,
+        at TEXT NOT NULL,
+        operation_id TEXT,
+        runtime_id TEXT NOT NULL,
+        shoot_name TEXT NOT NULL,
+        from_state TEXT,
+        to_state TEXT,
+        via TEXT NOT NULL,
+        description TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX transitions_by_orchestration ON transitions (orchestration_id, id);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        orchestration_id TEXT,
+        kind TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        channel TEXT,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        sent_at TEXT,
+        slack_channel TEXT,
+        slack_ts TEXT
+    );
+    CREATE INDEX outbox_by_status ON outbox (status, priority, id);
+    CREATE TABLE cycles (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        polled INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        requests INTEGER NOT NULL DEFAULT 0,
+        transitions INTEGER NOT NULL DEFAULT 0
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
