@@ -45,6 +45,8 @@ class PollResult:
     error: str | None = None
     reason: str = ""
     state: str | None = None
+    #: The failure itself, for callers that react to its type (auth, 404, transient).
+    exception: KebError | None = None
 
     @property
     def ok(self) -> bool:
@@ -129,7 +131,7 @@ class Engine:
             message = str(exc)
             log.warning("orchestration %s: poll failed: %s", orch_id, message)
             self.store.record_failure(orch_id, message, self.clock())
-            return PollResult(orch_id, None, error=message)
+            return PollResult(orch_id, None, error=message, exception=exc)
         now = self.clock()
         state = head.orchestration.state if head.orchestration else None
         if outcome.observation is None:
