@@ -8,17 +8,30 @@ Resources are opened lazily, so ``watcher status`` never creates a database and
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
+from typing import Any
 
+from watcher import report
 from watcher.config import Config
-from watcher.diff import Transition
+from watcher.diff import Transition, TransitionKind
 from watcher.errors import ConfigError, UsageError
 from watcher.keb import CommandToken, FileToken, KebClient, RetryPolicy, StaticToken, TokenProvider
-from watcher.models import Orchestration
-from watcher.service import CycleReport, Engine, utcnow
+from watcher.models import FAILED, Orchestration
+from watcher.notify.outbox import Outbox
+from watcher.notify.render import Rendered, Renderer
+from watcher.notify.samples import SAMPLES
+from watcher.notify.sender import DeliveryReport, Sender
+from watcher.notify.slack import BotSlack, Destination, WebhookSlack, metadata
+from watcher.policy import failure_groups, summary
+from watcher.service import CycleReport, Engine, notification_policy, utcnow
 from watcher.store import Store, Tracked
+
+#: How long `watcher poll` keeps delivering (Slack rate limits, Retry-After) before it exits.
+DELIVERY_DEADLINE = 90.0
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -53,6 +66,26 @@ def keb_client(config: Config) -> KebClient:
         concurrency=config.keb.concurrency,
         retry=RetryPolicy(attempts=config.keb.retries),
     )
+
+
+def destination(config: Config) -> Destination | None:
+    """The Slack destination the configuration names, or None when Slack is not configured."""
+    slack = config.slack
+    if slack.token:
+        return BotSlack(slack.token.reveal(), slack.base_url)
+    if slack.webhook_url:
+        return WebhookSlack(slack.webhook_url.reveal())
+    return None
+
+
+@dataclass
+class PollOutcome:
+    """One `watcher poll`: the cycle, what was delivered, and what is still undelivered."""
+
+    cycle: CycleReport
+    delivery: DeliveryReport | None = None
+    undelivered: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 class Watcher:
@@ -111,14 +144,136 @@ class Watcher:
         async with keb_client(self.config) as keb:
             return await keb.get_orchestration(orch_id)
 
-    async def poll(self) -> CycleReport:
-        """Exactly one cycle over everything tracked."""
+    def engine(self, keb: KebClient) -> Engine:
+        """The poll engine; it writes notification intents only when Slack is configured."""
+        notifying = destination(self.config) is not None
+        return Engine(
+            self.store,
+            keb,
+            clock=self.clock,
+            full_sweep_every=self.config.poll.full_sweep_every,
+            concurrency=self.config.poll.concurrency,
+            policy=notification_policy(self.store) if notifying else None,
+            alert_after=self.config.poll.alert_after if notifying else None,
+            keb_url=self.config.keb.url,
+        )
+
+    def sender(self) -> Sender | None:
+        dest = destination(self.config)
+        if dest is None:
+            return None
+        slack = self.config.slack
+        return Sender(
+            Outbox(self.store),
+            dest,
+            self.renderer(),
+            default_channel=slack.channel,
+            routes=slack.routes,
+            max_attempts=slack.max_attempts,
+            clock=self.clock,
+            on_delivered=self._delivered,
+        )
+
+    def _delivered(self, orch_id: str) -> None:
+        self.store.finish_if_done(orch_id, self.clock())
+
+    def renderer(self) -> Renderer:
+        return Renderer(self.config.templates.dir)
+
+    async def poll(self, *, deadline: float = DELIVERY_DEADLINE) -> PollOutcome:
+        """Exactly one cycle over everything tracked, then deliver what is pending."""
         async with keb_client(self.config) as keb:
-            engine = Engine(
-                self.store,
-                keb,
-                clock=self.clock,
-                full_sweep_every=self.config.poll.full_sweep_every,
-                concurrency=self.config.poll.concurrency,
+            cycle = await self.engine(keb).poll_once()
+        outcome = PollOutcome(cycle)
+        sender = self.sender()
+        if sender is not None:
+            outcome.delivery = await sender.deliver(deadline=time.monotonic() + deadline)
+            outcome.undelivered = sender.outbox.undelivered()
+        return outcome
+
+    # -- notifications --------------------------------------------------------------------
+
+    def check_templates(self) -> list[str]:
+        """Render every template against sample data; the errors, one line each."""
+        return self.renderer().check(SAMPLES)
+
+    def check_slack(self) -> list[str]:
+        """Reach Slack: ``auth.test`` and the channel (bot token), or nothing (webhook)."""
+        dest = destination(self.config)
+        if dest is None:
+            return ["Slack: not configured (notifications are off)"]
+        if not isinstance(dest, BotSlack):
+            return ["Slack: incoming webhook configured (not called: it would post a message)"]
+        who = dest.auth_test()
+        lines = [f"Slack: token accepted (team {who.get('team')}, bot user {who.get('user')})"]
+        channels = {self.config.slack.channel, *self.config.slack.routes.values()} - {None}
+        for channel in sorted(c for c in channels if c):
+            info = dest.channel_info(channel.lstrip("#") if channel.startswith("#") else channel)
+            found = info.get("channel", {})
+            lines.append(f"Slack: channel {channel} found ({found.get('id', '?')})")
+        return lines
+
+    def outbox(self) -> Outbox:
+        return Outbox(self.store)
+
+    def notify_test(self, channel: str | None) -> dict[str, Any]:
+        """Post a test message; Slack's answer, as Slack gave it."""
+        dest = destination(self.config)
+        if dest is None:
+            raise ConfigError(
+                "slack: not configured: set slack.token and slack.channel, or slack.webhook_url"
             )
-            return await engine.poll_once()
+        target = channel or self.config.slack.channel
+        if isinstance(dest, BotSlack) and not target:
+            raise UsageError("no channel: give --channel or set slack.channel")
+        from watcher.notify.blocks import to_message
+
+        message = to_message(
+            ":wave: *keb-watcher test message*\n"
+            "If you can read this, notifications reach this channel."
+        )
+        meta = metadata("test", f"test:{self.clock().isoformat()}", None)
+        return dict(dest.post(target, message, meta).answer)
+
+    def render(self, kind: str, orch_id: str | None) -> Rendered:
+        """What a notification of ``kind`` looks like: for sample data, or for a tracked
+        orchestration as it is now."""
+        renderer = self.renderer()
+        renderer.template_for(kind)
+        if orch_id is None:
+            return renderer.render(kind, SAMPLES[kind])
+        head = self.store.load_head(check_ids([orch_id])[0])
+        if head.orchestration is None:
+            raise UsageError(f"{orch_id} has no snapshot yet (track it and poll first)")
+        payload = self._live_payload(kind, orch_id)
+        return renderer.render(kind, payload)
+
+    def _live_payload(self, kind: str, orch_id: str) -> dict[str, Any]:
+        """The sample payload of ``kind`` with everything a snapshot can tell filled in."""
+        snap = self.store.load_snapshot(self.store.load_head(orch_id))
+        assert snap.orchestration is not None
+        payload = dict(SAMPLES[kind])
+        payload.update(summary(snap.orchestration, snap.state_counts(), self.clock(), None))
+        failed = [
+            {"description": op.description, "shoot": op.shoot_name, "operation_id": op.operation_id}
+            for op in snap.operations.values()
+            if op.state == FAILED
+        ]
+        history = self.store.history(orch_id)
+        payload.update(
+            failures=failure_groups(failed),
+            new_failures=len(failed),
+            more_reasons=0,
+            last_change=report.transition_line(history[-1]).split("  ", 1)[1] if history else "-",
+        )
+        for t in reversed(history):
+            if t.kind is TransitionKind.ORCHESTRATION_STATE:
+                payload["change"] = {
+                    "from": t.from_state,
+                    "to": t.to_state,
+                    "via": list(t.via),
+                    "description": t.description,
+                }
+                break
+        payload["orchestration"] = {**payload.get("orchestration", {}), "id": orch_id}
+        return payload

@@ -22,6 +22,8 @@ from watcher.app import Watcher
 from watcher.config import Config, describe, load_config
 from watcher.demo import demo_command
 from watcher.errors import WatcherError
+from watcher.notify.render import TEMPLATES
+from watcher.notify_cli import notify_test_command, outbox_command, render_command
 from watcher.sim_cli import sim_command
 
 T = TypeVar("T")
@@ -188,17 +190,19 @@ def history(obj: Context, orchestration_id: str, output: str) -> None:
 @main.command()
 @click.pass_obj
 def poll(obj: Context) -> None:
-    """Run exactly one cycle over everything tracked, then exit.
+    """Run exactly one cycle over everything tracked, deliver notifications, then exit.
 
-    Exits 1 when a tracked orchestration could not be polled (the reason is printed; the
-    next poll catches up with nothing lost).
+    Exits 1 when a tracked orchestration could not be polled, or a notification is still
+    undelivered at exit (it stays in the outbox: see `watcher outbox`). The reasons are
+    printed; the next poll catches up with nothing lost.
 
     \b
     Example (crontab):
       */2 * * * * watcher --config /etc/keb-watcher/watcher.toml poll
     """
     with obj.watcher() as app:
-        cycle = run(app.poll())
+        outcome = run(app.poll())
+    cycle = outcome.cycle
     for result in cycle.results:
         if result.ok:
             click.echo(
@@ -209,12 +213,24 @@ def poll(obj: Context) -> None:
         click.echo(f"watcher: {result.orchestration_id}: {result.error}", err=True)
     if not cycle.results:
         click.echo("nothing to poll (track an orchestration first)")
-    if cycle.failed:
+    delivery = outcome.delivery
+    if delivery is not None and (delivery.sent or delivery.skipped):
+        click.echo(f"notifications: {delivery.sent} sent")
+    if delivery is not None:
+        for error in delivery.errors:
+            click.echo(f"watcher: {error}", err=True)
+    if outcome.undelivered:
+        click.echo(
+            f"watcher: {outcome.undelivered} notifications undelivered "
+            "(kept in the outbox; see `watcher outbox list`)",
+            err=True,
+        )
+    if cycle.failed or outcome.undelivered:
         sys.exit(1)
 
 
 @main.command(name="check-config")
-@click.option("--online", is_flag=True, help="Also reach KEB with the configured token.")
+@click.option("--online", is_flag=True, help="Also reach KEB and Slack with the configured tokens.")
 @click.pass_obj
 def check_config(obj: Context, online: bool) -> None:
     """Validate the configuration and show the effective settings (secrets hidden).
@@ -226,6 +242,13 @@ def check_config(obj: Context, online: bool) -> None:
     config = obj.config()
     for line in describe(config):
         click.echo(line)
+    app = Watcher(config)
+    errors = app.check_templates()
+    for error in errors:
+        click.echo(f"watcher: {error}", err=True)
+    if errors:
+        sys.exit(2)
+    click.echo(f"templates: all {len(TEMPLATES)} render against sample data")
     if online:
         from watcher.app import keb_client
 
@@ -235,11 +258,16 @@ def check_config(obj: Context, online: bool) -> None:
 
         count = run(reach())
         click.echo(f"KEB: reachable, token accepted, {count} orchestrations")
+        for line in app.check_slack():
+            click.echo(line)
     click.echo("configuration OK")
 
 
 main.add_command(sim_command, name="sim")
 main.add_command(demo_command, name="demo")
+main.add_command(notify_test_command, name="notify-test")
+main.add_command(render_command, name="render")
+main.add_command(outbox_command, name="outbox")
 
 
 def entrypoint(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ the offending input and never contains a secret.
     ├── UsageError                    exit 2: bad command-line input (e.g. an unknown ID format)
     ├── StoreError                    the SQLite database cannot be opened, migrated or written
     ├── TokenError                    token_file unreadable, token_command failed
+    ├── SlackError                    a Slack call failed (watcher.notify.slack.SlackFailure)
     └── KebError                      anything that went wrong talking to KEB
         ├── KebTransientError         worth retrying: connection, timeout, 5xx, 429, bad body
         │   ├── KebUnavailable        connection refused/reset, timeout, 5xx, 429
@@ -49,6 +50,10 @@ class StoreError(WatcherError):
 
 class TokenError(WatcherError):
     """No bearer token could be obtained (file unreadable, command failed)."""
+
+
+class SlackError(WatcherError):
+    """A Slack call failed; the message carries Slack's error code, never a token."""
 
 
 class KebError(WatcherError):

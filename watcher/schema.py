@@ -7,7 +7,10 @@ Never edit a released migration: append a new one. Each runs in one transaction.
 * ``operations``: one row per operation, in KEB order (row id);
 * ``transitions``: the recorded history, unique by ``key``;
 * ``outbox``: notification intents until delivered, unique by ``key``;
-* ``cycles``: one row per poll cycle.
+* ``cycles``: one row per poll cycle;
+* ``cards``: the Slack message (channel ID, ts) that is each orchestration's living card;
+* ``attempts``: every delivery attempt with Slack's answer;
+* ``health``: since when KEB has been failing, and whether that was announced.
 """
 
 from __future__ import annotations
@@ -106,6 +109,35 @@ MIGRATIONS: tuple[str, ...] = (
         requests INTEGER NOT NULL DEFAULT 0,
         transitions INTEGER NOT NULL DEFAULT 0
     );
+    """,
+    # 2: notification delivery: the Slack message of each orchestration's card, every send
+    # attempt with Slack's answer, and the watcher's own health (KEB reachable or not).
+    """
+    CREATE TABLE cards (
+        orchestration_id TEXT PRIMARY KEY,
+        channel_id TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        posted_at TEXT NOT NULL
+    );
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        outbox_id INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        method TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        error TEXT,
+        retry_after REAL
+    );
+    CREATE INDEX attempts_by_outbox ON attempts (outbox_id, id);
+    ALTER TABLE outbox ADD COLUMN render_error TEXT;
+    ALTER TABLE outbox ADD COLUMN last_attempt_at TEXT;
+    CREATE TABLE health (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        unhealthy_since TEXT,
+        last_error TEXT,
+        alerted INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO health (id) VALUES (1);
     """,
 )
 

@@ -18,16 +18,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from watcher.diff import Diff, NotFound, diff
-from watcher.errors import KebError
+from watcher.errors import KebAuthError, KebError, KebTransientError
 from watcher.intents import Intent
-from watcher.models import is_terminal_orchestration
+from watcher.models import TERMINAL_OPERATION_STATES, is_terminal_orchestration
 from watcher.observer import KebReader, Mode, Observer
+from watcher.policy import Reference, decide, health_intent
 from watcher.store import Store, Tracked
 
 log = logging.getLogger("watcher.service")
 
 #: Turns what one cycle found for one orchestration into notification intents.
 Policy = Callable[[Diff, Tracked, datetime], Sequence[Intent]]
+
+
+def notification_policy(store: Store) -> Policy:
+    """:func:`watcher.policy.decide`, with the progress reference read from the history."""
+
+    def policy(result: Diff, tracked: Tracked, now: datetime) -> Sequence[Intent]:
+        found = store.reference(tracked.orchestration_id)
+        reference = None
+        if found is not None:
+            at, counts = found
+            reference = Reference(at, sum(counts.get(s, 0) for s in TERMINAL_OPERATION_STATES))
+        return decide(result, channel=tracked.channel, now=now, reference=reference)
+
+    return policy
 
 
 def utcnow() -> datetime:
@@ -85,6 +100,8 @@ class Engine:
         full_sweep_every: float = 1800.0,
         concurrency: int = 4,
         policy: Policy | None = None,
+        alert_after: float | None = None,
+        keb_url: str = "",
     ) -> None:
         self.store = store
         self.observer = Observer(keb, store)
@@ -92,6 +109,8 @@ class Engine:
         self.full_sweep_every = timedelta(seconds=full_sweep_every)
         self.concurrency = concurrency
         self.policy = policy
+        self.alert_after = alert_after
+        self.keb_url = keb_url
 
     async def poll_once(self) -> CycleReport:
         """Exactly one cycle over every tracked, unfinished orchestration."""
@@ -106,6 +125,7 @@ class Engine:
                 return await self.poll_orchestration(tracked, cycle_id)
 
         results = list(await asyncio.gather(*(one(t) for t in due)))
+        self._watch_keb(results)
         report = CycleReport(cycle_id, started, time.perf_counter() - t0, results)
         self.store.finish_cycle(
             cycle_id,
@@ -143,7 +163,7 @@ class Engine:
         terminal = isinstance(outcome.observation, NotFound) or (
             snap.orchestration is not None and is_terminal_orchestration(snap.orchestration.state)
         )
-        finished = terminal and not intents and self.store.pending_for(orch_id) == 0
+        finished = terminal and not intents and self.store.undelivered_for(orch_id) == 0
         rows = self.store.commit_diff(
             result,
             now=now,
@@ -169,3 +189,33 @@ class Engine:
             reason=outcome.reason,
             state=snap.orchestration.state if snap.orchestration else None,
         )
+
+    def _watch_keb(self, results: Sequence[PollResult]) -> None:
+        """The watcher watches itself: one alert when KEB has been unreachable or rejecting
+        the token for longer than ``alert_after``, one more when it answers again."""
+        if self.alert_after is None or not results:
+            return
+        now = self.clock()
+        since, error, alerted = self.store.health()
+        keb_down = [r for r in results if isinstance(r.exception, KebTransientError | KebAuthError)]
+        if len(keb_down) == len(results):
+            since = since or now
+            error = keb_down[0].error
+            intents: list[Intent] = []
+            if not alerted and (now - since).total_seconds() >= self.alert_after:
+                intents.append(
+                    health_intent(
+                        "keb_unhealthy", since=since, now=now, error=error or "", url=self.keb_url
+                    )
+                )
+                alerted = True
+            self.store.set_health(since, error, alerted, intents, now)
+        elif since is not None and any(r.ok for r in results):
+            intents = []
+            if alerted:
+                intents.append(
+                    health_intent(
+                        "keb_recovered", since=since, now=now, error=error or "", url=self.keb_url
+                    )
+                )
+            self.store.set_health(None, None, False, intents, now)

@@ -27,7 +27,7 @@ import sqlite_utils
 from watcher.diff import Diff, Snapshot, Transition, TransitionKind
 from watcher.errors import StoreError
 from watcher.intents import Intent
-from watcher.models import Operation, Orchestration, operation_stats
+from watcher.models import Operation, Orchestration, is_terminal_orchestration, operation_stats
 from watcher.schema import MIGRATIONS, SCHEMA_VERSION
 
 _OP_COLUMNS = (
@@ -588,9 +588,64 @@ class Store:
             )
         )
 
-    def pending_for(self, orch_id: str) -> int:
+    def undelivered_for(self, orch_id: str) -> int:
+        """Intents of this orchestration not delivered yet (pending, failed or dead)."""
         row = self.conn.execute(
-            "SELECT COUNT(*) FROM outbox WHERE orchestration_id = ? AND status = 'pending'",
+            "SELECT COUNT(*) FROM outbox WHERE orchestration_id = ? "
+            "AND status IN ('pending', 'failed', 'dead')",
             (orch_id,),
         ).fetchone()
         return int(row[0])
+
+    def finish_if_done(self, orch_id: str, now: datetime) -> bool:
+        """Stop polling an orchestration that has ended (or that KEB does not know) once
+        every notification about it was delivered. Returns whether it is finished now."""
+        row = self.conn.execute(
+            "SELECT o.state, t.not_found, t.finished_at FROM tracked t "
+            "LEFT JOIN orchestrations o USING (orchestration_id) WHERE t.orchestration_id = ?",
+            (orch_id,),
+        ).fetchone()
+        if row is None or row[2] is not None:
+            return row is not None
+        ended = bool(row[1]) or (row[0] is not None and is_terminal_orchestration(row[0]))
+        if not ended or self.undelivered_for(orch_id):
+            return False
+        self.mark_finished(orch_id, now)
+        return True
+
+    def reference(self, orch_id: str) -> tuple[datetime, dict[str, int]] | None:
+        """When the baseline was taken and the operation counts then."""
+        row = self.conn.execute(
+            "SELECT at, detail FROM transitions WHERE orchestration_id = ? AND kind = 'baseline'",
+            (orch_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        counts = json.loads(row[1]).get("counts", {})
+        return datetime.fromisoformat(row[0]), counts
+
+    # -- the watcher's own health ---------------------------------------------------------
+
+    def health(self) -> tuple[datetime | None, str | None, bool]:
+        """Since when KEB has been failing (None: healthy), the last error, announced?"""
+        row = self.conn.execute(
+            "SELECT unhealthy_since, last_error, alerted FROM health WHERE id = 1"
+        ).fetchone()
+        return _from_iso(row[0]), row[1], bool(row[2])
+
+    def set_health(
+        self,
+        since: datetime | None,
+        error: str | None,
+        alerted: bool,
+        intents: Sequence[Intent] = (),
+        now: datetime | None = None,
+    ) -> None:
+        """Update the health record and enqueue its alert in one transaction."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE health SET unhealthy_since = ?, last_error = ?, alerted = ? WHERE id = 1",
+                (_iso(since) if since else None, error, int(alerted)),
+            )
+            if intents:
+                self._insert_intents(conn, intents, now or datetime.now(UTC))

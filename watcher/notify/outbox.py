@@ -1,0 +1,257 @@
+"""The durable outbox: notification intents until Slack has them, and what happened on the way.
+
+Intents are written by the poll cycle in the same transaction as the snapshot change that
+caused them (:meth:`watcher.store.Store.commit_diff`). This module is the delivery side:
+
+* ``pending`` -> ``sent`` (Slack's channel and ``ts`` recorded the moment they are known);
+* ``pending`` -> ``pending`` again with a later ``next_attempt_at`` after a transient error;
+* ``failed``: Slack refused it for good (``invalid_auth``, ``channel_not_found``...); kept
+  with Slack's answer until the user retries or drops it (``watcher outbox``);
+* ``dead``: transient errors more times than ``slack.max_attempts``;
+* ``superseded``: a card update made obsolete by a newer one (only the newest is sent);
+* ``skipped``: nothing to send in this mode (a webhook cannot edit a card);
+* ``dropped``: the user said so.
+
+``attempts`` is incremented and committed *before* each call, so after a crash an intent with
+attempts but no ``ts`` is known to be ambiguous: the sender looks for its key in the channel's
+message metadata before posting again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from watcher.store import Store
+
+UNDELIVERED: Final = ("pending", "failed", "dead")
+STATUSES: Final = ("pending", "sent", "failed", "dead", "superseded", "skipped", "dropped")
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One outbox row."""
+
+    id: int
+    key: str
+    orchestration_id: str | None
+    kind: str
+    priority: int
+    channel: str | None
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    slack_channel: str | None
+    slack_ts: str | None
+    render_error: str | None
+    last_attempt_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Entry:
+        return cls(
+            id=row["id"],
+            key=row["key"],
+            orchestration_id=row["orchestration_id"],
+            kind=row["kind"],
+            priority=row["priority"],
+            channel=row["channel"],
+            payload=json.loads(row["payload"]),
+            status=row["status"],
+            attempts=row["attempts"],
+            next_attempt_at=_dt(row["next_attempt_at"]),
+            last_error=row["last_error"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+            sent_at=_dt(row["sent_at"]),
+            slack_channel=row["slack_channel"],
+            slack_ts=row["slack_ts"],
+            render_error=row["render_error"],
+            last_attempt_at=_dt(row["last_attempt_at"]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "key": self.key,
+            "orchestrationID": self.orchestration_id,
+            "kind": self.kind,
+            "status": self.status,
+            "attempts": self.attempts,
+            "nextAttemptAt": self.next_attempt_at.isoformat() if self.next_attempt_at else None,
+            "lastError": self.last_error,
+            "renderError": self.render_error,
+            "createdAt": self.created_at.isoformat(),
+            "sentAt": self.sent_at.isoformat() if self.sent_at else None,
+            "slackChannel": self.slack_channel,
+            "slackTs": self.slack_ts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    channel_id: str
+    ts: str
+
+
+class Outbox:
+    """Delivery-side access to the outbox, cards and attempts tables of a :class:`Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _select(self, where: str, params: Sequence[Any] = ()) -> list[Entry]:
+        sql = f"SELECT * FROM outbox WHERE {where} ORDER BY priority, id"
+        return [Entry.from_row(row) for row in self.store.db.query(sql, list(params))]
+
+    def due(self, now: datetime) -> list[Entry]:
+        return self._select(
+            "status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)",
+            [_iso(now)],
+        )
+
+    def next_due_at(self) -> datetime | None:
+        row = self.store.conn.execute(
+            "SELECT MIN(COALESCE(next_attempt_at, created_at)) FROM outbox WHERE status = 'pending'"
+        ).fetchone()
+        return _dt(row[0])
+
+    def entries(self, statuses: Iterable[str] = UNDELIVERED) -> list[Entry]:
+        wanted = list(statuses)
+        return self._select(f"status IN ({', '.join('?' * len(wanted))})", wanted)
+
+    def get(self, entry_id: int) -> Entry | None:
+        found = self._select("id = ?", [entry_id])
+        return found[0] if found else None
+
+    def undelivered(self) -> int:
+        row = self.store.conn.execute(
+            "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'failed', 'dead')"
+        ).fetchone()
+        return int(row[0])
+
+    def supersede_stale_card_updates(self) -> int:
+        """Keep only the newest pending card update of each orchestration."""
+        with self.store.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE outbox SET status = 'superseded' WHERE status = 'pending' "
+                "AND kind = 'progress' AND id < (SELECT MAX(o2.id) FROM outbox o2 "
+                "WHERE o2.status = 'pending' AND o2.kind = 'progress' "
+                "AND o2.orchestration_id = outbox.orchestration_id)"
+            )
+            return max(cur.rowcount, 0)
+
+    # -- one attempt ----------------------------------------------------------------------
+
+    def begin_attempt(self, entry: Entry, now: datetime) -> None:
+        """Committed before the call: from here on, a crash leaves an ambiguous attempt."""
+        with self.store.transaction() as conn:
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ? WHERE id = ?",
+                (_iso(now), entry.id),
+            )
+
+    def record_attempt(
+        self,
+        entry: Entry,
+        now: datetime,
+        method: str,
+        *,
+        ok: bool,
+        error: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        with self.store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO attempts (outbox_id, at, method, ok, error, retry_after) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (entry.id, _iso(now), method, int(ok), error, retry_after),
+            )
+
+    def attempts(self, entry_id: int) -> list[dict[str, Any]]:
+        return list(
+            self.store.db.query(
+                "SELECT * FROM attempts WHERE outbox_id = ? ORDER BY id", [entry_id]
+            )
+        )
+
+    def _set(self, entry: Entry, sql: str, params: Sequence[Any]) -> None:
+        with self.store.transaction() as conn:
+            conn.execute(f"UPDATE outbox SET {sql} WHERE id = ?", (*params, entry.id))
+
+    def mark_sent(self, entry: Entry, now: datetime, channel: str | None, ts: str | None) -> None:
+        self._set(
+            entry,
+            "status = 'sent', sent_at = ?, slack_channel = ?, slack_ts = ?, last_error = NULL",
+            [_iso(now), channel, ts],
+        )
+
+    def mark_retry(self, entry: Entry, at: datetime, error: str) -> None:
+        self._set(entry, "next_attempt_at = ?, last_error = ?", [_iso(at), error])
+
+    def mark_failed(self, entry: Entry, error: str, *, dead: bool = False) -> None:
+        status = "dead" if dead else "failed"
+        self._set(entry, "status = ?, last_error = ?", [status, error])
+
+    def mark_skipped(self, entry: Entry, why: str) -> None:
+        self._set(entry, "status = 'skipped', last_error = ?", [why])
+
+    def set_render_error(self, entry: Entry, error: str) -> None:
+        self._set(entry, "render_error = ?", [error])
+
+    # -- cards ----------------------------------------------------------------------------
+
+    def card(self, orch_id: str) -> Card | None:
+        row = self.store.conn.execute(
+            "SELECT channel_id, ts FROM cards WHERE orchestration_id = ?", (orch_id,)
+        ).fetchone()
+        return Card(row[0], row[1]) if row else None
+
+    def save_card(self, orch_id: str, card: Card, now: datetime) -> None:
+        with self.store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO cards (orchestration_id, channel_id, ts, posted_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (orchestration_id) DO UPDATE SET "
+                "channel_id = excluded.channel_id, ts = excluded.ts",
+                (orch_id, card.channel_id, card.ts, _iso(now)),
+            )
+
+    def forget_card(self, orch_id: str) -> None:
+        with self.store.transaction() as conn:
+            conn.execute("DELETE FROM cards WHERE orchestration_id = ?", (orch_id,))
+
+    # -- what users do --------------------------------------------------------------------
+
+    def retry(self, ids: Sequence[int], now: datetime) -> int:
+        """Send failed or dead intents again (attempt counter reset)."""
+        marks = ", ".join("?" * len(ids))
+        with self.store.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ? "
+                f"WHERE id IN ({marks}) AND status IN ('failed', 'dead', 'pending')",
+                (_iso(now), *ids),
+            )
+            return max(cur.rowcount, 0)
+
+    def drop(self, ids: Sequence[int]) -> int:
+        marks = ", ".join("?" * len(ids))
+        with self.store.transaction() as conn:
+            cur = conn.execute(
+                f"UPDATE outbox SET status = 'dropped' WHERE id IN ({marks}) "
+                "AND status IN ('pending', 'failed', 'dead')",
+                tuple(ids),
+            )
+            return max(cur.rowcount, 0)

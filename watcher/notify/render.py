@@ -1,0 +1,221 @@
+"""Rendering notifications with Jinja2 templates.
+
+Templates live in the top-level ``templates/`` folder, shipped inside the wheel as
+``watcher/_templates``; ``[templates] dir`` overrides them file by file. The environment is
+sandboxed (templates are configuration, not code) and uses ``StrictUndefined`` (a typo is an
+error, not an empty string). Every ``{{ value }}`` is escaped for Slack mrkdwn unless a filter
+marked it as already safe. A template that fails falls back to a plain message, and the error
+is returned so that the sender records it: never swallowed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from watcher.errors import ConfigError
+from watcher.models import KNOWN_STATES
+from watcher.notify.blocks import Message, escape, plain_message, to_message
+
+#: Which template renders which kind of notification.
+TEMPLATES: Final[Mapping[str, str]] = {
+    "tracking_started": "card.j2",
+    "progress": "card.j2",
+    "failure_digest": "failure_digest.j2",
+    "state_changed": "state_changed.j2",
+    "finished": "finished.j2",
+    "not_found": "not_found.j2",
+    "keb_unhealthy": "keb_unhealthy.j2",
+    "keb_recovered": "keb_recovered.j2",
+}
+
+_ICONS: Final = {
+    "succeeded": ":white_check_mark:",
+    "failed": ":x:",
+    "canceled": ":no_entry_sign:",
+    "canceling": ":octagonal_sign:",
+    "in progress": ":arrows_counterclockwise:",
+    "retrying": ":repeat:",
+    "pending": ":hourglass_flowing_sand:",
+}
+_COUNT_ICONS: Final = {
+    "succeeded": "✅",
+    "failed": "❌",
+    "canceled": "🚫",
+    "in progress": "🔄",
+    "pending": "⏳",
+}
+
+
+class Safe(str):
+    """Text that is already valid mrkdwn: not escaped again."""
+
+    __slots__ = ()
+
+
+def packaged_templates() -> Path:
+    """The shipped templates: inside the wheel, or the repository's ``templates/``."""
+    inside = Path(__file__).resolve().parent.parent / "_templates"
+    if inside.is_dir():
+        return inside
+    return Path(__file__).resolve().parents[2] / "templates"
+
+
+def _finalize(value: object) -> str:
+    if isinstance(value, Safe):
+        return value
+    if value is None:
+        return ""
+    return escape(str(value))
+
+
+def duration(seconds: object) -> str:
+    """``3725`` -> ``1h 2m``; unknown -> ``-``."""
+    if not isinstance(seconds, int | float) or math.isnan(seconds):
+        return "-"
+    total = int(max(0, seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [
+        f"{days}d" if days else "",
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+    ]
+    if days or hours or (minutes and not secs):
+        return " ".join(p for p in parts if p)
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+def when(value: object) -> str:
+    if isinstance(value, str):
+        try:
+            return when(datetime.fromisoformat(value))
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M UTC")
+    return "-"
+
+
+def bar(fraction: object, width: int = 20) -> Safe:
+    share = float(fraction) if isinstance(fraction, int | float) else 0.0
+    filled = round(max(0.0, min(1.0, share)) * width)
+    return Safe("▰" * filled + "▱" * (width - filled))
+
+
+def pct(fraction: object) -> str:
+    share = float(fraction) if isinstance(fraction, int | float) else 0.0
+    return f"{share * 100:.0f}%"
+
+
+def state_icon(state: object) -> Safe:
+    return Safe(_ICONS.get(str(state), ":grey_question:"))
+
+
+def counts_line(counts: object) -> Safe:
+    """``✅ 13 succeeded · ❌ 2 failed · ...`` in KEB's state order; unknown states kept."""
+    if not isinstance(counts, Mapping):
+        return Safe("")
+    order = {
+        s: i for i, s in enumerate(("succeeded", "failed", "canceled", "in progress", "pending"))
+    }
+    for i, known in enumerate(KNOWN_STATES):
+        order.setdefault(known, 10 + i)
+    items = sorted(counts.items(), key=lambda kv: (order.get(kv[0], 99), str(kv[0])))
+    return Safe(
+        " · ".join(
+            f"{_COUNT_ICONS.get(str(state), '•')} {int(n)} {escape(str(state) or '(no state)')}"
+            for state, n in items
+            if n
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A rendered notification; ``error`` says why the plain fallback was used."""
+
+    message: Message
+    error: str | None = None
+
+
+class Renderer:
+    """Renders notification payloads with the packaged templates and the user's overrides."""
+
+    def __init__(self, override_dir: Path | None = None) -> None:
+        if override_dir is not None and not override_dir.is_dir():
+            raise ConfigError(f"templates.dir: {override_dir} is not a directory")
+        paths = [str(p) for p in (override_dir, packaged_templates()) if p is not None]
+        self.env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(paths),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            finalize=_finalize,
+            trim_blocks=False,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        self.env.filters.update(
+            duration=duration,
+            when=when,
+            bar=bar,
+            pct=pct,
+            state_icon=state_icon,
+            counts_line=counts_line,
+        )
+
+    def template_for(self, kind: str) -> str:
+        try:
+            return TEMPLATES[kind]
+        except KeyError:
+            raise ConfigError(f"no template for notification kind {kind!r}") from None
+
+    def render(self, kind: str, payload: Mapping[str, Any]) -> Rendered:
+        name = self.template_for(kind)
+        try:
+            markup = self.env.get_template(name).render(**payload)
+            return Rendered(to_message(markup))
+        except jinja2.TemplateError as exc:
+            where = (
+                f"{name}, line {exc.lineno}"
+                if isinstance(exc, jinja2.TemplateSyntaxError)
+                else name
+            )
+            error = f"template {where}: {type(exc).__name__}: {exc}"
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            error = f"template {name}: {type(exc).__name__}: {exc}"
+        return Rendered(plain_message(fallback_text(kind, payload)), error.replace("\n", " "))
+
+    def check(self, samples: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """Render every template against sample data; the errors, one line each."""
+        errors = []
+        for kind in TEMPLATES:
+            rendered = self.render(kind, samples[kind])
+            if rendered.error:
+                errors.append(rendered.error)
+        return errors
+
+
+def fallback_text(kind: str, payload: Mapping[str, Any]) -> str:
+    """A plain message built without templates, from whatever the payload has."""
+    orch = payload.get("orchestration")
+    orch_id = orch.get("id", "?") if isinstance(orch, Mapping) else "?"
+    state = orch.get("state", "") if isinstance(orch, Mapping) else ""
+    done, total = payload.get("done"), payload.get("total")
+    parts = [f"keb-watcher {kind.replace('_', ' ')}: orchestration {orch_id}"]
+    if state:
+        parts.append(f"is {state}")
+    if isinstance(done, int) and isinstance(total, int):
+        parts.append(f"({done} of {total} operations finished)")
+    keb = payload.get("keb")
+    if isinstance(keb, Mapping) and keb.get("error"):
+        parts = [f"keb-watcher {kind.replace('_', ' ')}: {keb['error']}"]
+    return escape(" ".join(parts))

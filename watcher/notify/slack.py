@@ -1,0 +1,310 @@
+"""Slack delivery through slack-sdk: the only module that imports it.
+
+Two destinations. **Bot token**: one card per orchestration (``chat.postMessage``) kept
+current with ``chat.update``, details as thread replies, the final summary as a reply with
+``reply_broadcast``. **Incoming webhook**: posts only (a webhook can neither edit nor thread).
+
+slack-sdk's own retry handlers are switched off: the sender decides about retries, so a 429
+pauses exactly that method for its ``Retry-After`` and is never retried in a tight loop.
+Every failure becomes a :class:`SlackFailure` that says whether retrying can help; tokens and
+webhook URLs never appear in its message.
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.webhook import WebhookClient
+
+from watcher.errors import SlackError
+from watcher.notify.blocks import Message
+
+EVENT_TYPE: Final = "keb_watcher_notification"
+#: Slack error codes that a later attempt may not get.
+TRANSIENT: Final = frozenset(
+    {
+        "ratelimited",
+        "rate_limited",
+        "internal_error",
+        "fatal_error",
+        "service_unavailable",
+        "request_timeout",
+        "team_added_to_org",
+    }
+)
+
+
+class SlackFailure(SlackError):
+    """A Slack call failed. ``error`` is Slack's error code (or a short reason)."""
+
+    def __init__(
+        self,
+        method: str,
+        error: str,
+        *,
+        transient: bool,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(f"Slack {method}: {error}")
+        self.method = method
+        self.error = error
+        self.transient = transient
+        self.retry_after = retry_after
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """Where a message is: the channel ID Slack returned and the message ``ts``."""
+
+    channel: str
+    ts: str
+    answer: Mapping[str, Any]
+
+
+def metadata(kind: str, key: str, orchestration_id: str | None) -> dict[str, Any]:
+    """The message metadata every post carries (``PRODUCT.md``): duplicates are detectable and
+    the card map can be rebuilt from the channel."""
+    return {
+        "event_type": EVENT_TYPE,
+        "event_payload": {"orchestration_id": orchestration_id or "", "kind": kind, "key": key},
+    }
+
+
+def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
+    if not headers:
+        return None
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list) else value
+            try:
+                return max(0.0, float(raw))
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _failure(method: str, exc: Exception) -> SlackFailure:
+    if isinstance(exc, SlackApiError):
+        response = exc.response
+        status = getattr(response, "status_code", None)
+        data = getattr(response, "data", None)
+        error = data.get("error") if isinstance(data, dict) else None
+        if not error:
+            error = f"HTTP {status}" if status else "unexpected answer"
+        details = (
+            data.get("response_metadata", {}).get("messages") if isinstance(data, dict) else None
+        )
+        text = f"{error} ({'; '.join(details)[:300]})" if details else str(error)
+        transient = error in TRANSIENT or (status is not None and (status == 429 or status >= 500))
+        return SlackFailure(
+            method,
+            text,
+            transient=transient,
+            retry_after=_retry_after(getattr(response, "headers", None)),
+            status=status,
+        )
+    if isinstance(exc, urllib.error.HTTPError):
+        return SlackFailure(
+            method,
+            f"HTTP {exc.code}",
+            transient=exc.code >= 500 or exc.code == 429,
+            retry_after=_retry_after(dict(exc.headers or {})),
+            status=exc.code,
+        )
+    reason = getattr(exc, "reason", None) or exc
+    return SlackFailure(method, f"cannot reach Slack: {reason}", transient=True)
+
+
+_NETWORK = (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, SlackRequestError)
+
+
+class Destination(Protocol):
+    """Where notifications go. ``threads`` and ``edits`` say what the destination can do."""
+
+    threads: bool
+    edits: bool
+
+    def post(
+        self,
+        channel: str | None,
+        message: Message,
+        meta: dict[str, Any],
+        *,
+        thread_ts: str | None = None,
+        broadcast: bool = False,
+    ) -> Posted: ...
+
+    def update(self, channel: str, ts: str, message: Message, meta: dict[str, Any]) -> Posted: ...
+
+    def find(
+        self, channel: str | None, key: str, *, thread_ts: str | None = None
+    ) -> Posted | None: ...
+
+    def find_card(self, channel: str | None, orchestration_id: str) -> Posted | None: ...
+
+
+class BotSlack:
+    """A bot token: cards, edits and threads."""
+
+    threads = True
+    edits = True
+
+    def __init__(
+        self, token: str, base_url: str, *, timeout: int = 15, history_limit: int = 200
+    ) -> None:
+        self.client = WebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
+        self.history_limit = history_limit
+
+    def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        """Call a Web API method by its Slack name (``chat.postMessage``)."""
+        function = getattr(self.client, method.replace(".", "_"))
+        try:
+            response = function(**kwargs)
+        except SlackApiError as exc:
+            raise _failure(method, exc) from None
+        except _NETWORK as exc:
+            raise _failure(method, exc) from None
+        data = response.data
+        return data if isinstance(data, dict) else {}
+
+    def post(
+        self,
+        channel: str | None,
+        message: Message,
+        meta: dict[str, Any],
+        *,
+        thread_ts: str | None = None,
+        broadcast: bool = False,
+    ) -> Posted:
+        args: dict[str, Any] = {
+            "channel": channel,
+            "text": message.text,
+            "blocks": message.blocks,
+            "metadata": meta,
+            "unfurl_links": False,
+            "unfurl_media": False,
+        }
+        if thread_ts:
+            args["thread_ts"] = thread_ts
+            if broadcast:
+                args["reply_broadcast"] = True
+        answer = self._call("chat.postMessage", **args)
+        return Posted(str(answer.get("channel", channel)), str(answer.get("ts", "")), answer)
+
+    def update(self, channel: str, ts: str, message: Message, meta: dict[str, Any]) -> Posted:
+        answer = self._call(
+            "chat.update",
+            channel=channel,
+            ts=ts,
+            text=message.text,
+            blocks=message.blocks,
+            metadata=meta,
+        )
+        return Posted(str(answer.get("channel", channel)), str(answer.get("ts", ts)), answer)
+
+    def _messages(self, channel: str, thread_ts: str | None) -> list[dict[str, Any]]:
+        if thread_ts:
+            data = self._call(
+                "conversations.replies",
+                channel=channel,
+                ts=thread_ts,
+                include_all_metadata=True,
+                limit=self.history_limit,
+            )
+        else:
+            data = self._call(
+                "conversations.history",
+                channel=channel,
+                include_all_metadata=True,
+                limit=self.history_limit,
+            )
+        messages = data.get("messages", [])
+        return [m for m in messages if isinstance(m, dict)]
+
+    def _payload(self, message: Mapping[str, Any]) -> Mapping[str, Any]:
+        meta = message.get("metadata")
+        if isinstance(meta, dict) and meta.get("event_type") == EVENT_TYPE:
+            payload = meta.get("event_payload")
+            if isinstance(payload, dict):
+                return payload
+        return {}
+
+    def find(self, channel: str | None, key: str, *, thread_ts: str | None = None) -> Posted | None:
+        """A message this watcher posted with this key (a post that succeeded before a crash)."""
+        if not channel:
+            return None
+        for message in self._messages(channel, thread_ts):
+            if self._payload(message).get("key") == key:
+                return Posted(channel, str(message.get("ts", "")), message)
+        return None
+
+    def find_card(self, channel: str | None, orchestration_id: str) -> Posted | None:
+        """The card of an orchestration, from the channel itself (when the database was lost)."""
+        if not channel:
+            return None
+        for message in self._messages(channel, None):
+            payload = self._payload(message)
+            if (
+                payload.get("orchestration_id") == orchestration_id
+                and payload.get("kind") == "tracking_started"
+            ):
+                return Posted(channel, str(message.get("ts", "")), message)
+        return None
+
+    def auth_test(self) -> dict[str, Any]:
+        return self._call("auth.test")
+
+    def channel_info(self, channel: str) -> dict[str, Any]:
+        return self._call("conversations.info", channel=channel)
+
+
+class WebhookSlack:
+    """An incoming webhook: milestone posts only (it can neither edit nor thread)."""
+
+    threads = False
+    edits = False
+
+    def __init__(self, url: str, *, timeout: int = 15) -> None:
+        self.client = WebhookClient(url, timeout=timeout)
+
+    def post(
+        self,
+        channel: str | None,
+        message: Message,
+        meta: dict[str, Any],
+        *,
+        thread_ts: str | None = None,
+        broadcast: bool = False,
+    ) -> Posted:
+        try:
+            response = self.client.send(text=message.text, blocks=message.blocks, metadata=meta)
+        except _NETWORK as exc:
+            raise _failure("webhook", exc) from None
+        if response.status_code != 200:
+            error = (response.body or f"HTTP {response.status_code}").strip()
+            transient = response.status_code == 429 or response.status_code >= 500
+            raise SlackFailure(
+                "webhook",
+                error,
+                transient=transient,
+                retry_after=_retry_after(response.headers),
+                status=response.status_code,
+            )
+        return Posted("webhook", "", {"ok": True, "body": response.body})
+
+    def update(self, channel: str, ts: str, message: Message, meta: dict[str, Any]) -> Posted:
+        raise SlackFailure("webhook", "a webhook cannot edit messages", transient=False)
+
+    def find(self, channel: str | None, key: str, *, thread_ts: str | None = None) -> Posted | None:
+        return None
+
+    def find_card(self, channel: str | None, orchestration_id: str) -> Posted | None:
+        return None

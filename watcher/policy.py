@@ -1,0 +1,257 @@
+"""Pure decisions: what one cycle's transitions mean for the people watching.
+
+:func:`decide` turns the diff of one orchestration into notification intents; it reads no
+clock and no database (``now`` and the progress reference come in). Its rules are the product
+contract (``PRODUCT.md``):
+
+* **Baseline, not a flood**: tracking sends one card; existing operations are not announced.
+* **Digests, not spam**: a cycle yields at most one card update and one failure digest per
+  orchestration, whatever the number of operations that changed; failures are grouped by
+  their description, with counts, a few example shoots and operation IDs, and "+K more".
+* **Terminal outcome**: succeeded, failed or canceled gives a final summary (counts,
+  duration, failures by reason) that notifies people.
+* Every intent has a stable once-per ``key`` derived from the transitions that caused it, so
+  the same logical notification is never enqueued twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from watcher.diff import Diff, Transition, TransitionKind
+from watcher.intents import Intent
+from watcher.models import (
+    CANCELED,
+    FAILED,
+    SUCCEEDED,
+    TERMINAL_OPERATION_STATES,
+    Orchestration,
+    is_terminal_orchestration,
+)
+
+#: The kinds of notification (``[slack.routes]`` keys), each with its delivery priority:
+#: lower goes first, so final and failure messages never wait behind progress updates.
+PRIORITY: Final[Mapping[str, int]] = {
+    "keb_unhealthy": 0,
+    "keb_recovered": 0,
+    "finished": 1,
+    "failure_digest": 2,
+    "not_found": 2,
+    "state_changed": 3,
+    "tracking_started": 4,
+    "progress": 5,
+}
+EXAMPLES: Final = 3  # example shoots per failure reason
+REASONS: Final = 10  # failure reasons listed before "+K more reasons"
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """Where progress was measured from: when the watcher first saw the orchestration and
+    how many operations were finished then (throughput and ETA come from the difference)."""
+
+    at: datetime
+    done: int
+
+
+def _digest(parts: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:16]
+
+
+def failure_groups(
+    failed: Iterable[Mapping[str, str]], *, examples: int = EXAMPLES
+) -> list[dict[str, Any]]:
+    """Group failed operations by description: most frequent first.
+
+    Each item of ``failed`` has ``description``, ``shoot`` and ``operation_id``.
+
+    >>> failure_groups([{"description": "quota", "shoot": "c-1", "operation_id": "a"}] * 5,
+    ...                examples=2)[0]["more"]
+    3
+    """
+    groups: dict[str, list[Mapping[str, str]]] = {}
+    for item in failed:
+        groups.setdefault(item["description"] or "(no description)", []).append(item)
+    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return [
+        {
+            "reason": reason,
+            "count": len(items),
+            "examples": [
+                {"shoot": i["shoot"], "operation_id": i["operation_id"]} for i in items[:examples]
+            ],
+            "more": max(0, len(items) - examples),
+        }
+        for reason, items in ordered
+    ]
+
+
+def summary(
+    orch: Orchestration,
+    counts: Mapping[str, int],
+    now: datetime,
+    reference: Reference | None,
+) -> dict[str, Any]:
+    """The numbers every message about an orchestration shows."""
+    total = sum(counts.values())
+    done = sum(counts.get(s, 0) for s in TERMINAL_OPERATION_STATES)
+    started = orch.created_at
+    elapsed = (now - started).total_seconds() if started else None
+    if is_terminal_orchestration(orch.state) and started and orch.updated_at:
+        elapsed = (orch.updated_at - started).total_seconds()
+    rate = eta = None
+    if reference is not None and done > reference.done:
+        seconds = (now - reference.at).total_seconds()
+        if seconds > 0:
+            rate = (done - reference.done) / seconds * 3600
+            eta = (total - done) / rate * 3600 if total > done else 0.0
+    return {
+        "orchestration": {
+            "id": orch.orchestration_id,
+            "type": orch.type,
+            "state": orch.state,
+            "description": orch.description,
+            "created_at": started.isoformat() if started else None,
+            "kubernetes_version": orch.kubernetes_version,
+            "workers": orch.workers,
+            "dry_run": orch.dry_run,
+        },
+        "counts": dict(counts),
+        "total": total,
+        "done": done,
+        "succeeded": counts.get(SUCCEEDED, 0),
+        "failed": counts.get(FAILED, 0),
+        "canceled": counts.get(CANCELED, 0),
+        "progress": done / total if total else 1.0,
+        "elapsed_seconds": elapsed,
+        "throughput_per_hour": rate,
+        "eta_seconds": eta,
+        "now": now.isoformat(),
+    }
+
+
+def _last_change(transitions: Sequence[Transition]) -> str:
+    for t in reversed(transitions):
+        if t.kind is TransitionKind.ORCHESTRATION_STATE:
+            return f"orchestration {' -> '.join(s for s in t.path if s)}"
+    done = Counter(t.to_state for t in transitions if t.kind is TransitionKind.OPERATION_COMPLETED)
+    if done:
+        return "operations " + ", ".join(f"{n} {s}" for s, n in sorted(done.items()))
+    started = sum(1 for t in transitions if t.kind is TransitionKind.OPERATION_STATE)
+    if started:
+        return f"{started} operations started"
+    return transitions[-1].kind.value.replace("_", " ") if transitions else "tracking started"
+
+
+def decide(
+    result: Diff,
+    *,
+    channel: str | None,
+    now: datetime,
+    reference: Reference | None,
+) -> list[Intent]:
+    """The notification intents for one orchestration's cycle (empty when nothing changed)."""
+    snap = result.snapshot
+    orch = snap.orchestration
+    transitions = result.transitions
+    orch_id = snap.orchestration_id
+    if not transitions:
+        return []
+    intents: list[Intent] = []
+
+    def add(kind: str, key: str, payload: dict[str, Any]) -> None:
+        payload.setdefault("kind", kind)
+        payload.setdefault("key", key)
+        intents.append(Intent(key, kind, orch_id, PRIORITY[kind], payload, channel))
+
+    if any(t.kind is TransitionKind.ORCHESTRATION_NOT_FOUND for t in transitions):
+        add("not_found", f"{orch_id}:not_found", {"orchestration": {"id": orch_id}})
+        return intents
+    assert orch is not None
+    counts = snap.state_counts()
+    base = summary(orch, counts, now, reference)
+    base["last_change"] = _last_change(transitions)
+    cause = _digest(t.key for t in transitions)
+
+    baseline = any(t.kind is TransitionKind.BASELINE for t in transitions)
+    if baseline:
+        add("tracking_started", f"{orch_id}:card", dict(base))
+    else:
+        add("progress", f"{orch_id}:progress:{cause}", dict(base))
+
+    failed = [
+        {"description": t.description, "shoot": t.shoot_name, "operation_id": t.operation_id or ""}
+        for t in transitions
+        if t.kind is TransitionKind.OPERATION_COMPLETED and t.to_state == FAILED
+    ]
+    if failed:
+        groups = failure_groups(failed)
+        add(
+            "failure_digest",
+            f"{orch_id}:failures:{cause}",
+            {
+                **base,
+                "new_failures": len(failed),
+                "failures": groups[:REASONS],
+                "more_reasons": max(0, len(groups) - REASONS),
+            },
+        )
+
+    for t in transitions:
+        if t.kind not in (
+            TransitionKind.ORCHESTRATION_STATE,
+            TransitionKind.ORCHESTRATION_DESCRIPTION,
+        ):
+            continue
+        change = {
+            "from": t.from_state,
+            "to": t.to_state,
+            "via": list(t.via),
+            "description": t.description,
+        }
+        if t.kind is TransitionKind.ORCHESTRATION_STATE and is_terminal_orchestration(
+            t.to_state or ""
+        ):
+            all_failed = [
+                {
+                    "description": op.description,
+                    "shoot": op.shoot_name,
+                    "operation_id": op.operation_id,
+                }
+                for op in snap.operations.values()
+                if op.state == FAILED
+            ]
+            groups = failure_groups(all_failed)
+            add(
+                "finished",
+                f"{orch_id}:finished:{t.key}",
+                {
+                    **base,
+                    "change": change,
+                    "failures": groups[:REASONS],
+                    "more_reasons": max(0, len(groups) - REASONS),
+                },
+            )
+        elif not baseline:
+            add("state_changed", f"{orch_id}:state:{t.key}", {**base, "change": change})
+    return intents
+
+
+def health_intent(
+    kind: str, *, since: datetime, now: datetime, error: str, url: str, channel: str | None = None
+) -> Intent:
+    """The watcher's own alert: KEB unreachable/rejecting since ``since``, or recovered."""
+    payload = {
+        "kind": kind,
+        "keb": {"url": url, "since": since.isoformat(), "error": error},
+        "duration_seconds": (now - since).total_seconds(),
+        "now": now.isoformat(),
+    }
+    key = f"keb:{kind}:{since.isoformat()}"
+    payload["key"] = key
+    return Intent(key, kind, None, PRIORITY[kind], payload, channel)
