@@ -30,8 +30,9 @@ from watcher.policy import failure_groups, summary
 from watcher.service import CycleReport, Engine, notification_policy, utcnow
 from watcher.store import Store, Tracked
 
-#: How long `watcher poll` keeps delivering (Slack rate limits, Retry-After) before it exits.
-DELIVERY_DEADLINE = 90.0
+#: How long `watcher poll` keeps delivering (sitting out Slack's rate limits) before it exits;
+#: what is still undelivered then stays in the outbox for the next run.
+DELIVERY_DEADLINE = 60.0
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -208,7 +209,7 @@ class Watcher:
         lines = [f"Slack: token accepted (team {who.get('team')}, bot user {who.get('user')})"]
         channels = {self.config.slack.channel, *self.config.slack.routes.values()} - {None}
         for channel in sorted(c for c in channels if c):
-            info = dest.channel_info(channel.lstrip("#") if channel.startswith("#") else channel)
+            info = dest.channel_info(channel)
             found = info.get("channel", {})
             lines.append(f"Slack: channel {channel} found ({found.get('id', '?')})")
         return lines

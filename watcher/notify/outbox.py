@@ -154,6 +154,32 @@ class Outbox:
             )
             return max(cur.rowcount, 0)
 
+    def merge_pending_digests(self) -> int:
+        """Fold several pending failure digests of one orchestration into the newest, so that
+        a Slack outage (or a backlog) ends in one digest per orchestration, not a burst."""
+        merged = 0
+        pending = [e for e in self.entries(("pending",)) if e.kind == "failure_digest"]
+        by_orch: dict[str | None, list[Entry]] = {}
+        for entry in pending:
+            by_orch.setdefault(entry.orchestration_id, []).append(entry)
+        for group in by_orch.values():
+            if len(group) < 2:
+                continue
+            group.sort(key=lambda e: e.id)
+            newest, older = group[-1], group[:-1]
+            payload = merge_digests([e.payload for e in group])
+            with self.store.transaction() as conn:
+                conn.execute(
+                    "UPDATE outbox SET payload = ? WHERE id = ?",
+                    (json.dumps(payload, default=str), newest.id),
+                )
+                conn.executemany(
+                    "UPDATE outbox SET status = 'superseded', last_error = ? WHERE id = ?",
+                    [(f"merged into outbox {newest.id}", e.id) for e in older],
+                )
+            merged += len(older)
+        return merged
+
     # -- one attempt ----------------------------------------------------------------------
 
     def begin_attempt(self, entry: Entry, now: datetime) -> None:
@@ -255,3 +281,26 @@ class Outbox:
                 tuple(ids),
             )
             return max(cur.rowcount, 0)
+
+
+def merge_digests(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One digest from several (oldest first): counts added per reason, examples kept up to
+    the number each group shows, the newest digest's totals."""
+    merged = dict(payloads[-1])
+    groups: dict[str, dict[str, Any]] = {}
+    for payload in payloads:
+        for group in payload.get("failures", []):
+            into = groups.setdefault(
+                group["reason"], {"reason": group["reason"], "count": 0, "examples": [], "more": 0}
+            )
+            into["count"] += group["count"]
+            into["examples"].extend(group["examples"])
+    examples = max((len(g["examples"]) for p in payloads for g in p.get("failures", [])), default=3)
+    ordered = sorted(groups.values(), key=lambda g: (-g["count"], g["reason"]))
+    for group in ordered:
+        group["examples"] = group["examples"][:examples]
+        group["more"] = group["count"] - len(group["examples"])
+    merged["failures"] = ordered
+    merged["new_failures"] = sum(int(p.get("new_failures", 0)) for p in payloads)
+    merged["more_reasons"] = 0
+    return merged

@@ -87,12 +87,21 @@ class Sender:
         return "chat.postMessage"
 
     async def deliver(
-        self, *, deadline: float, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self,
+        *,
+        deadline: float,
+        linger: float = 5.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> DeliveryReport:
-        """Send what is due until nothing is left that can go before ``deadline`` (monotonic)."""
+        """Send what is due until nothing is left that can go before ``deadline`` (monotonic).
+
+        Rate-limit waits are sat out within the deadline; an intent whose next attempt (after
+        an error) is more than ``linger`` seconds away is left for a later run.
+        """
         report = DeliveryReport()
         while True:
             self.outbox.supersede_stale_card_updates()
+            self.outbox.merge_pending_digests()
             due = self.outbox.due(self.clock())
             remaining = deadline - time.monotonic()
             if not due:
@@ -100,7 +109,7 @@ class Sender:
                 if nxt is None:
                     return report
                 wait = (nxt - self.clock()).total_seconds()
-                if wait > remaining:
+                if wait > min(remaining, linger):
                     return report
                 await sleep(max(0.0, wait))
                 continue
@@ -128,11 +137,13 @@ class Sender:
         if method == "webhook" and entry.kind == "progress":
             self.outbox.mark_skipped(entry, "a webhook cannot edit the card")
             report.skipped += 1
+            if self.on_delivered and entry.orchestration_id:
+                self.on_delivered(entry.orchestration_id)
             return
         self.outbox.begin_attempt(entry, self.clock())
         self.budget.spend(method, channel)
         try:
-            posted = await asyncio.to_thread(self._send, entry, channel)
+            posted = await self._send(entry, channel)
         except SlackFailure as failure:
             self._failed(entry, failure, channel, report)
             return
@@ -187,7 +198,7 @@ class Sender:
                 message,
             )
 
-    # -- the Slack side (runs in a worker thread) -----------------------------------------
+    # -- the Slack side: database work here, each Slack call in a worker thread -----------
 
     def _render(self, entry: Entry) -> Message:
         rendered = self.renderer.render(entry.kind, entry.payload)
@@ -196,28 +207,28 @@ class Sender:
             log.error("outbox %d: %s (sent as plain text)", entry.id, rendered.error)
         return rendered.message
 
-    def _send(self, entry: Entry, channel: str | None) -> Posted | None:
+    async def _send(self, entry: Entry, channel: str | None) -> Posted | None:
         message = self._render(entry)
         meta = metadata(entry.kind, entry.key, entry.orchestration_id)
         try:
-            return self._route(entry, channel, message, meta)
+            return await self._route(entry, channel, message, meta)
         except SlackFailure as failure:
             if failure.error.startswith("invalid_blocks"):
                 # Slack refused our blocks: the words still matter more than the layout.
                 self.outbox.set_render_error(entry, f"Slack refused the blocks: {failure.error}")
                 plain = plain_message(fallback_text(entry.kind, entry.payload))
-                return self._route(entry, channel, plain, meta)
+                return await self._route(entry, channel, plain, meta)
             raise
 
-    def _route(
+    async def _route(
         self, entry: Entry, channel: str | None, message: Message, meta: dict[str, object]
     ) -> Posted | None:
         dest = self.destination
         orch_id = entry.orchestration_id
         if not dest.edits:
-            return dest.post(channel, message, dict(meta))
+            return await asyncio.to_thread(dest.post, channel, message, dict(meta))
         if orch_id and entry.kind in CARD_KINDS:
-            return self._card(entry, orch_id, channel, message)
+            return await self._card(entry, orch_id, channel, message)
         # A kind routed to a channel of its own is a top-level post there; everything else
         # about an orchestration goes into its card's thread.
         routed = entry.channel is None and entry.kind in self.routes
@@ -251,23 +262,29 @@ class Sender:
             for other in self.outbox.entries(("pending",))
         )
 
-    def _card(self, entry: Entry, orch_id: str, channel: str | None, message: Message) -> Posted:
+    async def _card(
+        self, entry: Entry, orch_id: str, channel: str | None, message: Message
+    ) -> Posted:
         dest = self.destination
         card_meta = metadata("tracking_started", f"{orch_id}:card", orch_id)
         card = self.outbox.card(orch_id)
-        if card is None and (entry.attempts > 0 or entry.kind == "progress"):
-            found = dest.find_card(channel, orch_id)
+        if card is None:
+            # Once per orchestration: after a lost database (or a crash right after the post)
+            # the card is already in the channel, recognisable by its metadata.
+            found = await asyncio.to_thread(dest.find_card, channel, orch_id)
             if found is not None:
                 card = Card(found.channel, found.ts)
                 self.outbox.save_card(orch_id, card, self.clock())
         if card is not None:
             try:
-                return dest.update(card.channel_id, card.ts, message, card_meta)
+                return await asyncio.to_thread(
+                    dest.update, card.channel_id, card.ts, message, card_meta
+                )
             except SlackFailure as failure:
                 if not failure.error.startswith("message_not_found"):
                     raise
                 log.warning("card of %s was deleted in Slack; posting a new one", orch_id)
                 self.outbox.forget_card(orch_id)
-        posted = dest.post(channel, message, card_meta)
+        posted = await asyncio.to_thread(dest.post, channel, message, card_meta)
         self.outbox.save_card(orch_id, Card(posted.channel, posted.ts), self.clock())
         return posted

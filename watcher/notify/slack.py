@@ -12,6 +12,7 @@ webhook URLs never appear in its message.
 
 from __future__ import annotations
 
+import re
 import socket
 import urllib.error
 from collections.abc import Mapping
@@ -123,6 +124,7 @@ def _failure(method: str, exc: Exception) -> SlackFailure:
     return SlackFailure(method, f"cannot reach Slack: {reason}", transient=True)
 
 
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 _NETWORK = (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, SlackRequestError)
 
 
@@ -162,6 +164,7 @@ class BotSlack:
     ) -> None:
         self.client = WebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
         self.history_limit = history_limit
+        self._ids: dict[str, str] = {}
 
     def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
         """Call a Web API method by its Slack name (``chat.postMessage``)."""
@@ -210,7 +213,37 @@ class BotSlack:
         )
         return Posted(str(answer.get("channel", channel)), str(answer.get("ts", ts)), answer)
 
+    def channel_id(self, channel: str) -> str:
+        """The ID of a channel given by name (reads need IDs: conversations.history/info).
+
+        Names are looked up once with ``conversations.list`` and remembered."""
+        if _CHANNEL_ID.match(channel):
+            return channel
+        name = channel.lstrip("#")
+        if name not in self._ids:
+            cursor = None
+            while True:
+                data = self._call(
+                    "conversations.list",
+                    types="public_channel,private_channel",
+                    exclude_archived=True,
+                    limit=1000,
+                    cursor=cursor,
+                )
+                for item in data.get("channels", []):
+                    if isinstance(item, dict) and item.get("name"):
+                        self._ids[str(item["name"])] = str(item.get("id"))
+                cursor = (data.get("response_metadata") or {}).get("next_cursor")
+                if not cursor or name in self._ids:
+                    break
+        if name not in self._ids:
+            raise SlackFailure(
+                "conversations.list", f"channel_not_found ({channel})", transient=False
+            )
+        return self._ids[name]
+
     def _messages(self, channel: str, thread_ts: str | None) -> list[dict[str, Any]]:
+        channel = self.channel_id(channel)
         if thread_ts:
             data = self._call(
                 "conversations.replies",
@@ -243,7 +276,7 @@ class BotSlack:
             return None
         for message in self._messages(channel, thread_ts):
             if self._payload(message).get("key") == key:
-                return Posted(channel, str(message.get("ts", "")), message)
+                return Posted(self.channel_id(channel), str(message.get("ts", "")), message)
         return None
 
     def find_card(self, channel: str | None, orchestration_id: str) -> Posted | None:
@@ -256,14 +289,14 @@ class BotSlack:
                 payload.get("orchestration_id") == orchestration_id
                 and payload.get("kind") == "tracking_started"
             ):
-                return Posted(channel, str(message.get("ts", "")), message)
+                return Posted(self.channel_id(channel), str(message.get("ts", "")), message)
         return None
 
     def auth_test(self) -> dict[str, Any]:
         return self._call("auth.test")
 
     def channel_info(self, channel: str) -> dict[str, Any]:
-        return self._call("conversations.info", channel=channel)
+        return self._call("conversations.info", channel=self.channel_id(channel))
 
 
 class WebhookSlack:
