@@ -92,10 +92,16 @@ class PollOutcome:
 class Watcher:
     """One configured keb-watcher: what every command needs, opened on first use."""
 
-    def __init__(self, config: Config, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        store: Store | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
-        self._store: Store | None = None
+        self._store = store
 
     @property
     def store(self) -> Store:

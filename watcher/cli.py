@@ -25,6 +25,7 @@ from watcher.errors import WatcherError
 from watcher.notify.render import TEMPLATES
 from watcher.notify_cli import notify_test_command, outbox_command, render_command
 from watcher.sim_cli import sim_command
+from watcher.watch_cli import watch_command
 
 T = TypeVar("T")
 
@@ -265,6 +266,7 @@ def check_config(obj: Context, online: bool) -> None:
 
 main.add_command(sim_command, name="sim")
 main.add_command(demo_command, name="demo")
+main.add_command(watch_command, name="watch")
 main.add_command(notify_test_command, name="notify-test")
 main.add_command(render_command, name="render")
 main.add_command(outbox_command, name="outbox")

@@ -1,8 +1,10 @@
 """``watcher demo``: the whole product on embedded defaults, in under a minute.
 
 It starts the KEB simulator in-process on a free port, tracks every orchestration it serves,
-polls until they are finished and prints what happened, cycle by cycle. Nothing outside a
-temporary directory is touched, and no configuration is needed.
+polls until they are finished and prints what a Slack channel would get: the same policy,
+outbox, templates and sender as with Slack, with the terminal as the channel. The engine runs
+on the simulator's clock, so durations, throughput and ETAs read as KEB time. Nothing
+outside a temporary directory is touched, and no configuration is needed.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,10 +29,14 @@ from watcher.config import (
     StorageConfig,
     TemplatesConfig,
 )
-from watcher.diff import Transition, TransitionKind
 from watcher.durations import format_duration, parse_duration
-from watcher.models import FAILED, is_terminal_orchestration
-from watcher.service import Engine
+from watcher.models import is_terminal_orchestration
+from watcher.notify.budget import RateBudget
+from watcher.notify.outbox import Outbox
+from watcher.notify.render import Renderer
+from watcher.notify.sender import Sender
+from watcher.notify.terminal import TerminalSlack
+from watcher.service import Engine, notification_policy
 from watcher.sim import SimServer, Simulator
 from watcher.store import Store
 
@@ -48,46 +53,6 @@ def demo_config(url: str, token: str, workdir: Path) -> Config:
     )
 
 
-def cycle_lines(transitions: Sequence[Transition], names: dict[str, str]) -> list[str]:
-    """One line per orchestration-level change, one digest line per orchestration for its
-    operations (a demo of 'digests, not spam')."""
-    lines: list[str] = []
-    by_orch: dict[str, list[Transition]] = {}
-    for t in transitions:
-        by_orch.setdefault(t.orchestration_id, []).append(t)
-    for orch_id, items in by_orch.items():
-        name = names.get(orch_id, orch_id[:8])
-        done: Counter[str] = Counter()
-        started = added = vanished = 0
-        reasons: Counter[str] = Counter()
-        for t in items:
-            if t.kind is TransitionKind.OPERATION_COMPLETED:
-                done[t.to_state or "?"] += 1
-                if t.to_state == FAILED:
-                    reasons[t.description] += 1
-            elif t.kind is TransitionKind.OPERATION_STATE:
-                started += 1
-            elif t.kind in (TransitionKind.OPERATION_ADDED, TransitionKind.OPERATION_RETRY):
-                added += 1
-            elif t.kind is TransitionKind.OPERATION_VANISHED:
-                vanished += 1
-            else:
-                text = report.transition_line(t).split("  ", 1)[1]
-                lines.append(f"  {name}: {text}")
-        parts = [f"{n} {state}" for state, n in sorted(done.items())]
-        if started:
-            parts.append(f"{started} started")
-        if added:
-            parts.append(f"{added} new (retries)")
-        if vanished:
-            parts.append(f"{vanished} vanished")
-        if parts:
-            lines.append(f"  {name}: operations " + ", ".join(parts))
-        for reason, n in reasons.most_common(3):
-            lines.append(f"      {n} x {reason}")
-    return lines
-
-
 async def run_demo(scenario: str, seed: int, speed: float, interval: float, limit: float) -> int:
     sim = Simulator.from_scenario(scenario, seed=seed, speed=speed)
     workdir = Path(tempfile.mkdtemp(prefix="keb-watcher-demo-"))
@@ -99,7 +64,18 @@ async def run_demo(scenario: str, seed: int, speed: float, interval: float, limi
             f'[storage]\npath = "{workdir / "watcher.db"}"\n'
         )
         click.echo(f"KEB simulator: {server.url} (scenario {scenario!r}, {speed:g}x time)")
+        click.echo("No Slack is configured, so what the channel would get is printed here.")
         store = Store(config.storage.path)
+        slack = TerminalSlack(click.echo)
+        sender = Sender(
+            Outbox(store),
+            slack,
+            Renderer(),
+            default_channel="#kyma-upgrades",
+            budget=RateBudget(post_interval=0.0, updates_per_minute=10**6),
+            clock=lambda: sim.now,
+            on_delivered=lambda orch_id: _finish(store, sim, orch_id),
+        )
         async with keb_client(config) as keb:
             ids = [o.orchestration_id for o in await keb.list_orchestrations()]
             store.track(ids, None, sim.now)
@@ -107,21 +83,26 @@ async def run_demo(scenario: str, seed: int, speed: float, interval: float, limi
             click.echo(f"Tracking {len(ids)} orchestrations:")
             for orch_id, name in names.items():
                 click.echo(f"  {name} = {orch_id}")
-            engine = Engine(store, keb, full_sweep_every=config.poll.full_sweep_every)
+            engine = Engine(
+                store,
+                keb,
+                clock=lambda: sim.now,
+                full_sweep_every=config.poll.full_sweep_every,
+                policy=notification_policy(store),
+            )
             started = time.monotonic()
-            seen = 0
             cycles = 0
             while time.monotonic() - started < limit:
                 cycle = await engine.poll_once()
                 cycles += 1
-                seen, new = store.transitions_after(seen)
-                if new:
+                if cycle.transitions:
                     elapsed = format_duration(round(time.monotonic() - started))
-                    click.echo(f"[{elapsed:>4}] cycle {cycles}:")
-                    for line in cycle_lines(new, names):
-                        click.echo(line)
+                    click.echo(
+                        f"[{elapsed:>4}] poll {cycles}: {cycle.transitions} transitions recorded"
+                    )
                 for failure in cycle.failed:
                     click.echo(f"  poll failed for {failure.orchestration_id}: {failure.error}")
+                await sender.deliver(deadline=time.monotonic() + 5)
                 _follow_retries(store, sim, ids)
                 if not store.due() and sim.all_finished():
                     break
@@ -149,6 +130,10 @@ async def run_demo(scenario: str, seed: int, speed: float, interval: float, limi
         ]
         store.close()
         return 1 if unfinished else 0
+
+
+def _finish(store: Store, sim: Simulator, orch_id: str) -> None:
+    store.finish_if_done(orch_id, sim.now)
 
 
 def _follow_retries(store: Store, sim: Simulator, ids: Sequence[str]) -> None:

@@ -211,7 +211,14 @@ class Observer:
         departed = (set(in_progress_old) | removed) - set(updates)
         if departed:
             await self._resolve_departed(orch_id, previous, departed, counts, stats, updates)
-        changed = {i: op for i, op in updates.items() if previous.get(i) != op}
+        # A stable order (stored rows first, new operations last): the recorded history
+        # must not depend on set iteration order.
+        order = {op_id: i for i, op_id in enumerate(previous)}
+        changed = {
+            i: updates[i]
+            for i in sorted(updates, key=lambda i: (order.get(i, len(order)), i))
+            if previous.get(i) != updates[i]
+        }
         failed_runtimes = self._check_counts(orch_id, head, counts, stats, previous, changed)
 
         snapshot = Snapshot(

@@ -127,7 +127,9 @@ def summary(
         "succeeded": counts.get(SUCCEEDED, 0),
         "failed": counts.get(FAILED, 0),
         "canceled": counts.get(CANCELED, 0),
-        "progress": done / total if total else 1.0,
+        "progress": done / total
+        if total
+        else (1.0 if is_terminal_orchestration(orch.state) else 0.0),
         "elapsed_seconds": elapsed,
         "throughput_per_hour": rate,
         "eta_seconds": eta,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from watcher.diff import Diff, NotFound, diff
-from watcher.errors import KebAuthError, KebError, KebTransientError
+from watcher.errors import KebAuthError, KebError, KebTransientError, StoreError
 from watcher.intents import Intent
 from watcher.models import TERMINAL_OPERATION_STATES, is_terminal_orchestration
 from watcher.observer import KebReader, Mode, Observer
@@ -164,15 +164,21 @@ class Engine:
             snap.orchestration is not None and is_terminal_orchestration(snap.orchestration.state)
         )
         finished = terminal and not intents and self.store.undelivered_for(orch_id) == 0
-        rows = self.store.commit_diff(
-            result,
-            now=now,
-            cycle_id=cycle_id,
-            full_sweep=outcome.mode == "full",
-            intents=intents,
-            finished=finished,
-            reorder=outcome.reorder,
-        )
+        try:
+            rows = self.store.commit_diff(
+                result,
+                now=now,
+                cycle_id=cycle_id,
+                full_sweep=outcome.mode == "full",
+                intents=intents,
+                finished=finished,
+                reorder=outcome.reorder,
+            )
+        except StoreError as exc:
+            # Typically another process recorded the same change first (its transitions have
+            # the same keys): nothing was written; the next cycle diffs against its snapshot.
+            log.warning("orchestration %s: not recorded: %s", orch_id, exc)
+            return PollResult(orch_id, outcome.mode, error=str(exc))
         log.info(
             "orchestration %s: %s (%s), %d transitions, %d rows",
             orch_id,

@@ -154,8 +154,9 @@ class Store:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
             self._migrate()
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open database: {exc}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise StoreError(f"{self.path}: cannot open database: {reason}") from exc
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -302,7 +303,11 @@ class Store:
             (orch_id,),
         ).fetchone()
         if row is None:
-            return SnapshotHead(orch_id, None, None, {}, 0, 0, False)
+            # Never observed; KEB may still have answered 404 (recorded on the tracked row).
+            gone = self.conn.execute(
+                "SELECT not_found FROM tracked WHERE orchestration_id = ?", (orch_id,)
+            ).fetchone()
+            return SnapshotHead(orch_id, None, None, {}, 0, 0, bool(gone and gone[0]))
         return SnapshotHead(
             orch_id,
             Orchestration.from_json(json.loads(row[0])),
@@ -543,6 +548,10 @@ class Store:
                 "SELECT * FROM transitions WHERE orchestration_id = ? ORDER BY id", [orch_id]
             )
         ]
+
+    def last_transition_id(self) -> int:
+        row = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM transitions").fetchone()
+        return int(row[0])
 
     def transitions_after(self, last_id: int) -> tuple[int, list[Transition]]:
         """Transitions recorded after row ``last_id`` (all orchestrations), and the new last

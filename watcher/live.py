@@ -1,0 +1,387 @@
+"""What ``watcher watch`` shows: the live view on a terminal, plain lines, JSON lines.
+
+Three :class:`watcher.watch.Sink` implementations over the same events:
+
+* :class:`LiveView`: a rich ``Live`` panel, redrawn on every change and once a second (the
+  elapsed time, next poll and throughput move on their own), cut to the terminal's width on
+  every redraw so that a resize is followed; its last frame (the outcome) stays on screen.
+* :class:`PlainLines`: one line per transition (:func:`watcher.report.transition_line`) and a
+  final summary line, for pipes and CI logs. Reconnect notices go to stderr.
+* :class:`JsonLines`: one JSON object per line; the shapes are documented in the README
+  ("Watching one orchestration") and are part of the product contract.
+
+Rendering is pure (:func:`render` takes a :class:`Frame` and the time), so it is tested on a
+recording console; the live view keeps its state in an immutable frame that the refresh thread
+reads and the event loop replaces.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Final, TextIO
+
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.live import Live
+from rich.measure import Measurement
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from watcher.diff import Transition, TransitionKind
+from watcher.durations import format_duration
+from watcher.models import Orchestration, is_terminal_operation
+from watcher.report import counts_text, transition_json, transition_line, when
+from watcher.watch import Outcome, Progress, Reconnect, Summary, done
+
+RECENT: Final = 8
+FAILURE_REASONS: Final = 5
+#: Bar order and looks: (state, character, ASCII character, style).
+BAR_STATES: Final = (
+    ("succeeded", "█", "#", "green"),
+    ("failed", "█", "X", "red"),
+    ("canceled", "█", "/", "yellow"),
+    ("in progress", "▓", "=", "cyan"),
+    ("pending", "░", ".", "grey50"),
+)
+STATE_STYLES: Final = {
+    "succeeded": "bold green",
+    "failed": "bold red",
+    "canceled": "bold yellow",
+    "canceling": "yellow",
+    "retrying": "magenta",
+    "in progress": "cyan",
+    "pending": "grey50",
+}
+
+
+def seconds_text(seconds: float) -> str:
+    """``1.4s`` below ten seconds, else the compact duration of whole seconds (``2m5s``)."""
+    if seconds < 10:
+        return f"{max(seconds, 0.0):.1f}s"
+    return format_duration(round(seconds))
+
+
+def throughput(completed: int, elapsed: float) -> float | None:
+    """Operations completed per minute over the watch; ``None`` before a few seconds pass."""
+    return completed * 60.0 / elapsed if elapsed >= 1.0 else None
+
+
+def eta(counts: Mapping[str, int], rate: float | None) -> float | None:
+    """Seconds until every unfinished operation is done at ``rate`` per minute."""
+    left = sum(n for state, n in counts.items() if not is_terminal_operation(state))
+    if left == 0:
+        return 0.0
+    return left * 60.0 / rate if rate else None
+
+
+def pace_text(counts: Mapping[str, int], rate: float | None) -> str:
+    """``12.5 completed/min, ETA ~4m``: throughput over the watch and the time left at it."""
+    pace = "-" if rate is None else f"{rate:.1f} completed/min"
+    left = eta(counts, rate)
+    if not counts:
+        return pace
+    if left == 0:
+        return f"{pace}, every operation finished"
+    return f"{pace}, ETA " + ("unknown" if left is None else f"~{seconds_text(left)}")
+
+
+def allocate(sizes: Sequence[int], width: int) -> list[int]:
+    """Split ``width`` cells in proportion to ``sizes`` (largest remainder; sums to width).
+
+    >>> allocate([1, 1, 2], 8), allocate([0, 0], 5), allocate([1, 2], 0)
+    ([2, 2, 4], [0, 0], [0, 0])
+    """
+    total = sum(sizes)
+    if total <= 0 or width <= 0:
+        return [0] * len(sizes)
+    exact = [s * width / total for s in sizes]
+    cells = [int(e) for e in exact]
+    by_remainder = sorted(range(len(sizes)), key=lambda i: exact[i] - cells[i], reverse=True)
+    for i in by_remainder[: width - sum(cells)]:
+        cells[i] += 1
+    return cells
+
+
+class StateBar:
+    """A one-line bar of operations by state that fills the width it is given."""
+
+    def __init__(self, counts: Mapping[str, int]) -> None:
+        self.counts = counts
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(1, options.max_width)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        known = [self.counts.get(state, 0) for state, *_ in BAR_STATES]
+        other = sum(self.counts.values()) - sum(known)
+        cells = allocate([*known, other], options.max_width)
+        bar = Text(no_wrap=True, overflow="crop")
+        for (_state, char, plain, style), n in zip(BAR_STATES, cells, strict=False):
+            bar.append((plain if options.ascii_only else char) * n, style=style)
+        bar.append(("?" if options.ascii_only else "▒") * cells[-1], style="magenta")
+        if not bar:
+            bar.append("-" * options.max_width, style="grey50")
+        yield bar
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """Everything the live view shows, replaced (never changed) on each event."""
+
+    orchestration_id: str
+    started: float
+    orchestration: Orchestration | None = None
+    counts: Mapping[str, int] = field(default_factory=dict)
+    done_at_start: int | None = None
+    recent: tuple[Transition, ...] = ()
+    failures: tuple[tuple[str, int], ...] = ()
+    interval: float | None = None
+    next_poll: float | None = None
+    notice: str | None = None
+    summary: Summary | None = None
+
+
+def _counts(counts: Mapping[str, int]) -> Text:
+    text = Text(counts_text(counts))
+    for state, style in STATE_STYLES.items():
+        text.highlight_words([f" {state}"], style=style)
+    return text
+
+
+def _recent_line(t: Transition) -> str:
+    return f"{t.at:%H:%M:%S}  {transition_line(t)[len(when(t.at)) + 2 :]}"
+
+
+def render(frame: Frame, now: float) -> RenderableType:
+    """The live panel at monotonic time ``now``."""
+    orch, summary = frame.orchestration, frame.summary
+    elapsed = summary.elapsed if summary else now - frame.started
+    grid = Table.grid(padding=(0, 2), expand=True)
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+    grid.add_row("Orchestration", f"{frame.orchestration_id}  {orch.type if orch else ''}")
+    shown = orch.state if orch else "(not seen yet)"
+    state = Text(shown, style=STATE_STYLES.get(shown, ""))
+    if orch and orch.description:
+        state.append(f"  {orch.description}", style="default")
+    grid.add_row("State", state)
+    watched = f"{format_duration(round(elapsed))} watched"
+    if summary is None and frame.next_poll is not None and frame.interval is not None:
+        watched += f", next poll in {seconds_text(frame.next_poll - now)}"
+        watched += f" (every {seconds_text(frame.interval)})"
+    grid.add_row("Elapsed", watched)
+    grid.add_row("Operations", _counts(frame.counts))
+    total = sum(frame.counts.values())
+    bar = Table.grid(padding=(0, 1), expand=True)
+    bar.add_column(ratio=1)
+    bar.add_column(no_wrap=True)
+    bar.add_row(StateBar(frame.counts), f"{done(frame.counts) * 100 // total if total else 0}%")
+    grid.add_row("Progress", bar)
+    completed = done(frame.counts) - (frame.done_at_start or 0)
+    grid.add_row("Throughput", pace_text(frame.counts, throughput(completed, elapsed)))
+    if frame.notice and summary is None:
+        grid.add_row("KEB", Text(frame.notice, style="yellow"))
+    if summary is not None:
+        style = "green" if summary.exit_code == 0 else "red"
+        grid.add_row(
+            "Result", Text(f"{summary.reason} (exit {summary.exit_code})", style=f"bold {style}")
+        )
+    parts: list[RenderableType] = [grid]
+    if frame.recent:
+        parts.append(Text("Latest transitions", style="bold"))
+        parts.extend(
+            Text(f"  {_recent_line(t)}", no_wrap=True, overflow="ellipsis") for t in frame.recent
+        )
+    if frame.failures:
+        parts.append(Text("Failures by reason", style="bold"))
+        for reason, n in frame.failures[:FAILURE_REASONS]:
+            parts.append(Text(f"  {n} x {reason}", style="red", no_wrap=True, overflow="ellipsis"))
+        if len(frame.failures) > FAILURE_REASONS:
+            parts.append(Text(f"  +{len(frame.failures) - FAILURE_REASONS} more reasons"))
+    return Panel(Group(*parts), title="watcher watch", title_align="left", expand=True)
+
+
+class LiveView:
+    """The rich live view. Events arrive on the event loop's thread; rich's refresh thread
+    only reads :attr:`frame`, which is replaced as a whole."""
+
+    def __init__(self, console: Console, orchestration_id: str, clock: Callable[[], float]):
+        self.clock = clock
+        self.frame = Frame(orchestration_id, started=clock())
+        self._live = Live(
+            console=console,
+            get_renderable=lambda: render(self.frame, self.clock()),
+            refresh_per_second=1.0,
+            transient=False,
+        )
+        stderr = sys.stderr
+        self._live.start(refresh=True)
+        # Log records (--verbose, --debug) written straight to the terminal would tear the
+        # view: route them through rich's stderr proxy, which prints them above it.
+        self._rerouted = [
+            h
+            for h in logging.getLogger().handlers
+            if isinstance(h, logging.StreamHandler) and h.stream is stderr
+        ]
+        for handler in self._rerouted:
+            handler.setStream(sys.stderr)
+        self._stderr = stderr
+
+    def progress(self, p: Progress) -> None:
+        f = self.frame
+        self.frame = replace(
+            f,
+            orchestration=p.orchestration,
+            counts=dict(p.counts),
+            done_at_start=done(p.counts) if f.done_at_start is None else f.done_at_start,
+            recent=(f.recent + p.new)[-RECENT:],
+            failures=p.failures,
+            interval=p.interval,
+            next_poll=self.clock() + p.interval,
+            notice=None,
+        )
+        self._live.refresh()
+
+    def reconnecting(self, orchestration_id: str, r: Reconnect, at: datetime) -> None:
+        text = f"reconnecting (attempt {r.attempt}, next in {seconds_text(r.seconds)}): {r.reason}"
+        self.frame = replace(self.frame, notice=text, next_poll=None)
+        self._live.refresh()
+
+    def finish(self, summary: Summary) -> None:
+        self.frame = replace(self.frame, summary=summary)
+        self._live.refresh()
+
+    def close(self) -> None:
+        for handler in self._rerouted:
+            handler.setStream(self._stderr)
+        self._rerouted = []
+        self._live.stop()  # leaves the last frame on screen and shows the cursor again
+
+
+class _Lines:
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out, self.err = out, err
+
+    def _print(self, line: str, *, err: bool = False) -> None:
+        stream = self.err if err else self.out
+        stream.write(line + "\n")
+        stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class PlainLines(_Lines):
+    """One line per transition and a summary line; the human format without a terminal."""
+
+    def progress(self, p: Progress) -> None:
+        baseline = any(t.kind is TransitionKind.BASELINE for t in p.new)
+        if p.first and p.orchestration is not None and not baseline:
+            state = p.orchestration.state
+            self._print(f"{when(p.at)}  watching: {state}, operations {counts_text(p.counts)}")
+        for t in p.new:
+            self._print(transition_line(t))
+        if p.recovered_after:
+            self._print(f"{when(p.at)}  KEB reachable again", err=True)
+
+    def reconnecting(self, orchestration_id: str, r: Reconnect, at: datetime) -> None:
+        line = f"reconnecting (attempt {r.attempt}, next in {seconds_text(r.seconds)}): {r.reason}"
+        self._print(f"{when(at)}  {line}", err=True)
+
+    def finish(self, summary: Summary) -> None:
+        for line in summary_lines(summary):
+            self._print(line)
+
+
+def summary_lines(s: Summary) -> list[str]:
+    """The plain summary line, then one line per failure reason."""
+    what = s.reason
+    if s.outcome not in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CANCELED) and s.state:
+        what += "" if s.state in what else f"; orchestration {s.state}"
+    line = (
+        f"{when(s.at)}  summary: {s.orchestration_id}: {what}; operations {counts_text(s.counts)}; "
+        f"{s.completed} completed in {format_duration(round(s.elapsed))} watched; "
+        f"exit {s.exit_code}"
+    )
+    return [line] + [f"  {n} x {reason}" for reason, n in s.failures]
+
+
+def _base(kind: str, time: str, orchestration_id: str, state: str | None) -> dict[str, Any]:
+    return {"type": kind, "time": time, "orchestrationID": orchestration_id, "state": state}
+
+
+def transition_event(t: Transition, counts: Mapping[str, int]) -> dict[str, Any]:
+    event = _base("transition", t.at.isoformat(), t.orchestration_id, None)
+    event.update({k: v for k, v in transition_json(t).items() if k != "at"})
+    event["counts"] = dict(counts)
+    return event
+
+
+def status_event(p: Progress) -> dict[str, Any]:
+    orch = p.orchestration
+    event = _base("status", p.at.isoformat(), p.orchestration_id, orch.state if orch else None)
+    event.update(
+        orchestrationType=orch.type if orch else None,
+        description=orch.description if orch else None,
+        operations=sum(p.counts.values()),
+        counts=dict(p.counts),
+        elapsed=round(p.elapsed, 3),
+        interval=p.interval,
+    )
+    return event
+
+
+def summary_event(s: Summary) -> dict[str, Any]:
+    event = _base("summary", s.at.isoformat(), s.orchestration_id, s.state)
+    event.update(
+        outcome=s.outcome.value,
+        exitCode=s.exit_code,
+        reason=s.reason,
+        description=s.orchestration.description if s.orchestration else None,
+        operations=sum(s.counts.values()),
+        counts=dict(s.counts),
+        completed=s.completed,
+        elapsed=round(s.elapsed, 3),
+        failures=[{"reason": reason, "count": n} for reason, n in s.failures],
+    )
+    event["from"], event["to"] = s.initial_state, s.state
+    return event
+
+
+class JsonLines(_Lines):
+    """One JSON object per line on stdout; see the README for the schema."""
+
+    state: str | None = None
+    counts: Mapping[str, int] = {}
+
+    def _emit(self, event: Mapping[str, Any]) -> None:
+        self._print(json.dumps(event, separators=(",", ":"), default=str))
+
+    def progress(self, p: Progress) -> None:
+        self.state = p.orchestration.state if p.orchestration else None
+        self.counts = dict(p.counts)
+        for t in p.new:
+            event = transition_event(t, p.counts)
+            event["state"] = self.state
+            self._emit(event)
+        if p.first or p.new or p.recovered_after:
+            self._emit(status_event(p))
+
+    def reconnecting(self, orchestration_id: str, r: Reconnect, at: datetime) -> None:
+        event = _base("reconnecting", at.isoformat(), orchestration_id, self.state)
+        event.update(
+            attempt=r.attempt,
+            nextIn=round(r.seconds, 3),
+            failingFor=round(r.failing_for, 3),
+            reason=r.reason,
+            counts=dict(self.counts),
+        )
+        self._emit(event)
+
+    def finish(self, summary: Summary) -> None:
+        self._emit(summary_event(summary))
