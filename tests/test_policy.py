@@ -63,9 +63,10 @@ def test_terminal_state_gives_a_final_summary_with_failures_by_reason() -> None:
     prev = Snapshot("o1", orch(), ops("in progress", "in progress", "succeeded"), revision=1)
     result = diff(prev, Observation(orch("failed"), ops("failed", "succeeded", "succeeded")), NOW)
     intents = {i.kind: i for i in decide(result, channel=None, now=NOW, reference=None)}
-    assert set(intents) == {"progress", "failure_digest", "finished"}
+    # No separate digest: the final summary lists every failure by reason.
+    assert set(intents) == {"progress", "finished"}
     final = intents["finished"]
-    assert final.priority < intents["failure_digest"].priority < intents["progress"].priority
+    assert final.priority < intents["progress"].priority
     assert final.payload["counts"] == {"failed": 1, "succeeded": 2}
     assert final.payload["failures"][0]["count"] == 1
     assert final.payload["elapsed_seconds"] == 0.0  # created == updated in this sample

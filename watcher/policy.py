@@ -191,7 +191,11 @@ def decide(
         for t in transitions
         if t.kind is TransitionKind.OPERATION_COMPLETED and t.to_state == FAILED
     ]
-    if failed:
+    ends = any(
+        t.kind is TransitionKind.ORCHESTRATION_STATE and is_terminal_orchestration(t.to_state or "")
+        for t in transitions
+    )
+    if failed and not ends:  # when it ends, the final summary lists every failure anyway
         groups = failure_groups(failed)
         add(
             "failure_digest",

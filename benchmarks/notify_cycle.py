@@ -1,0 +1,176 @@
+"""A cycle in which 2,000 operations finish across 20 orchestrations: what it costs to turn
+that into notifications, and how many Slack calls it leads to.
+
+Measured, in one process, median of ``--repeat`` runs:
+
+* **diff + policy + enqueue**: load each orchestration's snapshot, diff the new observation,
+  decide the intents, and commit snapshot, transitions and intents in one transaction each;
+* **render**: render every enqueued intent with the packaged templates into Block Kit;
+* **Slack calls**: the sender then delivers the outbox to a fake Slack Web API on 127.0.0.1
+  (real HTTP through slack-sdk); every call is counted by method.
+
+Goal (issue 3): under 200 ms for diff + render + enqueue, and a handful of Slack calls.
+Run: ``python benchmarks/notify_cycle.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.fakeslack import FakeSlack
+from watcher.diff import Observation, Snapshot, diff
+from watcher.models import Operation, Orchestration
+from watcher.notify.budget import RateBudget
+from watcher.notify.outbox import Card, Outbox
+from watcher.notify.render import Renderer
+from watcher.notify.sender import Sender
+from watcher.notify.slack import BotSlack
+from watcher.service import notification_policy
+from watcher.store import Store
+
+ORCHESTRATIONS = 20
+OPERATIONS = 100  # per orchestration: 2,000 in all
+REASONS = (
+    "provisioner client returns failed status: Operation failed: last error: shoot "
+    "reconciliation timed out",
+    "operation has reached the time limit: 3h0m0s",
+)
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+def orchestration(i: int, state: str) -> Orchestration:
+    return Orchestration(
+        f"orch-{i:02d}",
+        type="upgradeCluster",
+        state=state,
+        description=f"Scheduled {OPERATIONS} operations",
+        created_at=NOW - timedelta(hours=2),
+        updated_at=NOW,
+        parameters={"strategy": {"parallel": {"workers": OPERATIONS}}},
+        operation_stats={},
+    )
+
+
+def operations(i: int, *, done: bool) -> dict[str, Operation]:
+    ops = {}
+    for n in range(OPERATIONS):
+        failed = done and n % 25 == 0  # 4 % fail
+        state = ("failed" if failed else "succeeded") if done else "in progress"
+        description = REASONS[n % 2] if failed else ("Operation succeeded" if done else "")
+        op_id = f"op-{i:02d}-{n:03d}"
+        ops[op_id] = Operation(
+            op_id,
+            runtime_id=f"rt-{i}-{n}",
+            shoot_name=f"c-{i:02d}{n:03d}",
+            state=state,
+            description=description,
+        )
+    return ops
+
+
+def prepare(path: Path) -> Store:
+    store = Store(path)
+    ids = [f"orch-{i:02d}" for i in range(ORCHESTRATIONS)]
+    store.track(ids, None, NOW - timedelta(hours=1))
+    for i, orch_id in enumerate(ids):
+        first = diff(
+            Snapshot(orch_id),
+            Observation(orchestration(i, "in progress"), operations(i, done=False)),
+            NOW,
+        )
+        store.commit_diff(first, now=NOW - timedelta(hours=1), cycle_id=None, full_sweep=True)
+    with store.transaction() as conn:  # the cards were posted long ago
+        conn.execute("UPDATE outbox SET status = 'sent'")
+    return store
+
+
+def one_cycle(store: Store) -> tuple[float, float, int]:
+    policy = notification_policy(store)
+    tracked = {t.orchestration_id: t for t in store.tracked()}
+    t0 = time.perf_counter()
+    for i in range(ORCHESTRATIONS):
+        orch_id = f"orch-{i:02d}"
+        prev = store.load_snapshot(store.load_head(orch_id))
+        result = diff(prev, Observation(orchestration(i, "failed"), operations(i, done=True)), NOW)
+        intents = policy(result, tracked[orch_id], NOW)
+        store.commit_diff(result, now=NOW, cycle_id=None, full_sweep=True, intents=intents)
+    enqueue = time.perf_counter() - t0
+    renderer = Renderer()
+    pending = Outbox(store).entries(("pending",))
+    t1 = time.perf_counter()
+    for entry in pending:
+        renderer.render(entry.kind, entry.payload)
+    render = time.perf_counter() - t1
+    return enqueue, render, len(pending)
+
+
+async def deliver(store: Store, slack: FakeSlack) -> Counter[str]:
+    outbox = Outbox(store)
+    for i in range(ORCHESTRATIONS):  # cards exist: updates go to them
+        orch_id = f"orch-{i:02d}"
+        posted = BotSlack("xoxb-test-token", slack.api_url).post(
+            "#kyma-upgrades",
+            Renderer().render("tracking_started", {"orchestration": {}}).message,
+            {},
+        )
+        outbox.save_card(orch_id, Card(posted.channel, posted.ts), NOW)
+    before = len(slack.calls)
+    sender = Sender(
+        outbox,
+        BotSlack("xoxb-test-token", slack.api_url),
+        Renderer(),
+        default_channel="#kyma-upgrades",
+        budget=RateBudget(post_interval=0.0, updates_per_minute=10**6),
+    )
+    await sender.deliver(deadline=time.monotonic() + 60)
+    return Counter(c.method for c in slack.calls[before:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    enqueues, renders = [], []
+    intents = 0
+    calls: Counter[str] = Counter()
+    for run in range(args.repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            store = prepare(Path(tmp) / "bench.db")
+            enqueue, render, intents = one_cycle(store)
+            enqueues.append(enqueue)
+            renders.append(render)
+            if run == 0:
+                with FakeSlack(
+                    channels={"#kyma-upgrades": "C0KYMA001"},
+                    post_interval=0.0,
+                    update_per_minute=10**6,
+                ) as slack:
+                    calls = asyncio.run(deliver(store, slack))
+            store.close()
+    enqueue, render = statistics.median(enqueues), statistics.median(renders)
+    print(
+        f"{ORCHESTRATIONS} orchestrations x {OPERATIONS} operations finishing in one cycle "
+        f"(median of {args.repeat})"
+    )
+    print(f"diff + policy + enqueue: {enqueue * 1000:7.1f} ms")
+    print(f"render {intents} intents:   {render * 1000:7.1f} ms")
+    print(f"total:                   {(enqueue + render) * 1000:7.1f} ms  (goal < 200 ms)")
+    by_method = ", ".join(f"{n} {m}" for m, n in sorted(calls.items()))
+    print(
+        f"Slack calls: {sum(calls.values())} ({by_method}) for 2,000 completions in "
+        f"{ORCHESTRATIONS} orchestrations: per orchestration one card edit and one final summary"
+    )
+
+
+if __name__ == "__main__":
+    main()
