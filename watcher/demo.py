@@ -10,12 +10,16 @@ outside a temporary directory is touched, and no configuration is needed.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
+from rich.live import Live
+from rich.table import Table
 
 from watcher import report
 from watcher.app import keb_client
@@ -30,6 +34,7 @@ from watcher.config import (
     TemplatesConfig,
 )
 from watcher.durations import format_duration, parse_duration
+from watcher.live import StateBar
 from watcher.models import is_terminal_orchestration
 from watcher.notify.budget import RateBudget
 from watcher.notify.outbox import Outbox
@@ -66,7 +71,8 @@ async def run_demo(scenario: str, seed: int, speed: float, interval: float, limi
         click.echo(f"KEB simulator: {server.url} (scenario {scenario!r}, {speed:g}x time)")
         click.echo("No Slack is configured, so what the channel would get is printed here.")
         store = Store(config.storage.path)
-        slack = TerminalSlack(click.echo)
+        board = Board(store) if sys.stdout.isatty() and os.environ.get("TERM") != "dumb" else None
+        slack = TerminalSlack(board.print if board else click.echo)
         sender = Sender(
             Outbox(store),
             slack,
@@ -80,6 +86,8 @@ async def run_demo(scenario: str, seed: int, speed: float, interval: float, limi
             ids = [o.orchestration_id for o in await keb.list_orchestrations()]
             store.track(ids, None, sim.now)
             names = {orch_id: f"orch-{i + 1}" for i, orch_id in enumerate(ids)}
+            if board is not None:
+                board.names = names
             click.echo(f"Tracking {len(ids)} orchestrations:")
             for orch_id, name in names.items():
                 click.echo(f"  {name} = {orch_id}")
@@ -97,17 +105,23 @@ async def run_demo(scenario: str, seed: int, speed: float, interval: float, limi
                 cycles += 1
                 if cycle.transitions:
                     elapsed = format_duration(round(time.monotonic() - started))
-                    click.echo(
-                        f"[{elapsed:>4}] poll {cycles}: {cycle.transitions} transitions recorded"
-                    )
+                    line = f"[{elapsed:>4}] poll {cycles}: {cycle.transitions} transitions recorded"
+                    if board is not None:
+                        board.print(line)
+                    else:
+                        click.echo(line)
                 for failure in cycle.failed:
                     click.echo(f"  poll failed for {failure.orchestration_id}: {failure.error}")
                 await sender.deliver(deadline=time.monotonic() + 5)
+                if board is not None:
+                    board.refresh()
                 _follow_retries(store, sim, ids)
                 if not store.due() and sim.all_finished():
                     break
                 await asyncio.sleep(interval)
             requests = keb.stats.requests
+        if board is not None:
+            board.stop()
         click.echo("")
         click.echo("Summary:")
         items = sorted(
@@ -130,6 +144,45 @@ async def run_demo(scenario: str, seed: int, speed: float, interval: float, limi
         ]
         store.close()
         return 1 if unfinished else 0
+
+
+class Board:
+    """On a terminal: a live table of every orchestration (state, a bar of operations by
+    state, counts), with what Slack would get printed above it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.names: dict[str, str] = {}
+        self.live = Live(self._table(), refresh_per_second=4, transient=False)
+        self.live.start()
+
+    def _table(self) -> Table:
+        table = Table(box=None, expand=True, show_header=True, header_style="bold")
+        table.add_column("orchestration", no_wrap=True)
+        table.add_column("state", no_wrap=True)
+        table.add_column("operations", ratio=1)
+        table.add_column("counts", no_wrap=True)
+        order = list(self.names)
+        items = self.store.tracked(include_inactive=True)
+        items.sort(
+            key=lambda t: order.index(t.orchestration_id) if t.orchestration_id in order else 0
+        )
+        for item in items:
+            name = self.names.get(item.orchestration_id, item.orchestration_id[:8])
+            table.add_row(
+                name, item.state or "-", StateBar(item.counts), report.counts_text(item.counts)
+            )
+        return table
+
+    def print(self, line: str) -> None:
+        self.live.console.print(line, markup=False, highlight=False)
+
+    def refresh(self) -> None:
+        self.live.update(self._table())
+
+    def stop(self) -> None:
+        self.refresh()
+        self.live.stop()
 
 
 def _finish(store: Store, sim: Simulator, orch_id: str) -> None:
