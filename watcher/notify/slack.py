@@ -12,6 +12,7 @@ webhook URLs never appear in its message.
 
 from __future__ import annotations
 
+import http.client
 import re
 import socket
 import urllib.error
@@ -125,7 +126,16 @@ def _failure(method: str, exc: Exception) -> SlackFailure:
 
 
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
-_NETWORK = (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, SlackRequestError)
+#: Everything a broken connection can raise inside slack-sdk's urllib transport.
+_NETWORK = (
+    urllib.error.URLError,
+    socket.timeout,
+    TimeoutError,
+    ConnectionError,
+    http.client.HTTPException,
+    SlackRequestError,
+    OSError,
+)
 
 
 class Destination(Protocol):
