@@ -1,0 +1,178 @@
+"""The configuration as values: frozen dataclasses, one per section of the TOML file.
+
+Each setting is declared once, as a field whose metadata says how the loader reads it
+(``kind``) and what else it checks; :mod:`watcher.config` loads files into these records,
+validates them and describes them. :class:`Secret` values print as ``***``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+#: Notification kinds that ``[slack] routes`` may send to their own channel.
+NOTIFICATION_KINDS: Final = (
+    "tracking_started",
+    "progress",
+    "failure_digest",
+    "state_changed",
+    "finished",
+    "not_found",
+    "keb_unhealthy",
+    "keb_recovered",
+)
+#: Orchestration types KEB creates (``keb-api.md`` §3.1), for ``poll.discover_types``.
+ORCHESTRATION_TYPES: Final = ("upgradeCluster", "upgradeKyma")
+#: ``kcp`` accepts ``inprogress`` for the state with a space (``keb-api.md`` §4.1).
+
+
+class Secret:
+    """A secret string that never shows itself: ``str``, ``repr`` and ``format`` give ``***``.
+
+    >>> token = Secret("xoxb-123")
+    >>> f"{token} {token!r}", token.reveal(), bool(Secret(""))
+    ('*** ***', 'xoxb-123', False)
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that sends it (an HTTP header)."""
+        return self._value
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __repr__(self) -> str:
+        return "***"
+
+    def __format__(self, format_spec: str) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def _kind(kind: str, **rules: Any) -> Mapping[str, Any]:
+    """Field metadata: how the loader reads the value (``kind``) and extra ``rules``."""
+    return {"kind": kind, **rules}
+
+
+def _empty_mapping() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class KebConfig:
+    """Where KEB is and how to authenticate: at most one of the three token sources."""
+
+    url: str = field(metadata=_kind("url"))  #: http(s), stored without a trailing slash
+    token: Secret | None = field(default=None, metadata=_kind("secret"))
+    token_file: Path | None = field(default=None, metadata=_kind("path"))
+    token_command: str | None = field(default=None, metadata=_kind("text"))
+    timeout: float = field(default=30.0, metadata=_kind("duration", positive=True))
+    concurrency: int = field(default=8, metadata=_kind("count"))
+    retries: int = field(default=4, metadata=_kind("count"))
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """The SQLite database, and how long history outlives tracking (seconds)."""
+
+    path: Path = field(default=Path("watcher.db"), metadata=_kind("path"))
+    retention: float = field(default=30 * 86400.0, metadata=_kind("duration"))
+
+
+@dataclass(frozen=True, slots=True)
+class PollConfig:
+    """When and what to poll. ``interval`` and ``cron`` are alternatives; times in seconds.
+
+    ``alert_after``: KEB unreachable or rejecting for longer than this gives one alert.
+    ``full_sweep_every`` ``0`` means every cycle. Empty ``discover_*`` tuples mean "any".
+    """
+
+    interval: float = field(default=60.0, metadata=_kind("duration", positive=True))
+    cron: str | None = field(default=None, metadata=_kind("cron"))
+    jitter: float = field(default=5.0, metadata=_kind("duration"))
+    full_sweep_every: float = field(default=1800.0, metadata=_kind("duration"))
+    concurrency: int = field(default=4, metadata=_kind("count"))  #: orchestrations at once
+    discover: bool = field(default=False, metadata=_kind("bool"))
+    discover_states: tuple[str, ...] = field(default=(), metadata=_kind("states"))
+    discover_types: tuple[str, ...] = field(default=(), metadata=_kind("types"))
+    alert_after: float = field(default=600.0, metadata=_kind("duration"))
+
+
+@dataclass(frozen=True, slots=True)
+class SlackConfig:
+    """Bot token mode (``token`` + ``channel``, optional ``routes``) or ``webhook_url`` mode.
+
+    ``routes`` maps a kind of :data:`NOTIFICATION_KINDS` to the channel that gets it.
+    """
+
+    token: Secret | None = field(default=None, metadata=_kind("secret"))
+    channel: str | None = field(default=None, metadata=_kind("channel"))  #: name or ID
+    webhook_url: Secret | None = field(default=None, metadata=_kind("secret_url"))
+    base_url: str = field(default="https://slack.com/api/", metadata=_kind("base_url"))
+    routes: Mapping[str, str] = field(default_factory=_empty_mapping, metadata=_kind("routes"))
+    max_attempts: int = field(default=8, metadata=_kind("count"))
+
+
+@dataclass(frozen=True, slots=True)
+class TemplatesConfig:
+    """A directory of templates that override the packaged ones, file by file."""
+
+    dir: Path | None = field(default=None, metadata=_kind("path"))
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """The HTTP endpoint of ``watcher run`` (``host:port``) and when it reports ready."""
+
+    listen: str | None = field(default=None, metadata=_kind("listen"))
+    ready_after_intervals: float = field(default=3.0, metadata=_kind("number"))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything keb-watcher is configured with. ``source`` is the file, if any.
+
+    ``origins`` maps each dotted key to where its value came from (``file``,
+    ``file, ${VAR}``, ``env KEB_URL``, ``default``), for :func:`describe`.
+    """
+
+    keb: KebConfig
+    storage: StorageConfig
+    poll: PollConfig
+    slack: SlackConfig
+    templates: TemplatesConfig
+    service: ServiceConfig
+    source: Path | None
+    origins: Mapping[str, str] = field(default_factory=_empty_mapping, repr=False, compare=False)
+
+
+#: The file's sections and the dataclass each one fills, in file order.
+SECTIONS: Final[Mapping[str, type[Any]]] = MappingProxyType(
+    {
+        "keb": KebConfig,
+        "storage": StorageConfig,
+        "poll": PollConfig,
+        "slack": SlackConfig,
+        "templates": TemplatesConfig,
+        "service": ServiceConfig,
+    }
+)
