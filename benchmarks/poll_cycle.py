@@ -9,6 +9,9 @@ Everything is measured side by side in one run, because these machines are share
 * **no-change cycle**: the next poll with nothing changed in KEB;
 * **2 % cycle**: a poll after 2 % of the operations changed state.
 
+Each measured cycle is paired with a baseline run right before it; the reported ratio is the
+median of the per-pair ratios (and their range), so that load on the machine weighs on both.
+
 The simulator runs in a separate process (manual clock, advanced through ``/_sim/advance``)
 so that its CPU time and memory are not charged to the watcher. Reported: median wall time
 of ``--repeat`` runs, ratio to the baseline, HTTP requests, rows written, peak RSS of this
@@ -142,64 +145,57 @@ async def run(repeat: int) -> dict[str, Any]:
         total_ops = 40 * 2000
         results: dict[str, Any] = {"orchestrations": len(ids)}
 
-        base_times = []
+        # Every measurement is paired with a baseline taken right before it, and the ratio is
+        # computed per pair: the machine's load then weighs on both sides alike.
+        base_times: list[float] = []
         base_requests = 0
-        for _ in range(repeat):
-            seconds, base_requests = await baseline(url, token, ids)
-            base_times.append(seconds)
-        base = statistics.median(base_times)
-        results["baseline"] = {"seconds": base, "requests": base_requests}
+        ratios: dict[str, list[float]] = {"first": [], "no_change": [], "two_percent": []}
+        times: dict[str, list[float]] = {"first": [], "no_change": [], "two_percent": []}
+
+        async def paired(key: str, cycle: Engine) -> Any:
+            nonlocal base_requests
+            base_seconds, base_requests = await baseline(url, token, ids)
+            base_times.append(base_seconds)
+            before = keb.stats.requests
+            seconds, report = await timed(cycle.poll_once)
+            assert not report.failed, report.failed[:1]
+            times[key].append(seconds)
+            ratios[key].append(seconds / base_seconds)
+            results[key] = {"requests": keb.stats.requests - before, "rows": report.rows}
+            return report
 
         workdir = Path(tempfile.mkdtemp(prefix="keb-watcher-bench-"))
-        first_times, engine, store = [], None, None
+        engine: Engine | None = None
+        store: Store | None = None
         for i in range(repeat):
             if store is not None:
                 store.close()
             store = Store(workdir / f"bench-{i}.db")
             store.track(ids, None, _now())
             engine = Engine(store, keb, concurrency=8, full_sweep_every=10**9)
-            before = keb.stats.requests
-            seconds, report = await timed(engine.poll_once)
-            assert not report.failed, report.failed[:1]
-            first_times.append(seconds)
-            results["first"] = {"requests": keb.stats.requests - before, "rows": report.rows}
-        results["first"]["seconds"] = statistics.median(first_times)
+            await paired("first", engine)
         assert engine is not None
         assert store is not None
-
-        quiet_times = []
         for _ in range(repeat):
-            before = keb.stats.requests
-            seconds, report = await timed(engine.poll_once)
-            assert not report.failed
-            quiet_times.append(seconds)
-            results["no_change"] = {"requests": keb.stats.requests - before, "rows": report.rows}
-        results["no_change"]["seconds"] = statistics.median(quiet_times)
-
-        change_times = []
+            await paired("no_change", engine)
         changed = 0
         for _ in range(repeat):
             changed = advance_until_changed(url, 0.02, total_ops)
-            before = keb.stats.requests
-            seconds, report = await timed(engine.poll_once)
-            assert not report.failed
-            change_times.append(seconds)
+            report = await paired("two_percent", engine)
             modes: dict[str, int] = {}
             for r in report.results:
                 modes[r.mode or "error"] = modes.get(r.mode or "error", 0) + 1
-            results["two_percent"] = {
-                "requests": keb.stats.requests - before,
-                "rows": report.rows,
-                "changed_operations": changed,
-                "transitions": report.transitions,
-                "modes": modes,
-            }
-        results["two_percent"]["seconds"] = statistics.median(change_times)
+            results["two_percent"].update(
+                changed_operations=changed, transitions=report.transitions, modes=modes
+            )
+        results["baseline"] = {"seconds": statistics.median(base_times), "requests": base_requests}
+        for key in ratios:
+            results[key]["seconds"] = statistics.median(times[key])
+            results[key]["ratio"] = statistics.median(ratios[key])
+            results[key]["ratio_range"] = (min(ratios[key]), max(ratios[key]))
         await keb.aclose()
         store.close()
         results["peak_rss_mb"] = peak_rss_mb()
-        for key in ("first", "no_change", "two_percent"):
-            results[key]["ratio"] = results[key]["seconds"] / base
         return results
     finally:
         proc.terminate()
@@ -227,7 +223,10 @@ def main() -> None:
         f"{results['orchestrations']} orchestrations x 2,000 operations, "
         f"median of {args.repeat}, CPUs: {os.cpu_count()}"
     )
-    print(f"{'cycle':<14}{'seconds':>9}{'ratio':>8}{'goal':>9}{'requests':>10}{'rows':>8}")
+    print(
+        f"{'cycle':<14}{'seconds':>9}{'ratio':>8}{'goal':>9}{'requests':>10}{'rows':>8}"
+        "   ratio range"
+    )
     print(f"{'baseline':<14}{base['seconds']:>9.3f}{1:>8.2f}{'':>9}{base['requests']:>10}{'-':>8}")
     for key, label in (
         ("first", "first"),
@@ -235,9 +234,10 @@ def main() -> None:
         ("two_percent", "2 % change"),
     ):
         r = results[key]
+        low, high = r["ratio_range"]
         print(
             f"{label:<14}{r['seconds']:>9.3f}{r['ratio']:>8.3f}{goals[key]:>9}"
-            f"{r['requests']:>10}{r['rows']:>8}"
+            f"{r['requests']:>10}{r['rows']:>8}   {low:.3f}-{high:.3f}"
         )
     tp = results["two_percent"]
     print(

@@ -20,6 +20,8 @@ from watcher.config import Config
 from watcher.diff import Transition, TransitionKind
 from watcher.errors import ConfigError, UsageError
 from watcher.keb import CommandToken, FileToken, KebClient, RetryPolicy, StaticToken, TokenProvider
+from watcher.keb.timing import Observer, timed_transport
+from watcher.lease import Lease, holder_id, holding, lease_ttl
 from watcher.models import FAILED, Orchestration
 from watcher.notify.outbox import Outbox
 from watcher.notify.render import Rendered, Renderer
@@ -59,13 +61,16 @@ def token_provider(config: Config) -> TokenProvider:
     )
 
 
-def keb_client(config: Config) -> KebClient:
+def keb_client(config: Config, *, observe: Observer | None = None) -> KebClient:
+    """The KEB client; ``observe`` sees every HTTP exchange (status class, seconds)."""
+    transport = timed_transport(observe, config.keb.concurrency) if observe else None
     return KebClient(
         config.keb.url,
         token_provider(config),
         timeout=config.keb.timeout,
         concurrency=config.keb.concurrency,
         retry=RetryPolicy(attempts=config.keb.retries),
+        transport=transport,
     )
 
 
@@ -188,14 +193,20 @@ class Watcher:
         return Renderer(self.config.templates.dir)
 
     async def poll(self, *, deadline: float = DELIVERY_DEADLINE) -> PollOutcome:
-        """Exactly one cycle over everything tracked, then deliver what is pending."""
-        async with keb_client(self.config) as keb:
-            cycle = await self.engine(keb).poll_once()
-        outcome = PollOutcome(cycle)
-        sender = self.sender()
-        if sender is not None:
-            outcome.delivery = await sender.deliver(deadline=time.monotonic() + deadline)
-            outcome.undelivered = sender.outbox.undelivered()
+        """Exactly one cycle over everything tracked, then deliver what is pending.
+
+        Holds the single-instance lease meanwhile (:mod:`watcher.lease`); raises
+        :class:`~watcher.lease.LeaseHeld` when another keb-watcher holds it.
+        """
+        lease = Lease(self.store, holder_id(), lease_ttl(self.config.poll.interval))
+        async with holding(lease):
+            async with keb_client(self.config) as keb:
+                cycle = await self.engine(keb).poll_once()
+            outcome = PollOutcome(cycle)
+            sender = self.sender()
+            if sender is not None:
+                outcome.delivery = await sender.deliver(deadline=time.monotonic() + deadline)
+                outcome.undelivered = sender.outbox.undelivered()
         return outcome
 
     # -- notifications --------------------------------------------------------------------

@@ -22,8 +22,10 @@ from watcher.app import Watcher
 from watcher.config import Config, describe, load_config
 from watcher.demo import demo_command
 from watcher.errors import WatcherError
+from watcher.logs import FORMATS, configure, redact_secrets
 from watcher.notify.render import TEMPLATES
 from watcher.notify_cli import notify_test_command, outbox_command, render_command
+from watcher.run_cli import run_command
 from watcher.sim_cli import sim_command
 from watcher.watch_cli import watch_command
 
@@ -50,9 +52,11 @@ class Context:
         """The configuration; with ``keb_env``, KEB_URL/KEB_TOKEN win and no file is needed."""
         # An explicit --config must exist even where KEB_URL/KEB_TOKEN would do.
         required = not keb_env or self.config_path is not None
-        return load_config(
+        config = load_config(
             self.config_path, os.environ, require_file=required, env_overrides=keb_env
         )
+        redact_secrets(config)
+        return config
 
     def watcher(self, *, keb_env: bool = False) -> Watcher:
         return Watcher(self.config(keb_env=keb_env))
@@ -77,9 +81,18 @@ def emit_json(value: Any) -> None:
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.option("--verbose", "-v", is_flag=True, help="Log what each poll does.")
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Log lines for people, or JSON lines (with orchestration and intent IDs).",
+)
 @click.version_option(package_name="keb-watcher")
 @click.pass_context
-def main(ctx: click.Context, config_path: Path | None, debug: bool, verbose: bool) -> None:
+def main(
+    ctx: click.Context, config_path: Path | None, debug: bool, verbose: bool, log_format: str
+) -> None:
     """Follow Kyma Environment Broker upgrade orchestrations.
 
     \b
@@ -90,7 +103,7 @@ def main(ctx: click.Context, config_path: Path | None, debug: bool, verbose: boo
       watcher poll && watcher history 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11
     """
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(level, log_format)
     ctx.obj = Context(config_path, debug)
 
 
@@ -270,6 +283,7 @@ main.add_command(watch_command, name="watch")
 main.add_command(notify_test_command, name="notify-test")
 main.add_command(render_command, name="render")
 main.add_command(outbox_command, name="outbox")
+main.add_command(run_command, name="run")
 
 
 def entrypoint(argv: list[str] | None = None) -> int:

@@ -81,7 +81,9 @@ class SnapshotReader(Protocol):
 
     def operations_in_state(self, orch_id: str, state: str) -> dict[str, Operation]: ...
 
-    def operation_ids_in_state(self, orch_id: str, state: str) -> list[str]: ...
+    def operation_ids_in_state(
+        self, orch_id: str, state: str, *, offset: int = 0, limit: int = -1
+    ) -> list[str]: ...
 
     def operations_by_id(self, orch_id: str, ids: Iterable[str]) -> dict[str, Operation]: ...
 
@@ -188,8 +190,8 @@ class Observer:
                 raise _Unproven(f"operations in state {state!r}")
 
         in_progress_old = self.snapshots.operations_in_state(orch_id, IN_PROGRESS)
-        pending_old = self.snapshots.operation_ids_in_state(orch_id, PENDING)
-        removed_needed = len(pending_old) - stats.get(PENDING, 0)
+        pending_old = _PendingPrefix(self.snapshots, orch_id, counts.get(PENDING, 0))
+        removed_needed = pending_old.total - stats.get(PENDING, 0)
         if removed_needed < 0:
             raise _Unproven("the pending list grew (new operations)")
         in_progress_new, removed = await asyncio.gather(
@@ -201,13 +203,11 @@ class Observer:
         updates: dict[str, Operation] = {op.operation_id: op for op in in_progress_new}
         previous = dict(in_progress_old)
         previous.update(self.snapshots.operations_by_id(orch_id, removed))
-        pending_set = set(pending_old)
-        unknown = [i for i in updates if i not in previous and i not in pending_set]
-        if self.snapshots.operations_by_id(orch_id, unknown):
-            raise _Unproven("a finished operation is in progress again")
-        for op_id in updates:
-            if op_id in pending_set and op_id not in removed:
+        unknown = [i for i in updates if i not in previous]
+        for op_id, old in self.snapshots.operations_by_id(orch_id, unknown).items():
+            if old.state == PENDING:
                 raise _Unproven(f"operation {op_id} started but stayed pending")
+            raise _Unproven("a finished operation is in progress again")
         departed = (set(in_progress_old) | removed) - set(updates)
         if departed:
             await self._resolve_departed(orch_id, previous, departed, counts, stats, updates)
@@ -283,7 +283,7 @@ class Observer:
     async def _pending_removals(
         self,
         orch_id: str,
-        pending_old: list[str],
+        pending_old: _PendingPrefix,
         removed_needed: int,
         pending_now: int,
         total: int,
@@ -297,7 +297,6 @@ class Observer:
         """
         if removed_needed == 0:
             return set()
-        position = {op_id: i for i, op_id in enumerate(pending_old)}
         # Removals cluster at the head: a page a little larger than their number usually
         # proves them all; beyond half the operations a full sweep is the cheaper proof.
         size = min(PAGE_SIZE, max(20, 2 * removed_needed + 10))
@@ -314,18 +313,18 @@ class Observer:
             if page.total_count != pending_now:
                 raise _Unproven("the pending count changed while reading")
             for op in page.items:
-                index = position.get(op.operation_id)
+                index = pending_old.index(op.operation_id)
                 if index is None or index <= last:
                     raise _Unproven("the pending list is not the old one minus removals")
                 last = index
                 seen.add(op.operation_id)
             removed_before = last + 1 - len(seen)
             if removed_before == removed_needed:
-                return set(pending_old[: last + 1]) - seen
+                return set(pending_old.prefix(last + 1)) - seen
             if removed_before > removed_needed:
                 raise _Unproven("more pending operations left than the counts say")
             if not page.items or len(seen) >= page.total_count:
-                rest = set(pending_old) - seen
+                rest = set(pending_old.prefix(pending_old.total)) - seen
                 if len(rest) != removed_needed:
                     raise _Unproven("pending removals do not match the counts")
                 return rest
@@ -373,6 +372,43 @@ class Observer:
                     found[op.operation_id] = op
         for op_id in departed:
             updates[op_id] = found.get(op_id) or _inferred(previous[op_id], SUCCEEDED)
+
+
+class _PendingPrefix:
+    """The stored pending operation IDs in KEB order, read from the store only as far as
+    the pages being checked reach (the head, usually): thousands of pending operations do
+    not cost thousands of rows per cycle."""
+
+    def __init__(self, snapshots: SnapshotReader, orch_id: str, total: int) -> None:
+        self.snapshots = snapshots
+        self.orch_id = orch_id
+        self.total = total
+        self.ids: list[str] = []
+        self.positions: dict[str, int] = {}
+
+    def _load_more(self) -> bool:
+        if len(self.ids) >= self.total:
+            return False
+        chunk = self.snapshots.operation_ids_in_state(
+            self.orch_id, PENDING, offset=len(self.ids), limit=max(200, len(self.ids))
+        )
+        if not chunk:
+            self.total = len(self.ids)
+            return False
+        for op_id in chunk:
+            self.positions[op_id] = len(self.ids)
+            self.ids.append(op_id)
+        return True
+
+    def index(self, op_id: str) -> int | None:
+        while op_id not in self.positions and self._load_more():
+            pass
+        return self.positions.get(op_id)
+
+    def prefix(self, n: int) -> list[str]:
+        while len(self.ids) < n and self._load_more():
+            pass
+        return self.ids[:n]
 
 
 def _inferred(op: Operation, state: str) -> Operation:

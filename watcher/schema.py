@@ -10,7 +10,8 @@ Never edit a released migration: append a new one. Each runs in one transaction.
 * ``cycles``: one row per poll cycle;
 * ``cards``: the Slack message (channel ID, ts) that is each orchestration's living card;
 * ``attempts``: every delivery attempt with Slack's answer;
-* ``health``: since when KEB has been failing, and whether that was announced.
+* ``health``: since when KEB has been failing, and whether that was announced;
+* ``lease``: which process may poll and send now (``watcher run`` and ``watcher poll``).
 """
 
 from __future__ import annotations
@@ -138,6 +139,18 @@ MIGRATIONS: tuple[str, ...] = (
         alerted INTEGER NOT NULL DEFAULT 0
     );
     INSERT INTO health (id) VALUES (1);
+    """,
+    # 3: the single-instance lease shared by `watcher run` and `watcher poll` (watcher.lease);
+    # outbox rows by orchestration, for finishing and pruning one orchestration.
+    """
+    CREATE TABLE lease (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        acquired_at TEXT NOT NULL,
+        renewed_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX outbox_by_orchestration ON outbox (orchestration_id, status);
     """,
 )
 

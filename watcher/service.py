@@ -29,6 +29,8 @@ log = logging.getLogger("watcher.service")
 
 #: Turns what one cycle found for one orchestration into notification intents.
 Policy = Callable[[Diff, Tracked, datetime], Sequence[Intent]]
+#: Picks the orchestrations a cycle polls from those tracked and unfinished.
+Selector = Callable[[Sequence[Tracked]], Sequence[Tracked]]
 
 
 def notification_policy(store: Store) -> Policy:
@@ -112,12 +114,15 @@ class Engine:
         self.alert_after = alert_after
         self.keb_url = keb_url
 
-    async def poll_once(self) -> CycleReport:
-        """Exactly one cycle over every tracked, unfinished orchestration."""
+    async def poll_once(self, select: Selector | None = None) -> CycleReport:
+        """Exactly one cycle over every tracked, unfinished orchestration (those of them that
+        ``select`` returns, when given: `watcher run` polls only the ones due this tick)."""
         started = self.clock()
         t0 = time.perf_counter()
         cycle_id = self.store.begin_cycle(started)
         due = self.store.due()
+        if select is not None:
+            due = list(select(due))
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(tracked: Tracked) -> PollResult:
@@ -149,7 +154,12 @@ class Engine:
             outcome = await self.observer.observe(head, force_full=force_full)
         except KebError as exc:
             message = str(exc)
-            log.warning("orchestration %s: poll failed: %s", orch_id, message)
+            log.warning(
+                "orchestration %s: poll failed: %s",
+                orch_id,
+                message,
+                extra={"orchestration_id": orch_id},
+            )
             self.store.record_failure(orch_id, message, self.clock())
             return PollResult(orch_id, None, error=message, exception=exc)
         now = self.clock()
@@ -177,7 +187,12 @@ class Engine:
         except StoreError as exc:
             # Typically another process recorded the same change first (its transitions have
             # the same keys): nothing was written; the next cycle diffs against its snapshot.
-            log.warning("orchestration %s: not recorded: %s", orch_id, exc)
+            log.warning(
+                "orchestration %s: not recorded: %s",
+                orch_id,
+                exc,
+                extra={"orchestration_id": orch_id},
+            )
             return PollResult(orch_id, outcome.mode, error=str(exc))
         log.info(
             "orchestration %s: %s (%s), %d transitions, %d rows",
@@ -186,6 +201,7 @@ class Engine:
             outcome.reason,
             len(result.transitions),
             rows,
+            extra={"orchestration_id": orch_id},
         )
         return PollResult(
             orch_id,

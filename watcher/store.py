@@ -27,7 +27,13 @@ import sqlite_utils
 from watcher.diff import Diff, Snapshot, Transition, TransitionKind
 from watcher.errors import StoreError
 from watcher.intents import Intent
-from watcher.models import Operation, Orchestration, is_terminal_orchestration, operation_stats
+from watcher.models import (
+    MaintenanceWindow,
+    Operation,
+    Orchestration,
+    is_terminal_orchestration,
+    operation_stats,
+)
 from watcher.schema import MIGRATIONS, SCHEMA_VERSION
 
 _OP_COLUMNS = (
@@ -102,8 +108,6 @@ def _operation_row(orch_id: str, op: Operation) -> tuple[Any, ...]:
 
 
 def _operation_from_row(row: Sequence[Any]) -> Operation:
-    from watcher.models import MaintenanceWindow
-
     extra = row[13]
     return Operation(
         operation_id=row[1],
@@ -346,12 +350,23 @@ class Store:
         ).fetchall()
         return {row[1]: _operation_from_row(row) for row in rows}
 
-    def operation_ids_in_state(self, orch_id: str, state: str) -> list[str]:
-        """IDs in KEB order (oldest first)."""
+    def pending_windows(self, orch_id: str) -> list[MaintenanceWindow]:
+        """The distinct maintenance windows of the orchestration's pending operations."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT window_begin, window_end FROM operations "
+            "WHERE orchestration_id = ? AND state = 'pending'",
+            (orch_id,),
+        ).fetchall()
+        return [MaintenanceWindow(begin, end) for begin, end in rows]
+
+    def operation_ids_in_state(
+        self, orch_id: str, state: str, *, offset: int = 0, limit: int = -1
+    ) -> list[str]:
+        """IDs in KEB order (oldest first); ``limit`` -1 means all."""
         rows = self.conn.execute(
             "SELECT operation_id FROM operations WHERE orchestration_id = ? AND state = ? "
-            "ORDER BY id",
-            (orch_id, state),
+            "ORDER BY id LIMIT ? OFFSET ?",
+            (orch_id, state, limit, offset),
         ).fetchall()
         return [row[0] for row in rows]
 

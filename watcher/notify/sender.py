@@ -38,6 +38,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _ids(entry: Entry) -> dict[str, object]:
+    """``extra=`` for log records about ``entry`` (see :mod:`watcher.logs`)."""
+    return {"intent_id": entry.id, "orchestration_id": entry.orchestration_id}
+
+
 @dataclass
 class DeliveryReport:
     sent: int = 0
@@ -92,14 +97,18 @@ class Sender:
         deadline: float,
         linger: float = 5.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        allowed: Callable[[], bool] | None = None,
     ) -> DeliveryReport:
         """Send what is due until nothing is left that can go before ``deadline`` (monotonic).
 
         Rate-limit waits are sat out within the deadline; an intent whose next attempt (after
-        an error) is more than ``linger`` seconds away is left for a later run.
+        an error) is more than ``linger`` seconds away is left for a later run. ``allowed`` is
+        asked before each attempt; delivery stops when it says no (the service lost its lease).
         """
         report = DeliveryReport()
         while True:
+            if allowed is not None and not allowed():
+                return report
             self.outbox.supersede_stale_card_updates()
             self.outbox.merge_pending_digests()
             due = self.outbox.due(self.clock())
@@ -153,7 +162,7 @@ class Sender:
             entry, now, posted.channel if posted else None, posted.ts if posted else None
         )
         report.sent += 1
-        log.info("outbox %d (%s %s): sent", entry.id, entry.kind, entry.key)
+        log.info("outbox %d (%s %s): sent", entry.id, entry.kind, entry.key, extra=_ids(entry))
         if self.on_delivered and entry.orchestration_id:
             self.on_delivered(entry.orchestration_id)
 
@@ -179,12 +188,19 @@ class Sender:
                 entry.id,
                 message,
                 failure.retry_after,
+                extra=_ids(entry),
             )
         elif failure.transient and entry.attempts + 1 < self.max_attempts:
             delay = min(300.0, 2.0 ** (entry.attempts + 1)) * (0.5 + self.rng())
             self.outbox.mark_retry(entry, now + timedelta(seconds=delay), message)
             report.retried += 1
-            log.warning("outbox %d: %s; next attempt in %.0fs", entry.id, message, delay)
+            log.warning(
+                "outbox %d: %s; next attempt in %.0fs",
+                entry.id,
+                message,
+                delay,
+                extra=_ids(entry),
+            )
         else:
             dead = failure.transient
             self.outbox.mark_failed(entry, message, dead=dead)
@@ -196,6 +212,7 @@ class Sender:
                 entry.kind,
                 "dead" if dead else "failed",
                 message,
+                extra=_ids(entry),
             )
 
     # -- the Slack side: database work here, each Slack call in a worker thread -----------
@@ -204,7 +221,9 @@ class Sender:
         rendered = self.renderer.render(entry.kind, entry.payload)
         if rendered.error:
             self.outbox.set_render_error(entry, rendered.error)
-            log.error("outbox %d: %s (sent as plain text)", entry.id, rendered.error)
+            log.error(
+                "outbox %d: %s (sent as plain text)", entry.id, rendered.error, extra=_ids(entry)
+            )
         return rendered.message
 
     async def _send(self, entry: Entry, channel: str | None) -> Posted | None:
@@ -236,14 +255,22 @@ class Sender:
         thread_ts = card.ts if card else None
         target = card.channel_id if card else channel
         if entry.attempts > 0:
-            found = dest.find(target, entry.key, thread_ts=thread_ts)
+            found = await asyncio.to_thread(dest.find, target, entry.key, thread_ts=thread_ts)
             if found is not None:
                 log.info(
-                    "outbox %d: already in Slack (ts %s), not posted again", entry.id, found.ts
+                    "outbox %d: already in Slack (ts %s), not posted again",
+                    entry.id,
+                    found.ts,
+                    extra=_ids(entry),
                 )
                 return found
-        return dest.post(
-            target, message, dict(meta), thread_ts=thread_ts, broadcast=entry.kind == "finished"
+        return await asyncio.to_thread(
+            dest.post,
+            target,
+            message,
+            dict(meta),
+            thread_ts=thread_ts,
+            broadcast=entry.kind == "finished",
         )
 
     def _waits_for_card(self, entry: Entry) -> bool:
@@ -283,7 +310,11 @@ class Sender:
             except SlackFailure as failure:
                 if not failure.error.startswith("message_not_found"):
                     raise
-                log.warning("card of %s was deleted in Slack; posting a new one", orch_id)
+                log.warning(
+                    "card of %s was deleted in Slack; posting a new one",
+                    orch_id,
+                    extra=_ids(entry),
+                )
                 self.outbox.forget_card(orch_id)
         posted = await asyncio.to_thread(dest.post, channel, message, card_meta)
         self.outbox.save_card(orch_id, Card(posted.channel, posted.ts), self.clock())

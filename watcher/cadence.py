@@ -1,0 +1,162 @@
+"""When ``watcher run`` ticks, which orchestrations it polls on a tick, which ones it discovers.
+
+Pure decisions (no I/O, no clock reads: ``now`` is passed in), table-tested in
+``tests/test_runner.py``; :mod:`watcher.runner` does the I/O around them.
+
+The service ticks every ``[poll] interval`` (or on its cron schedule). Not every tracked
+orchestration needs every tick; the cadence adapts to what KEB is doing, in ticks so that it
+scales with the configured interval:
+
+* **every tick** while operations run, while KEB is canceling or retrying, before the first
+  poll of this process, and after a failed poll;
+* **every** :data:`PENDING_TICKS` **ticks** while everything unfinished is pending (KEB starts
+  operations as workers free up), and while an ended orchestration waits for its final
+  notification to be delivered;
+* while every pending operation waits for a maintenance window that opens later: **half the
+  time until the first window opens**, within :data:`WINDOW_TICKS`.
+
+Maintenance windows are read as ``watcher watch`` reads them (:func:`watcher.watch.window_wait`:
+concrete dates, or year-0 times of day that repeat daily in UTC).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from watcher.config import PollConfig
+from watcher.models import (
+    CANCELING,
+    RETRYING,
+    MaintenanceWindow,
+    Orchestration,
+    is_terminal_orchestration,
+)
+from watcher.watch import idle_pending, window_wait
+
+#: Ticks between polls while everything unfinished is pending.
+PENDING_TICKS: Final = 3
+#: Bounds, in ticks, while every pending operation waits for a maintenance window.
+WINDOW_TICKS: Final = (3, 30)
+
+
+def poll_trigger(poll: PollConfig) -> CronTrigger | IntervalTrigger:
+    """The poll job's trigger: cron (five fields, as ``CronTrigger.from_crontab`` reads them,
+    which takes no jitter) or interval, in UTC."""
+    jitter = poll.jitter or None
+    if poll.cron:
+        minute, hour, day, month, day_of_week = poll.cron.split()
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=day_of_week,
+            timezone=UTC,
+            jitter=jitter,
+        )
+    return IntervalTrigger(seconds=poll.interval, timezone=UTC, jitter=jitter)
+
+
+def tick_seconds(poll: PollConfig, now: datetime) -> float:
+    """The time between two scheduled cycles: the interval, or the gap between the next two
+    times the cron expression fires."""
+    if not poll.cron:
+        return poll.interval
+    trigger = CronTrigger.from_crontab(poll.cron, timezone=UTC)
+    first = trigger.get_next_fire_time(None, now)
+    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
+    return float((second - first).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """What the scheduler knows about one tracked orchestration at a tick.
+
+    ``windows`` are the maintenance windows of its pending operations; the caller needs to
+    load them only when :func:`watcher.watch.idle_pending` is true.
+    """
+
+    orchestration_id: str
+    state: str | None
+    counts: Mapping[str, int]
+    failing: bool = False
+    last_polled: datetime | None = None
+    windows: tuple[MaintenanceWindow, ...] = ()
+
+
+def cadence(
+    state: str | None,
+    counts: Mapping[str, int],
+    windows: Iterable[MaintenanceWindow],
+    now: datetime,
+    tick: float,
+) -> float:
+    """Seconds between two polls of one orchestration; ``0.0`` means every tick.
+
+    >>> cadence("in progress", {"in progress": 2, "pending": 5}, (), None, 60.0)
+    0.0
+    >>> cadence("pending", {"pending": 5}, (), None, 60.0)
+    180.0
+    """
+    if state is None or state in (CANCELING, RETRYING):
+        return 0.0
+    if is_terminal_orchestration(state):
+        return PENDING_TICKS * tick
+    if not idle_pending(state, counts):
+        return 0.0
+    waits = [window_wait(w, now) for w in windows]
+    if waits and all(w is not None and w > 0 for w in waits):
+        soonest = min(w for w in waits if w is not None)
+        low, high = WINDOW_TICKS
+        return min(high * tick, max(low * tick, soonest / 2))
+    return PENDING_TICKS * tick
+
+
+def is_due(item: Standing, now: datetime, tick: float) -> bool:
+    """Poll ``item`` on this tick? Half a tick of slack absorbs jitter and cycle time."""
+    if item.failing or item.last_polled is None:
+        return True
+    every = cadence(item.state, item.counts, item.windows, now, tick)
+    return every == 0.0 or (now - item.last_polled).total_seconds() >= every - tick / 2
+
+
+def due(items: Sequence[Standing], now: datetime, tick: float) -> list[str]:
+    """The IDs to poll on this tick, in the order given."""
+    return [item.orchestration_id for item in items if is_due(item, now, tick)]
+
+
+@dataclass(frozen=True, slots=True)
+class Discovery:
+    """What discovery makes of one KEB listing: IDs to track, and ended ones it leaves alone."""
+
+    new: tuple[str, ...]
+    ended: tuple[str, ...]
+
+
+def discover(
+    listed: Iterable[Orchestration], known: Iterable[str], types: Sequence[str] = ()
+) -> Discovery:
+    """New orchestrations to track: not known yet (tracked, untracked or finished before),
+    of one of ``types`` (any if empty), and not already ended.
+
+    An orchestration that has already ended when discovery first sees it is *not* tracked:
+    nothing is recorded and nothing announced, so turning discovery on never floods a channel
+    with old outcomes. If KEB runs it again (a retry), the next listing finds it active and
+    tracks it then. (KEB filters by ``[poll] discover_states`` itself.)
+    """
+    seen = set(known)
+    new: list[str] = []
+    ended: list[str] = []
+    for orch in listed:
+        orch_id = orch.orchestration_id
+        if orch_id in seen or (types and orch.type not in types):
+            continue
+        seen.add(orch_id)
+        (ended if is_terminal_orchestration(orch.state) else new).append(orch_id)
+    return Discovery(tuple(new), tuple(ended))

@@ -1,0 +1,151 @@
+"""Logging: plain text for people or JSON lines for log pipelines, secrets always redacted.
+
+``watcher --log-format text|json ...`` picks the format. A JSON line holds ``time`` (ISO 8601,
+UTC), ``level``, ``logger`` and ``message``, plus ``orchestration_id``, ``operation_id`` and
+``intent_id`` (the outbox row) when the record carries them, given as ``extra=`` by the code
+that logs::
+
+    log.info("orchestration %s: polled", orch_id, extra={"orchestration_id": orch_id})
+    {"time": "2024-05-14T08:15:00.750000+00:00", "level": "INFO", "logger": "watcher.service",
+     "message": "orchestration 5a3f...: polled", "orchestration_id": "5a3f..."}
+
+:class:`RedactFilter` sits on the handler, so it sees every record that is written, from any
+logger: each configured secret (KEB token, Slack token, webhook URL and its path) is replaced
+by ``***`` in the message, the arguments and any traceback before a formatter reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from watcher.config import Config
+
+FORMATS: Final = ("text", "json")
+#: Record attributes a JSON line carries when present (``extra=`` at the call site).
+ID_FIELDS: Final = ("orchestration_id", "operation_id", "intent_id")
+TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+MASK: Final = "***"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="microseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in ID_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+class RedactFilter(logging.Filter):
+    """Replaces every secret it knows with ``***`` in each record; never drops a record."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        for secret in secrets:
+            if secret and secret not in self.secrets:
+                self.secrets.append(secret)
+        # Longest first: a secret that contains another is masked whole.
+        self.secrets.sort(key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        redacted = self.redact(message)
+        if redacted != message or record.args:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        for name in ID_FIELDS:
+            value = getattr(record, name, None)
+            if isinstance(value, str):
+                setattr(record, name, self.redact(value))
+        return True
+
+
+def secrets_of(config: Config) -> list[str]:
+    """The configured secrets, as they could appear in a log line."""
+    found = [s.reveal() for s in (config.keb.token, config.slack.token) if s]
+    if config.slack.webhook_url:
+        url = config.slack.webhook_url.reveal()
+        found.append(url)
+        path = urlsplit(url).path
+        if len(path.strip("/")) >= 8:
+            found.append(path)
+    return found
+
+
+class _Stderr(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (like logging's last resort)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = sys.stderr
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def configure(level: int, fmt: str = "text") -> None:
+    """Log at ``level`` to stderr in ``fmt``, with a :class:`RedactFilter` on the handler.
+
+    Like :func:`logging.basicConfig`, it leaves a root logger configured by someone else (a
+    test runner, an embedding program) alone; calling it again replaces its own handler.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown log format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if isinstance(h, _Stderr)]
+    if len(ours) != len(root.handlers):
+        return
+    for handler in ours:
+        root.removeHandler(handler)
+    handler = _Stderr()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(RedactFilter())
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def redact_secrets(config: Config) -> None:
+    """Teach every :class:`RedactFilter` on the root logger's handlers ``config``'s secrets."""
+    secrets = secrets_of(config)
+    for handler in logging.getLogger().handlers:
+        for flt in handler.filters:
+            if isinstance(flt, RedactFilter):
+                flt.add(secrets)

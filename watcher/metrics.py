@@ -1,0 +1,227 @@
+"""What ``watcher run`` exposes on ``/metrics``, in the Prometheus text format.
+
+Every metric lives in the service's own :class:`prometheus_client.CollectorRegistry` (never the
+global one), so tests and several services in one process do not share counters. Names start
+with ``keb_watcher_``; counters get ``_total`` from prometheus-client.
+
+Sources: the poll cycle's :class:`~watcher.service.CycleReport`; the KEB client's
+:class:`~watcher.keb.session.RequestStats` (deltas per cycle) and a timing hook on its HTTP
+transport; the transitions, outbox and ``attempts`` tables (read from the event loop after
+each cycle and each delivery run, by row ID, so each row is counted once).
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from watcher.diff import Transition, TransitionKind
+from watcher.notify.sender import DeliveryReport
+from watcher.service import CycleReport
+from watcher.store import Store
+
+CYCLE_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+REQUEST_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+KEB_OUTCOMES: Final = ("ok", "retried", "error")
+DELIVERY_OUTCOMES: Final = ("sent", "retried", "failed", "skipped")
+OUTBOX_STATUSES: Final = ("pending", "failed", "dead")
+
+
+class Metrics:
+    """The service's metrics and the small amount of bookkeeping that feeds them."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.cycles = Counter(
+            "keb_watcher_poll_cycles",
+            "Poll cycles by outcome (success: KEB answered, or nothing needed asking).",
+            ["outcome"],
+            registry=r,
+        )
+        self.cycle_seconds = Histogram(
+            "keb_watcher_poll_cycle_duration_seconds",
+            "Wall time of one poll cycle, discovery included.",
+            buckets=CYCLE_BUCKETS,
+            registry=r,
+        )
+        self.polls = Counter(
+            "keb_watcher_orchestration_polls",
+            "Polls of one orchestration by outcome (ok, error).",
+            ["outcome"],
+            registry=r,
+        )
+        self.due = Gauge(
+            "keb_watcher_orchestrations_due",
+            "Tracked orchestrations polled in the last cycle.",
+            registry=r,
+        )
+        self.tracked = Gauge(
+            "keb_watcher_orchestrations_tracked",
+            "Tracked orchestrations not finished yet.",
+            registry=r,
+        )
+        self.discovered = Counter(
+            "keb_watcher_discovered_orchestrations",
+            "Orchestrations that discovery started tracking.",
+            registry=r,
+        )
+        self.keb_requests = Counter(
+            "keb_watcher_keb_requests",
+            "HTTP requests sent to KEB by outcome (ok; retried: failed, another followed; "
+            "error: failed, the call raised).",
+            ["outcome"],
+            registry=r,
+        )
+        self.keb_latency = Histogram(
+            "keb_watcher_keb_request_duration_seconds",
+            "Time to KEB's response headers, by status class (2xx, 4xx, 5xx, error).",
+            ["status"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.transitions = Counter(
+            "keb_watcher_transitions",
+            "Recorded transitions by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.notifications = Counter(
+            "keb_watcher_notifications",
+            "Notification delivery results by outcome (sent, retried, failed, skipped).",
+            ["outcome"],
+            registry=r,
+        )
+        self.slack_errors = Counter(
+            "keb_watcher_slack_errors",
+            "Failed Slack calls by method and Slack's error code.",
+            ["method", "reason"],
+            registry=r,
+        )
+        self.slack_rate_limited = Counter(
+            "keb_watcher_slack_rate_limited",
+            "Slack 429 answers (Retry-After honoured) by method.",
+            ["method"],
+            registry=r,
+        )
+        self.outbox = Gauge(
+            "keb_watcher_outbox_notifications",
+            "Undelivered notifications in the outbox by status (pending, failed, dead).",
+            ["status"],
+            registry=r,
+        )
+        self.outbox_oldest = Gauge(
+            "keb_watcher_outbox_oldest_pending_age_seconds",
+            "Age of the oldest pending notification (0 when none is pending).",
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "keb_watcher_last_successful_poll_timestamp_seconds",
+            "Unix time of the end of the last successful poll cycle.",
+            registry=r,
+        )
+        self.lease = Gauge(
+            "keb_watcher_lease_held",
+            "1 while this process holds the single-instance lease, else 0.",
+            registry=r,
+        )
+        for outcome in ("success", "failure"):
+            self.cycles.labels(outcome)
+        for outcome in ("ok", "error"):
+            self.polls.labels(outcome)
+        for outcome in KEB_OUTCOMES:
+            self.keb_requests.labels(outcome)
+        for outcome in DELIVERY_OUTCOMES:
+            self.notifications.labels(outcome)
+        for kind in TransitionKind:
+            self.transitions.labels(kind.value)
+        for status in OUTBOX_STATUSES:
+            self.outbox.labels(status)
+        self._keb_seen: dict[str, int] = {}
+        self._attempt_id = 0
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # -- feeding ------------------------------------------------------------------------------
+
+    def keb_request(self, status: str, seconds: float) -> None:
+        """The transport hook: one HTTP exchange with KEB."""
+        self.keb_latency.labels(status).observe(seconds)
+
+    def keb_stats(self, snapshot: Mapping[str, int]) -> None:
+        """Count what :meth:`RequestStats.snapshot` gained since the last call."""
+        for outcome in KEB_OUTCOMES:
+            now = snapshot.get(outcome, 0)
+            gained = now - self._keb_seen.get(outcome, 0)
+            if gained > 0:
+                self.keb_requests.labels(outcome).inc(gained)
+            self._keb_seen[outcome] = now
+
+    def cycle(self, report: CycleReport, seconds: float, success: bool, at: datetime) -> None:
+        self.cycles.labels("success" if success else "failure").inc()
+        self.cycle_seconds.observe(seconds)
+        self.due.set(len(report.results))
+        for result in report.results:
+            self.polls.labels("ok" if result.ok else "error").inc()
+        if success:
+            self.last_success.set(at.timestamp())
+
+    def recorded(self, transitions: Sequence[Transition]) -> None:
+        for kind, count in Tally(t.kind.value for t in transitions).items():
+            self.transitions.labels(kind).inc(count)
+
+    def delivered(self, report: DeliveryReport) -> None:
+        for outcome, count in (
+            ("sent", report.sent),
+            ("retried", report.retried),
+            ("failed", report.failed),
+            ("skipped", report.skipped),
+        ):
+            if count:
+                self.notifications.labels(outcome).inc(count)
+
+    # -- read from the database (the event loop's connection) --------------------------------
+
+    def start_attempts_after(self, store: Store) -> None:
+        """Count only Slack attempts made from now on (earlier ones belong to other runs)."""
+        row = store.conn.execute("SELECT COALESCE(MAX(id), 0) FROM attempts").fetchone()
+        self._attempt_id = int(row[0])
+
+    def read_attempts(self, store: Store) -> None:
+        """Slack's errors and 429s from the ``attempts`` rows added since the last read."""
+        rows = store.conn.execute(
+            "SELECT id, method, ok, error, retry_after FROM attempts WHERE id > ? ORDER BY id",
+            (self._attempt_id,),
+        ).fetchall()
+        for attempt_id, method, ok, error, retry_after in rows:
+            self._attempt_id = attempt_id
+            if ok:
+                continue
+            reason = (error or "unknown").split(" ", 1)[0].split(":", 1)[0][:60]
+            self.slack_errors.labels(method, reason).inc()
+            if retry_after is not None or reason in ("ratelimited", "rate_limited"):
+                self.slack_rate_limited.labels(method).inc()
+
+    def read_outbox(self, store: Store, now: datetime | None = None) -> None:
+        """Outbox depth by status and the age of the oldest pending notification."""
+        counts = dict.fromkeys(OUTBOX_STATUSES, 0)
+        for status, count in store.conn.execute(
+            "SELECT status, COUNT(*) FROM outbox WHERE status IN ('pending', 'failed', 'dead') "
+            "GROUP BY status"
+        ):
+            counts[status] = int(count)
+        for status, count in counts.items():
+            self.outbox.labels(status).set(count)
+        row = store.conn.execute(
+            "SELECT MIN(created_at) FROM outbox WHERE status = 'pending'"
+        ).fetchone()
+        if row[0] is None:
+            self.outbox_oldest.set(0)
+        else:
+            age = ((now or datetime.now(UTC)) - datetime.fromisoformat(row[0])).total_seconds()
+            self.outbox_oldest.set(max(0.0, age))
