@@ -614,3 +614,25 @@ def test_json_output_golden_and_every_line_parses(keb_factory: Any, watch: Watch
     assert all({"type", "time", "orchestrationID", "state"} <= set(e) for e in events)
     assert {e["type"] for e in events} == {"transition", "status", "reconnecting", "summary"}
     assert normalise(result.out) == GOLDEN_JSON
+
+
+def test_notify_sends_the_final_summary_to_slack(keb_factory: Any, watch: Watch) -> None:
+    """`--notify` with Slack configured: the card and the outcome reach the channel."""
+    from tests.fakeslack import FakeSlack
+
+    keb = keb_factory("failures")
+    with FakeSlack(channels={"#kyma-upgrades": "C0KYMA001"}, post_interval=0.0) as slack:
+        keb.config.write_text(
+            keb.config.read_text()
+            + f'\n[slack]\ntoken = "xoxb-test-token"\nchannel = "#kyma-upgrades"\n'
+            f'base_url = "{slack.api_url}"\n'
+        )
+        result = watch(keb, SimTime(keb), orch(keb), "--notify")
+        assert result.code == 1, result.err  # the orchestration failed
+        assert "--notify" not in result.err
+        messages = slack.messages("C0KYMA001")
+        final = [m for m in messages if m.reply_broadcast]
+        assert len(final) == 1
+        assert "KEB upgrade failed" in final[0].text
+        assert messages[0].thread_ts is None  # the card, with the outcome in its thread
+        assert final[0].thread_ts == messages[0].ts
