@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import sqlite_utils
 
-from watcher.diff import Diff, Snapshot, Transition, TransitionKind
+from watcher.diff import Diff, Snapshot, Transition
 from watcher.errors import StoreError
 from watcher.intents import Intent
 from watcher.models import (
@@ -34,113 +32,19 @@ from watcher.models import (
     is_terminal_orchestration,
     operation_stats,
 )
+from watcher.rows import (
+    OP_COLUMNS,
+    SnapshotHead,
+    Tracked,
+    from_iso,
+    iso,
+    operation_from_row,
+    operation_row,
+    transition_from_row,
+)
 from watcher.schema import MIGRATIONS, SCHEMA_VERSION
 
-_OP_COLUMNS = (
-    "orchestration_id, operation_id, runtime_id, shoot_name, state, description, plan_name, "
-    "plan_id, global_account_id, sub_account_id, dry_run, window_begin, window_end, extra"
-)
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _from_iso(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-@dataclass(frozen=True, slots=True)
-class Tracked:
-    """A tracked orchestration with what we last knew of it (for ``list`` and the poller)."""
-
-    orchestration_id: str
-    channel: str | None
-    tracked_at: datetime
-    active: bool
-    finished_at: datetime | None
-    last_success_at: datetime | None
-    last_error: str | None
-    consecutive_failures: int
-    last_full_sweep_at: datetime | None
-    state: str | None
-    description: str | None
-    type: str | None
-    counts: Mapping[str, int]
-    operation_count: int
-    not_found: bool
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotHead:
-    """The orchestration part of a snapshot, cheap to load: enough to decide that nothing
-    changed without reading thousands of operation rows.
-
-    ``counts`` are raw operations per state; ``expected_stats`` is KEB's ``operationStats``
-    (per-instance ``failed``) for the stored operations."""
-
-    orchestration_id: str
-    orchestration: Orchestration | None
-    expected_stats: Mapping[str, int] | None
-    counts: Mapping[str, int]
-    operation_count: int
-    revision: int
-    not_found: bool
-
-
-def _operation_row(orch_id: str, op: Operation) -> tuple[Any, ...]:
-    return (
-        orch_id,
-        op.operation_id,
-        op.runtime_id,
-        op.shoot_name,
-        op.state,
-        op.description,
-        op.plan_name,
-        op.plan_id,
-        op.global_account_id,
-        op.sub_account_id,
-        int(op.dry_run),
-        op.window.begin,
-        op.window.end,
-        json.dumps(dict(op.extra)) if op.extra else None,
-    )
-
-
-def _operation_from_row(row: Sequence[Any]) -> Operation:
-    extra = row[13]
-    return Operation(
-        operation_id=row[1],
-        orchestration_id=row[0],
-        runtime_id=row[2],
-        shoot_name=row[3],
-        state=row[4],
-        description=row[5],
-        plan_name=row[6],
-        plan_id=row[7],
-        global_account_id=row[8],
-        sub_account_id=row[9],
-        dry_run=bool(row[10]),
-        window=MaintenanceWindow(row[11], row[12]),
-        extra=MappingProxyType(json.loads(extra)) if extra else MappingProxyType({}),
-    )
-
-
-def _transition_from_row(row: Mapping[str, Any]) -> Transition:
-    return Transition(
-        kind=TransitionKind(row["kind"]),
-        orchestration_id=row["orchestration_id"],
-        key=row["key"],
-        at=datetime.fromisoformat(row["at"]),
-        operation_id=row["operation_id"],
-        runtime_id=row["runtime_id"],
-        shoot_name=row["shoot_name"],
-        from_state=row["from_state"],
-        to_state=row["to_state"],
-        via=tuple(json.loads(row["via"])),
-        description=row["description"],
-        detail=json.loads(row["detail"]),
-    )
+__all__ = ["SnapshotHead", "Store", "Tracked"]
 
 
 class Store:
@@ -231,7 +135,7 @@ class Store:
                     conn.execute(
                         "INSERT INTO tracked (orchestration_id, channel, tracked_at) "
                         "VALUES (?, ?, ?)",
-                        (orch_id, channel, _iso(now)),
+                        (orch_id, channel, iso(now)),
                     )
                     new.append(orch_id)
                     continue
@@ -249,7 +153,7 @@ class Store:
             for orch_id in ids:
                 cur = conn.execute(
                     "UPDATE tracked SET active = 0, untracked_at = ? WHERE orchestration_id = ?",
-                    (_iso(now), orch_id),
+                    (iso(now), orch_id),
                 )
                 if cur.rowcount == 0:
                     unknown.append(orch_id)
@@ -271,11 +175,11 @@ class Store:
                     channel=row["channel"],
                     tracked_at=datetime.fromisoformat(row["tracked_at"]),
                     active=bool(row["active"]),
-                    finished_at=_from_iso(row["finished_at"]),
-                    last_success_at=_from_iso(row["last_success_at"]),
+                    finished_at=from_iso(row["finished_at"]),
+                    last_success_at=from_iso(row["last_success_at"]),
                     last_error=row["last_error"],
                     consecutive_failures=row["consecutive_failures"],
-                    last_full_sweep_at=_from_iso(row["last_full_sweep_at"]),
+                    last_full_sweep_at=from_iso(row["last_full_sweep_at"]),
                     state=row["state"],
                     description=row["description"],
                     type=row["type"],
@@ -325,10 +229,10 @@ class Store:
     def load_snapshot(self, head: SnapshotHead) -> Snapshot:
         """The complete snapshot: the head plus every operation, in KEB order."""
         rows = self.conn.execute(
-            f"SELECT {_OP_COLUMNS} FROM operations WHERE orchestration_id = ? ORDER BY id",
+            f"SELECT {OP_COLUMNS} FROM operations WHERE orchestration_id = ? ORDER BY id",
             (head.orchestration_id,),
         ).fetchall()
-        operations = {row[1]: _operation_from_row(row) for row in rows}
+        operations = {row[1]: operation_from_row(row) for row in rows}
         return Snapshot(
             head.orchestration_id,
             head.orchestration,
@@ -344,11 +248,11 @@ class Store:
 
     def operations_in_state(self, orch_id: str, state: str) -> dict[str, Operation]:
         rows = self.conn.execute(
-            f"SELECT {_OP_COLUMNS} FROM operations WHERE orchestration_id = ? AND state = ? "
+            f"SELECT {OP_COLUMNS} FROM operations WHERE orchestration_id = ? AND state = ? "
             "ORDER BY id",
             (orch_id, state),
         ).fetchall()
-        return {row[1]: _operation_from_row(row) for row in rows}
+        return {row[1]: operation_from_row(row) for row in rows}
 
     def pending_windows(self, orch_id: str) -> list[MaintenanceWindow]:
         """The distinct maintenance windows of the orchestration's pending operations."""
@@ -376,11 +280,11 @@ class Store:
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             rows = self.conn.execute(
-                f"SELECT {_OP_COLUMNS} FROM operations WHERE orchestration_id = ? "
+                f"SELECT {OP_COLUMNS} FROM operations WHERE orchestration_id = ? "
                 f"AND operation_id IN ({', '.join('?' * len(chunk))}) ORDER BY id",
                 (orch_id, *chunk),
             ).fetchall()
-            out.update((row[1], _operation_from_row(row)) for row in rows)
+            out.update((row[1], operation_from_row(row)) for row in rows)
         return out
 
     def runtime_states(self, orch_id: str, runtimes: Iterable[str]) -> list[tuple[str, str, str]]:
@@ -447,7 +351,7 @@ class Store:
                         sum(counts.values()),
                         snap.revision,
                         int(snap.not_found),
-                        _iso(now),
+                        iso(now),
                     ),
                 )
                 rows += 1
@@ -463,7 +367,7 @@ class Store:
                 )
                 rows += len(result.removed)
             cur = conn.executemany(
-                f"INSERT INTO operations ({_OP_COLUMNS}) VALUES ({', '.join('?' * 14)}) "
+                f"INSERT INTO operations ({OP_COLUMNS}) VALUES ({', '.join('?' * 14)}) "
                 "ON CONFLICT (orchestration_id, operation_id) DO UPDATE SET "
                 "runtime_id = excluded.runtime_id, shoot_name = excluded.shoot_name, "
                 "state = excluded.state, description = excluded.description, "
@@ -472,7 +376,7 @@ class Store:
                 "sub_account_id = excluded.sub_account_id, dry_run = excluded.dry_run, "
                 "window_begin = excluded.window_begin, window_end = excluded.window_end, "
                 "extra = excluded.extra",
-                [_operation_row(orch_id, op) for op in changed],
+                [operation_row(orch_id, op) for op in changed],
             )
             rows += max(cur.rowcount, 0)
             rows += self._insert_transitions(conn, result.transitions, cycle_id)
@@ -483,7 +387,7 @@ class Store:
                 "last_full_sweep_at = CASE WHEN ?2 THEN ?1 ELSE last_full_sweep_at END, "
                 "finished_at = CASE WHEN ?3 THEN ?1 ELSE NULL END, not_found = ?4 "
                 "WHERE orchestration_id = ?5",
-                (_iso(now), int(full_sweep), int(finished), int(snap.not_found), orch_id),
+                (iso(now), int(full_sweep), int(finished), int(snap.not_found), orch_id),
             )
             rows += 1
         return rows
@@ -502,7 +406,7 @@ class Store:
                     t.orchestration_id,
                     cycle_id,
                     t.kind.value,
-                    _iso(t.at),
+                    iso(t.at),
                     t.operation_id,
                     t.runtime_id,
                     t.shoot_name,
@@ -530,7 +434,7 @@ class Store:
                     i.priority,
                     i.channel,
                     json.dumps(dict(i.payload), default=str),
-                    _iso(now),
+                    iso(now),
                 )
                 for i in intents
             ],
@@ -543,14 +447,14 @@ class Store:
             conn.execute(
                 "UPDATE tracked SET last_attempt_at = ?, last_error = ?, "
                 "consecutive_failures = consecutive_failures + 1 WHERE orchestration_id = ?",
-                (_iso(now), error, orch_id),
+                (iso(now), error, orch_id),
             )
 
     def mark_finished(self, orch_id: str, now: datetime) -> None:
         with self.transaction() as conn:
             conn.execute(
                 "UPDATE tracked SET finished_at = ? WHERE orchestration_id = ?",
-                (_iso(now), orch_id),
+                (iso(now), orch_id),
             )
 
     # -- history --------------------------------------------------------------------------
@@ -558,7 +462,7 @@ class Store:
     def history(self, orch_id: str) -> list[Transition]:
         """Every recorded transition of one orchestration, oldest first."""
         return [
-            _transition_from_row(row)
+            transition_from_row(row)
             for row in self.db.query(
                 "SELECT * FROM transitions WHERE orchestration_id = ? ORDER BY id", [orch_id]
             )
@@ -574,13 +478,13 @@ class Store:
         rows = list(self.db.query("SELECT * FROM transitions WHERE id > ? ORDER BY id", [last_id]))
         if not rows:
             return last_id, []
-        return int(rows[-1]["id"]), [_transition_from_row(row) for row in rows]
+        return int(rows[-1]["id"]), [transition_from_row(row) for row in rows]
 
     # -- cycles ---------------------------------------------------------------------------
 
     def begin_cycle(self, now: datetime) -> int:
         with self.transaction() as conn:
-            cur = conn.execute("INSERT INTO cycles (started_at) VALUES (?)", (_iso(now),))
+            cur = conn.execute("INSERT INTO cycles (started_at) VALUES (?)", (iso(now),))
             assert cur.lastrowid is not None
             return cur.lastrowid
 
@@ -598,7 +502,7 @@ class Store:
             conn.execute(
                 "UPDATE cycles SET finished_at = ?, polled = ?, failed = ?, requests = ?, "
                 "transitions = ? WHERE id = ?",
-                (_iso(now), polled, failed, requests, transitions, cycle_id),
+                (iso(now), polled, failed, requests, transitions, cycle_id),
             )
 
     # -- outbox ---------------------------------------------------------------------------
@@ -655,7 +559,7 @@ class Store:
         row = self.conn.execute(
             "SELECT unhealthy_since, last_error, alerted FROM health WHERE id = 1"
         ).fetchone()
-        return _from_iso(row[0]), row[1], bool(row[2])
+        return from_iso(row[0]), row[1], bool(row[2])
 
     def set_health(
         self,
@@ -669,7 +573,7 @@ class Store:
         with self.transaction() as conn:
             conn.execute(
                 "UPDATE health SET unhealthy_since = ?, last_error = ?, alerted = ? WHERE id = 1",
-                (_iso(since) if since else None, error, int(alerted)),
+                (iso(since) if since else None, error, int(alerted)),
             )
             if intents:
                 self._insert_intents(conn, intents, now or datetime.now(UTC))
