@@ -33,8 +33,7 @@ def slack() -> Iterator[FakeSlack]:
 
 
 def enqueue(store: Store, *intents: Intent) -> None:
-    with store.transaction() as conn:
-        store._insert_intents(conn, intents, NOW)
+    store.enqueue(intents, NOW)
 
 
 def intent(kind: str, key: str) -> Intent:

@@ -421,6 +421,11 @@ class Store:
         )
         return max(cur.rowcount, 0)
 
+    def enqueue(self, intents: Sequence[Intent], now: datetime) -> int:
+        """Write intents on their own (most come with a snapshot through :meth:`commit_diff`)."""
+        with self.transaction() as conn:
+            return self._insert_intents(conn, intents, now)
+
     @staticmethod
     def _insert_intents(conn: sqlite3.Connection, intents: Sequence[Intent], now: datetime) -> int:
         cur = conn.executemany(
