@@ -147,7 +147,9 @@ def _last_change(transitions: Sequence[Transition]) -> str:
     started = sum(1 for t in transitions if t.kind is TransitionKind.OPERATION_STATE)
     if started:
         return f"{started} operations started"
-    return transitions[-1].kind.value.replace("_", " ") if transitions else "tracking started"
+    if not transitions or transitions[-1].kind is TransitionKind.BASELINE:
+        return "tracking started"
+    return transitions[-1].kind.value.replace("_", " ")
 
 
 def decide(
