@@ -13,6 +13,7 @@ KEB facts this module relies on (see ``keb-api.md``):
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -205,6 +206,22 @@ _OPERATION_KEYS: Final = frozenset(
 )
 
 
+_STRING_KEYS: Final = (
+    "orchestrationID",
+    "runtimeID",
+    "shootName",
+    "state",
+    "description",
+    "servicePlanName",
+    "servicePlanID",
+    "globalAccountID",
+    "subAccountID",
+    "maintenanceWindowBegin",
+    "maintenanceWindowEnd",
+)
+_OPERATION_STRINGS: Final = operator.itemgetter(*_STRING_KEYS)
+
+
 @dataclass(frozen=True, slots=True)
 class Operation:
     """One item of ``GET /orchestrations/{id}/operations`` (``OperationResponse``).
@@ -234,22 +251,30 @@ class Operation:
         op_id = data.get("operationID")
         if not isinstance(op_id, str) or not op_id:
             raise KebResponseError("operation object has no operationID")
-        extra = {k: v for k, v in data.items() if k not in _OPERATION_KEYS}
+        unknown = data.keys() - _OPERATION_KEYS
+        extra = {k: data[k] for k in unknown} if unknown else None
+        try:
+            # The common case, tens of thousands of times per sweep: every field present and
+            # a string, as KEB's Go structs always serialise them.
+            values = _OPERATION_STRINGS(data)
+            if not all(type(v) is str for v in values):
+                raise KeyError
+        except KeyError:
+            values = tuple(_str(data, key) for key in _STRING_KEYS)
+        (orch_id, runtime, shoot, state, desc, plan, plan_id, ga, sa, begin, end) = values
         return cls(
             operation_id=op_id,
-            orchestration_id=_str(data, "orchestrationID"),
-            runtime_id=_str(data, "runtimeID"),
-            shoot_name=_str(data, "shootName"),
-            state=_str(data, "state"),
-            description=_str(data, "description"),
-            plan_name=_str(data, "servicePlanName"),
-            plan_id=_str(data, "servicePlanID"),
-            global_account_id=_str(data, "globalAccountID"),
-            sub_account_id=_str(data, "subAccountID"),
+            orchestration_id=orch_id,
+            runtime_id=runtime,
+            shoot_name=shoot,
+            state=state,
+            description=desc,
+            plan_name=plan,
+            plan_id=plan_id,
+            global_account_id=ga,
+            sub_account_id=sa,
             dry_run=bool(data.get("dryRun", False)),
-            window=MaintenanceWindow(
-                _str(data, "maintenanceWindowBegin"), _str(data, "maintenanceWindowEnd")
-            ),
+            window=MaintenanceWindow(begin, end),
             extra=MappingProxyType(extra) if extra else _EMPTY,
         )
 
