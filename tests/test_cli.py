@@ -197,3 +197,17 @@ def test_json_output_is_valid_json(cli: Cli, keb_factory: Any) -> None:
     keb = keb_factory("small")
     out = cli("--config", str(keb.config), "list", "--output", "json").out
     assert json.loads(out) == []
+
+
+def test_each_cycle_records_how_many_keb_requests_it_made(cli: Cli, keb_factory: Any) -> None:
+    import sqlite3
+
+    keb = keb_factory("small")
+    cfg = str(keb.config)
+    cli("--config", cfg, "track", *keb.sim.orchestration_ids())
+    assert cli("--config", cfg, "poll").code == 0  # the baseline: a full sweep
+    assert cli("--config", cfg, "poll").code == 0  # nothing changed: one GET
+    conn = sqlite3.connect(keb.config.parent / "watcher.db")
+    counts = [row[0] for row in conn.execute("SELECT requests FROM cycles ORDER BY id")]
+    assert counts[0] >= 3
+    assert counts[1] == 1

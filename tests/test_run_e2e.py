@@ -25,6 +25,7 @@ from tests.conftest import Cli, Keb, write_config
 from tests.fakeslack import FakeSlack, Message
 from tests.test_ground_truth import check_against_truth
 from tests.test_metrics import FAMILIES
+from watcher.notify.outbox import Outbox
 from watcher.sim import SCENARIOS, SimServer, Simulator
 from watcher.sim.scenarios import ScenarioSpec
 from watcher.store import Store
@@ -176,7 +177,7 @@ class Setup:
         assert sum(":finished:" in k for k in keys) == len(self.sim.orchestration_ids())
         assert self.slack.violations == []
         with Store(self.db) as store:
-            assert store.outbox(statuses=("pending", "failed", "dead")) == []
+            assert Outbox(store).entries(("pending", "failed", "dead")) == []
             unfinished = store.conn.execute(
                 "SELECT COUNT(*) FROM cycles WHERE finished_at IS NULL"
             ).fetchone()[0]
@@ -240,7 +241,7 @@ def test_sigterm_in_the_middle_of_a_cycle_exits_0_and_loses_nothing(
             "SELECT finished_at FROM cycles ORDER BY id DESC LIMIT 1"
         ).fetchone()
         assert last[0] is not None  # the cycle in flight was finished, not cut
-        assert store.outbox(statuses=("pending",)) == []  # flushed before exiting
+        assert Outbox(store).entries(("pending",)) == []  # flushed before exiting
     # A later `watcher poll` (no lease left behind) finishes the job, as if nothing happened.
     for _ in range(20):
         assert cli("--config", str(s.config), "poll").code == 0
@@ -364,7 +365,7 @@ def test_metrics_parse_and_poll_refuses_while_run_holds_the_lease(
     assert value("keb_watcher_slack_rate_limited_total", method="chat.postMessage") == 1
     assert value("keb_watcher_slack_errors_total", method="chat.postMessage", reason="ratelimited")
     with Store(s.db) as store:
-        pending = len(store.outbox(statuses=("pending",)))
+        pending = len(Outbox(store).entries(("pending",)))
     assert value("keb_watcher_outbox_notifications", status="pending") >= pending - 3
     assert value("keb_watcher_outbox_notifications", status="dead") == 0
     assert value("keb_watcher_outbox_oldest_pending_age_seconds") < 30

@@ -12,6 +12,7 @@ from watcher.diff import Diff, Observation, Snapshot, Transition, TransitionKind
 from watcher.errors import StoreError
 from watcher.intents import Intent
 from watcher.models import Operation, Orchestration
+from watcher.notify.outbox import Outbox
 from watcher.store import SCHEMA_VERSION, Store
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -106,7 +107,7 @@ def test_commit_is_all_or_nothing(tmp_path: Path) -> None:
         assert head.orchestration.state == "in progress"
         assert {o.state for o in store.load_snapshot(head).operations.values()} == {"pending"}
         assert [t.kind for t in store.history("o1")] == [TransitionKind.BASELINE]
-        assert store.outbox() == []
+        assert Outbox(store).entries() == []
         # The same change commits fine afterwards, intents included, once.
         store.commit_diff(
             result,
@@ -116,7 +117,7 @@ def test_commit_is_all_or_nothing(tmp_path: Path) -> None:
             intents=[Intent("k1", "finished", "o1", 1)],
         )
         assert len(store.history("o1")) == 1 + len(result.transitions)
-        assert [row["key"] for row in store.outbox()] == ["k1"]
+        assert [e.key for e in Outbox(store).entries()] == ["k1"]
 
 
 def test_track_untrack_retrack(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -91,7 +91,6 @@ class PollOutcome:
     cycle: CycleReport
     delivery: DeliveryReport | None = None
     undelivered: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 class Watcher:

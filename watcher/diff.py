@@ -52,16 +52,6 @@ class TransitionKind(StrEnum):
     OPERATION_VANISHED = "operation_vanished"
 
 
-OPERATION_KINDS: Final = frozenset(
-    {
-        TransitionKind.OPERATION_ADDED,
-        TransitionKind.OPERATION_RETRY,
-        TransitionKind.OPERATION_STATE,
-        TransitionKind.OPERATION_COMPLETED,
-        TransitionKind.OPERATION_VANISHED,
-    }
-)
-
 _NO_DETAIL: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -116,10 +106,6 @@ class Snapshot:
     expected_stats: Mapping[str, int] | None = None
     failed_runtimes: frozenset[str] | None = None
 
-    @property
-    def baseline_taken(self) -> bool:
-        return self.orchestration is not None
-
     def state_counts(self) -> dict[str, int]:
         return dict(self.counts) if self.counts is not None else state_counts(self.operations)
 
@@ -162,10 +148,6 @@ class Diff:
     transitions: list[Transition]
     changed: list[Operation]
     removed: list[str]
-
-    @property
-    def orchestration_changed(self) -> bool:
-        return any(t.kind not in OPERATION_KINDS for t in self.transitions)
 
 
 # The paths KEB can take; used to name the states skipped between two polls.

@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 from watcher.diff import Diff, NotFound, diff
 from watcher.errors import KebAuthError, KebError, KebTransientError, StoreError
 from watcher.intents import Intent
+from watcher.keb import RequestStats
 from watcher.models import TERMINAL_OPERATION_STATES, is_terminal_orchestration
 from watcher.observer import KebReader, Mode, Observer
 from watcher.policy import Reference, decide, health_intent
@@ -119,6 +121,7 @@ class Engine:
         ``select`` returns, when given: `watcher run` polls only the ones due this tick)."""
         started = self.clock()
         t0 = time.perf_counter()
+        requests_before = _requests(self.observer.keb)
         cycle_id = self.store.begin_cycle(started)
         due = self.store.due()
         if select is not None:
@@ -137,7 +140,7 @@ class Engine:
             self.clock(),
             polled=len(results),
             failed=len(report.failed),
-            requests=0,
+            requests=_requests(self.observer.keb) - requests_before,
             transitions=report.transitions,
         )
         return report
@@ -241,3 +244,15 @@ class Engine:
                     )
                 )
             self.store.set_health(None, None, False, intents, now)
+
+
+@runtime_checkable
+class _Counting(Protocol):
+    """A KEB reader that counts its HTTP requests (:class:`watcher.keb.KebClient` does)."""
+
+    @property
+    def stats(self) -> RequestStats: ...
+
+
+def _requests(keb: object) -> int:
+    return keb.stats.requests if isinstance(keb, _Counting) else 0

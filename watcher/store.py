@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import sqlite_utils
 
@@ -511,15 +510,6 @@ class Store:
             )
 
     # -- outbox ---------------------------------------------------------------------------
-
-    def outbox(self, *, statuses: Sequence[str] = ("pending",)) -> list[dict[str, Any]]:
-        marks = ", ".join("?" * len(statuses))
-        return list(
-            self.db.query(
-                f"SELECT * FROM outbox WHERE status IN ({marks}) ORDER BY priority, id",
-                list(statuses),
-            )
-        )
 
     def undelivered_for(self, orch_id: str) -> int:
         """Intents of this orchestration not delivered yet (pending, failed or dead)."""

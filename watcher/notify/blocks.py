@@ -17,8 +17,6 @@ MAX_SECTION: Final = 3000
 MAX_HEADER: Final = 150
 MAX_CONTEXT: Final = 10
 MAX_TEXT: Final = 4000
-MAX_FIELD: Final = 2000
-MAX_FIELDS: Final = 10
 TRUNCATED: Final = "… (truncated)"
 
 
