@@ -28,15 +28,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fakeslack import FakeSlack
-from watcher.diff import Observation, Snapshot, diff
-from watcher.models import Operation, Orchestration
+from watcher.core.diff import Observation, Snapshot, diff
+from watcher.core.models import Operation, Orchestration
+from watcher.engine.cycle import notification_policy
 from watcher.notify.budget import RateBudget
-from watcher.notify.outbox import Card, Outbox
 from watcher.notify.render import Renderer
 from watcher.notify.sender import Sender
 from watcher.notify.slack import BotSlack
-from watcher.service import notification_policy
-from watcher.store import Store
+from watcher.store.database import Store
+from watcher.store.outbox import Card, Outbox
 
 ORCHESTRATIONS = 20
 OPERATIONS = 100  # per orchestration: 2,000 in all

@@ -37,10 +37,10 @@ from typing import Any
 
 import httpx
 
+from watcher.engine.cycle import Engine
 from watcher.keb import KebClient, StaticToken
-from watcher.service import Engine
 from watcher.sim import make_token
-from watcher.store import Store
+from watcher.store.database import Store
 
 CONCURRENCY = 8
 

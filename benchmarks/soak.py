@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from tests.fakeslack import FakeSlack  # noqa: E402
 from watcher.sim import SimServer, Simulator  # noqa: E402
 from watcher.sim.scenarios import ALL_REASONS, OrchestrationSpec, ScenarioSpec  # noqa: E402
-from watcher.store import Store  # noqa: E402
+from watcher.store.database import Store  # noqa: E402
 
 CHANNEL = "C0SOAK001"
 

@@ -16,8 +16,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from watcher.errors import KebNotFound
-from watcher.models import (
+from watcher.core.models import (
     CANCELED,
     CANCELING,
     FAILED,
@@ -31,6 +30,7 @@ from watcher.models import (
     Page,
     operation_stats,
 )
+from watcher.errors import KebNotFound
 
 REASONS = (
     "provisioner client returns failed status: shoot reconciliation timed out",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from watcher.notify.budget import RateBudget
-from watcher.notify.outbox import merge_digests
+from watcher.store.outbox import merge_digests
 
 
 class Clock:

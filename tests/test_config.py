@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from watcher.config import (
+from watcher.config.loader import (
     NOTIFICATION_KINDS,
     SECTIONS,
     Config,

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
-from watcher.config import Config, load_config
+from watcher.config.loader import Config, load_config
 from watcher.errors import ConfigError
 
 try:
@@ -440,7 +440,10 @@ def test_unit_files_exist() -> None:
 
 @pytest.mark.parametrize(
     ("name", "command", "kind"),
-    [("keb-watcher.service", "run", "simple"), ("keb-watcher-poll.service", "poll", "oneshot")],
+    [
+        ("keb-watcher.service", "run", "simple"),
+        ("keb-watcher-poll.service", "poll", "oneshot"),
+    ],
 )
 def test_service_units_run_the_watcher(name: str, command: str, kind: str) -> None:
     service = unit(name)["Service"]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from watcher.diff import (
+from watcher.core.diff import (
     NotFound,
     Observation,
     Snapshot,
@@ -15,7 +15,7 @@ from watcher.diff import (
     operation_via,
     orchestration_via,
 )
-from watcher.models import Operation, Orchestration
+from watcher.core.models import Operation, Orchestration
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 K = TransitionKind

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcher.durations import DurationError, format_duration, parse_duration
+from watcher.core.durations import DurationError, format_duration, parse_duration
 from watcher.errors import ConfigError
 
 

@@ -26,9 +26,9 @@ from tests.history_check import (
     check_orchestration,
     recorded_paths,
 )
-from watcher.report import transition_json
-from watcher.service import Engine
-from watcher.store import Store
+from watcher.engine.cycle import Engine
+from watcher.faces.reports import transition_json
+from watcher.store.database import Store
 
 CLOCK = datetime(2026, 1, 1, tzinfo=UTC)
 

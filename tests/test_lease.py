@@ -12,8 +12,8 @@ import pytest
 
 from tests.conftest import Cli, Keb
 from watcher.errors import StoreError
-from watcher.lease import Holding, Keeper, Lease, LeaseHeld, holding
-from watcher.store import Store
+from watcher.store.database import Store
+from watcher.store.lease import Holding, Keeper, Lease, LeaseHeld, holding
 
 T0 = datetime(2024, 5, 14, 8, 0, 0, tzinfo=UTC)
 

@@ -13,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console
 
-from watcher.diff import Transition, TransitionKind
-from watcher.live import (
+from watcher.core.diff import Transition, TransitionKind
+from watcher.core.models import Orchestration
+from watcher.core.watching import Progress, Reconnect, Summary, WatchOutcome
+from watcher.faces.watch.live import (
     Frame,
     JsonLines,
     LiveView,
@@ -27,8 +29,6 @@ from watcher.live import (
     seconds_text,
     throughput,
 )
-from watcher.models import Orchestration
-from watcher.watch import Outcome, Progress, Reconnect, Summary
 
 AT = datetime(2024, 5, 14, 8, 0, tzinfo=UTC)
 ORCH_ID = "5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11"
@@ -95,7 +95,7 @@ def test_live_panel_fits_the_width_and_shows_everything(width: int) -> None:
 
 
 def test_final_frame_shows_the_outcome_and_stops_counting() -> None:
-    summary = Summary(ORCH_ID, Outcome.FAILED, "orchestration failed", AT, 1800.0, ORCH)
+    summary = Summary(ORCH_ID, WatchOutcome.FAILED, "orchestration failed", AT, 1800.0, ORCH)
     text = "\n".join(screen(render(frame(summary=summary), 99999.0), 100))
     assert "Result" in text
     assert "orchestration failed (exit 1)" in text
@@ -142,7 +142,7 @@ def test_live_view_redraws_on_events_and_restores_the_cursor() -> None:
     now[0] = 5.0
     view.progress(Progress(ORCH_ID, ORCH, COUNTS, (op_done(1),), (), 5.0, 5.0, AT, first=True))
     view.reconnecting(ORCH_ID, Reconnect(2, 1.5, "KEB GET /x: connection refused", 3.0), AT)
-    view.finish(Summary(ORCH_ID, Outcome.INTERRUPTED, "interrupted (Ctrl-C)", AT, 9.0, ORCH))
+    view.finish(Summary(ORCH_ID, WatchOutcome.INTERRUPTED, "interrupted (Ctrl-C)", AT, 9.0, ORCH))
     view.close()
     raw = out.getvalue()
     assert raw.startswith("\x1b[?25l")  # cursor hidden while live
@@ -183,7 +183,7 @@ def progress(new: tuple[Transition, ...] = (), **changes: object) -> Progress:
     return replace(Progress(**base), **changes)
 
 
-def summary(outcome: Outcome, reason: str, **changes: object) -> Summary:
+def summary(outcome: WatchOutcome, reason: str, **changes: object) -> Summary:
     base = {
         "orchestration_id": ORCH_ID,
         "outcome": outcome,
@@ -206,7 +206,7 @@ def test_plain_lines() -> None:
     sink.progress(progress((op_done(1), op_done(2, "failed", REASON))))
     sink.reconnecting(ORCH_ID, Reconnect(1, 0.8, "KEB GET /x: 502 Bad Gateway", 0.0), AT)
     sink.progress(progress(recovered_after=1))
-    sink.finish(summary(Outcome.FAILED, "orchestration failed"))
+    sink.finish(summary(WatchOutcome.FAILED, "orchestration failed"))
     assert out.getvalue() == (
         "2024-05-14 08:00:00 UTC  watching: in progress, operations 3: 1 in progress, 2 succeeded\n"
         "2024-05-14 08:00:01 UTC  c-0000001 op-1: in progress -> succeeded\n"
@@ -224,7 +224,9 @@ def test_plain_lines() -> None:
 
 def test_plain_summary_of_a_watch_error_names_the_last_known_state() -> None:
     out = io.StringIO()
-    PlainLines(out, io.StringIO()).finish(summary(Outcome.AUTH, "KEB GET /x: 401 Unauthorized"))
+    PlainLines(out, io.StringIO()).finish(
+        summary(WatchOutcome.AUTH, "KEB GET /x: 401 Unauthorized")
+    )
     assert "summary: " + ORCH_ID + ": KEB GET /x: 401 Unauthorized; orchestration in progress;" in (
         out.getvalue()
     )
@@ -237,7 +239,7 @@ def test_json_lines_schema() -> None:
     sink.progress(progress())  # nothing new: no line
     sink.progress(progress((op_done(1),)))
     sink.reconnecting(ORCH_ID, Reconnect(1, 0.8, "KEB GET /x: 502 Bad Gateway", 0.0), AT)
-    sink.finish(summary(Outcome.CANCELED, "orchestration canceled"))
+    sink.finish(summary(WatchOutcome.CANCELED, "orchestration canceled"))
     events = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [e["type"] for e in events] == [
         "status",

@@ -11,13 +11,13 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from watcher.diff import Transition, TransitionKind
+from watcher.core.diff import Transition, TransitionKind
+from watcher.engine.cycle import CycleReport, PollResult
 from watcher.errors import WatcherError
-from watcher.health import HealthServer, Readiness
-from watcher.metrics import Metrics
+from watcher.faces.run.health import HealthServer, Readiness
+from watcher.faces.run.metrics import Metrics
 from watcher.notify.sender import DeliveryReport
-from watcher.service import CycleReport, PollResult
-from watcher.store import Store
+from watcher.store.database import Store
 
 NOW = datetime(2024, 5, 14, 8, 0, 0, tzinfo=UTC)
 FAMILIES = {

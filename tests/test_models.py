@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.errors import KebResponseError
-from watcher.models import (
+from watcher.core.models import (
     MaintenanceWindow,
     Operation,
     OperationDetail,
@@ -20,6 +19,7 @@ from watcher.models import (
     parse_page,
     parse_time_of_day,
 )
+from watcher.errors import KebResponseError
 
 #: A copy of ../shared/keb-samples (real-shaped KEB responses), kept with the tests.
 SAMPLES = Path(__file__).parent / "samples"

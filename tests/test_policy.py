@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from watcher.diff import NotFound, Observation, Snapshot, diff
-from watcher.models import Operation, Orchestration
-from watcher.policy import PRIORITY, Reference, decide, failure_groups, health_intent, summary
+from watcher.core.diff import NotFound, Observation, Snapshot, diff
+from watcher.core.models import Operation, Orchestration
+from watcher.core.policy import PRIORITY, Reference, decide, failure_groups, health_intent, summary
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 

@@ -25,10 +25,10 @@ from tests.conftest import Cli, Keb, write_config
 from tests.fakeslack import FakeSlack, Message
 from tests.test_ground_truth import check_against_truth
 from tests.test_metrics import FAMILIES
-from watcher.notify.outbox import Outbox
 from watcher.sim import SCENARIOS, SimServer, Simulator
 from watcher.sim.scenarios import ScenarioSpec
-from watcher.store import Store
+from watcher.store.database import Store
+from watcher.store.outbox import Outbox
 
 CHANNEL = "C0KYMA001"
 #: Each orchestration has its own channel, so that Slack's one post per second per channel

@@ -13,7 +13,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from tests.conftest import Cli, Keb, write_config
 from watcher.app import Watcher, keb_client
-from watcher.cadence import (
+from watcher.config.loader import PollConfig, load_config
+from watcher.core.cadence import (
     PENDING_TICKS,
     Standing,
     cadence,
@@ -23,11 +24,10 @@ from watcher.cadence import (
     poll_trigger,
     tick_seconds,
 )
-from watcher.config import PollConfig, load_config
-from watcher.models import MaintenanceWindow, Orchestration
-from watcher.retention import prune
-from watcher.runner import Service
-from watcher.store import Store
+from watcher.core.models import MaintenanceWindow, Orchestration
+from watcher.faces.run.service import Service
+from watcher.store.database import Store
+from watcher.store.retention import prune
 
 NOW = datetime(2024, 5, 14, 8, 0, 0, tzinfo=UTC)
 TICK = 60.0

@@ -12,15 +12,15 @@ import pytest
 
 from tests.conftest import Cli
 from tests.fakeslack import FakeSlack
-from watcher.intents import Intent
+from watcher.core.intents import Intent
+from watcher.core.policy import PRIORITY
 from watcher.notify.budget import RateBudget
-from watcher.notify.outbox import Outbox
 from watcher.notify.render import Renderer
 from watcher.notify.samples import SAMPLES
 from watcher.notify.sender import Sender
 from watcher.notify.slack import BotSlack, metadata
-from watcher.policy import PRIORITY
-from watcher.store import Store
+from watcher.store.database import Store
+from watcher.store.outbox import Outbox
 
 CHANNEL = "C0KYMA001"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from watcher.models import (
+from watcher.core.models import (
     CANCELED,
     FAILED,
     IN_PROGRESS,

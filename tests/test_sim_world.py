@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from watcher.errors import UsageError
-from watcher.models import (
+from watcher.core.models import (
     CANCELED,
     CANCELING,
     FAILED,
@@ -27,6 +26,7 @@ from watcher.models import (
     Operation,
     parse_keb_time,
 )
+from watcher.errors import UsageError
 from watcher.sim import (
     SCENARIOS,
     OrchestrationSpec,

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from watcher.diff import Diff, Observation, Snapshot, Transition, TransitionKind, diff
+from watcher.core.diff import Diff, Observation, Snapshot, Transition, TransitionKind, diff
+from watcher.core.intents import Intent
+from watcher.core.models import Operation, Orchestration
 from watcher.errors import StoreError
-from watcher.intents import Intent
-from watcher.models import Operation, Orchestration
-from watcher.notify.outbox import Outbox
-from watcher.store import SCHEMA_VERSION, Store
+from watcher.store.database import SCHEMA_VERSION, Store
+from watcher.store.outbox import Outbox
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -2,9 +2,9 @@
 command against the simulator, one test per exit code.
 
 The command runs through the real entry point (``cli`` fixture); only its seams are replaced
-(:class:`watcher.watch_cli.WatchHooks`): its sleep advances the simulator's manual clock, and
-its clocks read the simulator's, so an orchestration of twenty virtual minutes is followed in
-well under a second.
+(:class:`watcher.faces.watch.command.WatchHooks`): its sleep advances the simulator's
+manual clock, and its clocks read the simulator's, so an orchestration of twenty virtual
+minutes is followed in well under a second.
 """
 
 from __future__ import annotations
@@ -23,7 +23,26 @@ from hypothesis import strategies as st
 
 from tests.conftest import Cli, Keb, Result
 from watcher.cli import main
-from watcher.config import Config
+from watcher.config.loader import Config
+from watcher.core.models import MaintenanceWindow
+from watcher.core.watching import (
+    PENDING_INTERVAL,
+    QUICK_INTERVAL,
+    Finish,
+    Follow,
+    Observed,
+    PollFailed,
+    Reconnect,
+    Summary,
+    Wait,
+    WatchOptions,
+    WatchOutcome,
+    idle_pending,
+    poll_interval,
+    reconnect_delay,
+    step,
+    window_wait,
+)
 from watcher.errors import (
     KebAuthError,
     KebNotFound,
@@ -32,27 +51,8 @@ from watcher.errors import (
     StoreError,
     TokenError,
 )
-from watcher.models import MaintenanceWindow
-from watcher.store import Store
-from watcher.watch import (
-    PENDING_INTERVAL,
-    QUICK_INTERVAL,
-    Finish,
-    Follow,
-    Observed,
-    Outcome,
-    PollFailed,
-    Reconnect,
-    Summary,
-    Wait,
-    WatchOptions,
-    idle_pending,
-    poll_interval,
-    reconnect_delay,
-    step,
-    window_wait,
-)
-from watcher.watch_cli import WatchHooks, make_watch_command
+from watcher.faces.watch.command import WatchHooks, make_watch_command
+from watcher.store.database import Store
 
 NOW = datetime(2024, 5, 14, 8, 0, tzinfo=UTC)
 
@@ -135,12 +135,14 @@ def observed(state: str | None, interval: float = 5.0, not_found: bool = False) 
 @pytest.mark.parametrize(
     ("state", "outcome", "code"),
     [
-        ("succeeded", Outcome.SUCCEEDED, 0),
-        ("failed", Outcome.FAILED, 1),
-        ("canceled", Outcome.CANCELED, 3),
+        ("succeeded", WatchOutcome.SUCCEEDED, 0),
+        ("failed", WatchOutcome.FAILED, 1),
+        ("canceled", WatchOutcome.CANCELED, 3),
     ],
 )
-def test_terminal_states_finish_with_their_code(state: str, outcome: Outcome, code: int) -> None:
+def test_terminal_states_finish_with_their_code(
+    state: str, outcome: WatchOutcome, code: int
+) -> None:
     _, action = step(Follow(started=0.0), observed(state), 0.0, OPTS)
     assert action == Finish(outcome, f"orchestration {state}")
     assert Summary("x", outcome, "", NOW, 0.0).exit_code == code
@@ -149,14 +151,16 @@ def test_terminal_states_finish_with_their_code(state: str, outcome: Outcome, co
 @pytest.mark.parametrize(
     ("error", "outcome"),
     [
-        (KebAuthError("401 Unauthorized: Jwt is expired", status=401), Outcome.AUTH),
-        (KebAuthError("403 Forbidden: RBAC: access denied", status=403), Outcome.AUTH),
-        (TokenError("token file /x is empty"), Outcome.AUTH),
-        (KebNotFound("404", status=404), Outcome.NOT_FOUND),
-        (KebRequestError("400 bad paging", status=400), Outcome.KEB_ERROR),
+        (KebAuthError("401 Unauthorized: Jwt is expired", status=401), WatchOutcome.AUTH),
+        (KebAuthError("403 Forbidden: RBAC: access denied", status=403), WatchOutcome.AUTH),
+        (TokenError("token file /x is empty"), WatchOutcome.AUTH),
+        (KebNotFound("404", status=404), WatchOutcome.NOT_FOUND),
+        (KebRequestError("400 bad paging", status=400), WatchOutcome.KEB_ERROR),
     ],
 )
-def test_errors_retrying_cannot_fix_finish_at_once_with_5(error: Any, outcome: Outcome) -> None:
+def test_errors_retrying_cannot_fix_finish_at_once_with_5(
+    error: Any, outcome: WatchOutcome
+) -> None:
     _, action = step(Follow(started=0.0), PollFailed(error), 0.0, OPTS)
     assert isinstance(action, Finish)
     assert action.outcome is outcome
@@ -166,7 +170,7 @@ def test_errors_retrying_cannot_fix_finish_at_once_with_5(error: Any, outcome: O
 def test_404_observed_finishes_with_not_found() -> None:
     _, action = step(Follow(started=0.0), observed(None, not_found=True), 0.0, OPTS)
     assert isinstance(action, Finish)
-    assert action.outcome is Outcome.NOT_FOUND
+    assert action.outcome is WatchOutcome.NOT_FOUND
 
 
 def test_transient_errors_back_off_until_give_up_and_a_success_resets() -> None:
@@ -184,7 +188,7 @@ def test_transient_errors_back_off_until_give_up_and_a_success_resets() -> None:
         now += action.seconds
     assert delays[:6] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0]  # doubling, capped at the interval
     assert max(delays) == 30.0
-    assert action.outcome is Outcome.UNREACHABLE
+    assert action.outcome is WatchOutcome.UNREACHABLE
     assert now == 600.0  # the last attempt is made exactly when the outage reaches 10m
     assert action.reason.startswith("KEB unreachable for 10m (")
 
@@ -216,15 +220,15 @@ def test_timeout_wins_when_it_comes_first_and_waits_never_overshoot_it() -> None
     assert action == Wait(15.0)
     _, action = step(follow, observed("in progress", 30.0), 160.0, opts)
     assert action == Finish(
-        Outcome.TIMEOUT, "--timeout 1m reached; orchestration still in progress"
+        WatchOutcome.TIMEOUT, "--timeout 1m reached; orchestration still in progress"
     )
     error = PollFailed(KebUnavailable("connection refused"))
     _, action = step(follow, error, 160.0, opts)
     assert isinstance(action, Finish)
-    assert action.outcome is Outcome.TIMEOUT
+    assert action.outcome is WatchOutcome.TIMEOUT
     _, action = step(Follow(started=0.0), observed("succeeded"), 1e9, opts)
     assert isinstance(action, Finish)
-    assert action.outcome is Outcome.SUCCEEDED
+    assert action.outcome is WatchOutcome.SUCCEEDED
 
 
 # -- the command against the simulator ---------------------------------------------------
@@ -503,7 +507,7 @@ def test_notify_without_slack_says_so_and_keeps_the_exit_code(
     result = watch(keb, SimTime(keb), orch(keb), "--notify", on_finished=on_finished)
     assert result.code == 0
     assert result.err == ""
-    assert [(s.outcome, s.state) for s in got] == [(Outcome.SUCCEEDED, "succeeded")]
+    assert [(s.outcome, s.state) for s in got] == [(WatchOutcome.SUCCEEDED, "succeeded")]
     assert watch(keb, SimTime(keb), orch(keb), on_finished=on_finished).code == 0
     assert len(got) == 1  # without --notify the hook is not called
 

@@ -15,22 +15,22 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from watcher import report
-from watcher.config import Config
-from watcher.diff import Transition, TransitionKind
+from watcher.config.loader import Config
+from watcher.core.diff import Transition, TransitionKind
+from watcher.core.models import FAILED, Orchestration
+from watcher.core.policy import failure_groups, summary
+from watcher.engine.cycle import CycleReport, Engine, notification_policy, utcnow
 from watcher.errors import ConfigError, UsageError
+from watcher.faces import reports as report
 from watcher.keb import CommandToken, FileToken, KebClient, RetryPolicy, StaticToken, TokenProvider
-from watcher.keb.timing import Observer, timed_transport
-from watcher.lease import Lease, holder_id, holding, lease_ttl
-from watcher.models import FAILED, Orchestration
-from watcher.notify.outbox import Outbox
+from watcher.keb.timing import ExchangeHook, timed_transport
 from watcher.notify.render import Rendered, Renderer
 from watcher.notify.samples import SAMPLES
 from watcher.notify.sender import DeliveryReport, Sender
 from watcher.notify.slack import BotSlack, Destination, WebhookSlack, metadata
-from watcher.policy import failure_groups, summary
-from watcher.service import CycleReport, Engine, notification_policy, utcnow
-from watcher.store import Store, Tracked
+from watcher.store.database import Store, Tracked
+from watcher.store.lease import Lease, holder_id, holding, lease_ttl
+from watcher.store.outbox import Outbox
 
 #: How long `watcher poll` keeps delivering (sitting out Slack's rate limits) before it exits;
 #: what is still undelivered then stays in the outbox for the next run.
@@ -61,7 +61,7 @@ def token_provider(config: Config) -> TokenProvider:
     )
 
 
-def keb_client(config: Config, *, observe: Observer | None = None) -> KebClient:
+def keb_client(config: Config, *, observe: ExchangeHook | None = None) -> KebClient:
     """The KEB client; ``observe`` sees every HTTP exchange (status class, seconds)."""
     transport = timed_transport(observe, config.keb.concurrency) if observe else None
     return KebClient(
@@ -194,8 +194,8 @@ class Watcher:
     async def poll(self, *, deadline: float = DELIVERY_DEADLINE) -> PollOutcome:
         """Exactly one cycle over everything tracked, then deliver what is pending.
 
-        Holds the single-instance lease meanwhile (:mod:`watcher.lease`); raises
-        :class:`~watcher.lease.LeaseHeld` when another keb-watcher holds it.
+        Holds the single-instance lease meanwhile (:mod:`watcher.store.lease`); raises
+        :class:`~watcher.store.lease.LeaseHeld` when another keb-watcher holds it.
         """
         lease = Lease(self.store, holder_id(), lease_ttl(self.config.poll.interval))
         async with holding(lease):

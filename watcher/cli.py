@@ -17,17 +17,17 @@ from typing import Any, TypeVar
 
 import click
 
-from watcher import report
 from watcher.app import Watcher
-from watcher.config import Config, describe, load_config
-from watcher.demo import demo_command
+from watcher.config.loader import Config, describe, load_config
 from watcher.errors import WatcherError
+from watcher.faces import reports as report
+from watcher.faces.demo import demo_command
+from watcher.faces.notify import notify_test_command, outbox_command, render_command
+from watcher.faces.run.command import run_command
+from watcher.faces.sim import sim_command
+from watcher.faces.watch.command import watch_command
 from watcher.logs import FORMATS, configure, redact_secrets
 from watcher.notify.render import TEMPLATES
-from watcher.notify_cli import notify_test_command, outbox_command, render_command
-from watcher.run_cli import run_command
-from watcher.sim_cli import sim_command
-from watcher.watch_cli import watch_command
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ UTC), ``level``, ``logger`` and ``message``, plus ``orchestration_id``, ``operat
 that logs::
 
     log.info("orchestration %s: polled", orch_id, extra={"orchestration_id": orch_id})
-    {"time": "2024-05-14T08:15:00.750000+00:00", "level": "INFO", "logger": "watcher.service",
+    {"time": "2024-05-14T08:15:00.750000+00:00", "level": "INFO", "logger": "watcher.engine.cycle",
      "message": "orchestration 5a3f...: polled", "orchestration_id": "5a3f..."}
 
 :class:`RedactFilter` sits on the handler, so it sees every record that is written, from any
@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from watcher.config import Config
+from watcher.config.loader import Config
 
 FORMATS: Final = ("text", "json")
 #: Record attributes a JSON line carries when present (``extra=`` at the call site).

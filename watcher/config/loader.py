@@ -2,9 +2,9 @@
 
 :func:`load_config` reads the file with :mod:`tomllib`, substitutes ``${VAR}`` from the
 environment in every string (``$${`` is a literal ``${``), checks every key against the frozen
-dataclasses of :mod:`watcher.settings` and returns a :class:`Config`. Anything wrong raises one
-:class:`~watcher.errors.ConfigError` whose one-line message names the file and the dotted key
-(or the environment variable)::
+dataclasses of :mod:`watcher.config.settings` and returns a :class:`Config`. Anything wrong
+raises one :class:`~watcher.errors.ConfigError` whose one-line message names the file and
+the dotted key (or the environment variable)::
 
     watcher.toml: poll.intervall: unknown key (did you mean 'interval'?)
     watcher.toml: keb.token: ${KEB_TOKEN} names an unset environment variable
@@ -37,10 +37,7 @@ from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 
-from watcher.durations import format_duration, parse_duration, type_phrase
-from watcher.errors import ConfigError
-from watcher.models import KNOWN_STATES
-from watcher.settings import (
+from watcher.config.settings import (
     NOTIFICATION_KINDS,
     ORCHESTRATION_TYPES,
     SECTIONS,
@@ -53,6 +50,9 @@ from watcher.settings import (
     StorageConfig,
     TemplatesConfig,
 )
+from watcher.core.durations import format_duration, parse_duration, type_phrase
+from watcher.core.models import KNOWN_STATES
+from watcher.errors import ConfigError
 
 __all__ = [
     "NOTIFICATION_KINDS",

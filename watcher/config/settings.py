@@ -1,7 +1,7 @@
 """The configuration as values: frozen dataclasses, one per section of the TOML file.
 
 Each setting is declared once, as a field whose metadata says how the loader reads it
-(``kind``) and what else it checks; :mod:`watcher.config` loads files into these records,
+(``kind``) and what else it checks; :mod:`watcher.config.loader` loads files into these records,
 validates them and describes them. :class:`Secret` values print as ``***``.
 """
 

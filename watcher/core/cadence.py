@@ -1,7 +1,7 @@
 """When ``watcher run`` ticks, which orchestrations it polls on a tick, which ones it discovers.
 
 Pure decisions (no I/O, no clock reads: ``now`` is passed in), table-tested in
-``tests/test_runner.py``; :mod:`watcher.runner` does the I/O around them.
+``tests/test_runner.py``; :mod:`watcher.faces.run.service` does the I/O around them.
 
 The service ticks every ``[poll] interval`` (or on its cron schedule). Not every tracked
 orchestration needs every tick; the cadence adapts to what KEB is doing, in ticks so that it
@@ -15,8 +15,9 @@ scales with the configured interval:
 * while every pending operation waits for a maintenance window that opens later: **half the
   time until the first window opens**, within :data:`WINDOW_TICKS`.
 
-Maintenance windows are read as ``watcher watch`` reads them (:func:`watcher.watch.window_wait`:
-concrete dates, or year-0 times of day that repeat daily in UTC).
+Maintenance windows are read as ``watcher watch`` reads them
+(:func:`watcher.core.watching.window_wait`: concrete dates, or year-0 times of day that repeat
+daily in UTC).
 """
 
 from __future__ import annotations
@@ -29,15 +30,15 @@ from typing import Final
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from watcher.config import PollConfig
-from watcher.models import (
+from watcher.config.loader import PollConfig
+from watcher.core.models import (
     CANCELING,
     RETRYING,
     MaintenanceWindow,
     Orchestration,
     is_terminal_orchestration,
 )
-from watcher.watch import idle_pending, window_wait
+from watcher.core.watching import idle_pending, window_wait
 
 #: Ticks between polls while everything unfinished is pending.
 PENDING_TICKS: Final = 3
@@ -79,7 +80,7 @@ class Standing:
     """What the scheduler knows about one tracked orchestration at a tick.
 
     ``windows`` are the maintenance windows of its pending operations; the caller needs to
-    load them only when :func:`watcher.watch.idle_pending` is true.
+    load them only when :func:`watcher.core.watching.idle_pending` is true.
     """
 
     orchestration_id: str

@@ -22,7 +22,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final
 
-from watcher.models import (
+from watcher.core.models import (
     CANCELED,
     CANCELING,
     FAILED,

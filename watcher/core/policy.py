@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from watcher.diff import Diff, Transition, TransitionKind
-from watcher.intents import Intent
-from watcher.models import (
+from watcher.core.diff import Diff, Transition, TransitionKind
+from watcher.core.intents import Intent
+from watcher.core.models import (
     CANCELED,
     FAILED,
     SUCCEEDED,

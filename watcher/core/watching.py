@@ -25,19 +25,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final, Protocol, assert_never
 
-from watcher.diff import Transition
-from watcher.durations import format_duration
-from watcher.errors import (
-    KebAuthError,
-    KebError,
-    KebNotFound,
-    KebPermanentError,
-    KebTransientError,
-    StoreError,
-    TokenError,
-    WatcherError,
-)
-from watcher.models import (
+from watcher.core.diff import Transition
+from watcher.core.durations import format_duration
+from watcher.core.models import (
     CANCELED,
     CANCELING,
     FAILED,
@@ -50,8 +40,18 @@ from watcher.models import (
     Orchestration,
     is_terminal_operation,
 )
-from watcher.service import Engine, utcnow
-from watcher.store import Store, Tracked
+from watcher.engine.cycle import Engine, utcnow
+from watcher.errors import (
+    KebAuthError,
+    KebError,
+    KebNotFound,
+    KebPermanentError,
+    KebTransientError,
+    StoreError,
+    TokenError,
+    WatcherError,
+)
+from watcher.store.database import Store, Tracked
 
 #: While operations run (or KEB is canceling or retrying), changes come every few seconds.
 QUICK_INTERVAL: Final = 5.0
@@ -66,7 +66,7 @@ DEFAULT_GIVE_UP_AFTER: Final = 600.0
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class Outcome(StrEnum):
+class WatchOutcome(StrEnum):
     """How a watch ended. Values appear in the JSON summary: never rename."""
 
     SUCCEEDED = "succeeded"
@@ -80,18 +80,18 @@ class Outcome(StrEnum):
     INTERRUPTED = "interrupted"
 
 
-EXIT_CODES: Final[Mapping[Outcome, int]] = {
-    Outcome.SUCCEEDED: 0,
-    Outcome.FAILED: 1,
-    Outcome.CANCELED: 3,
-    Outcome.TIMEOUT: 4,
-    Outcome.NOT_FOUND: 5,
-    Outcome.AUTH: 5,
-    Outcome.UNREACHABLE: 5,
-    Outcome.KEB_ERROR: 5,
-    Outcome.INTERRUPTED: 130,
+EXIT_CODES: Final[Mapping[WatchOutcome, int]] = {
+    WatchOutcome.SUCCEEDED: 0,
+    WatchOutcome.FAILED: 1,
+    WatchOutcome.CANCELED: 3,
+    WatchOutcome.TIMEOUT: 4,
+    WatchOutcome.NOT_FOUND: 5,
+    WatchOutcome.AUTH: 5,
+    WatchOutcome.UNREACHABLE: 5,
+    WatchOutcome.KEB_ERROR: 5,
+    WatchOutcome.INTERRUPTED: 130,
 }
-_TERMINAL: Final = {state: Outcome(state) for state in (SUCCEEDED, FAILED, CANCELED)}
+_TERMINAL: Final = {state: WatchOutcome(state) for state in (SUCCEEDED, FAILED, CANCELED)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +191,7 @@ class Follow:
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """Event: a poll succeeded. ``interval`` is the one to use from here."""
+    """An event: a poll succeeded. ``interval`` is the one to use from here."""
 
     state: str | None
     not_found: bool
@@ -200,7 +200,7 @@ class Observed:
 
 @dataclass(frozen=True, slots=True)
 class PollFailed:
-    """Event: a poll failed with ``error``."""
+    """An event: a poll failed with ``error``."""
 
     error: WatcherError
 
@@ -226,28 +226,28 @@ class Reconnect:
 class Finish:
     """Action: stop with ``outcome``."""
 
-    outcome: Outcome
+    outcome: WatchOutcome
     reason: str
 
 
-Event = Observed | PollFailed
+WatchEvent = Observed | PollFailed
 Action = Wait | Reconnect | Finish
 
 
-def permanent_outcome(error: WatcherError) -> Outcome | None:
+def permanent_outcome(error: WatcherError) -> WatchOutcome | None:
     """The outcome of an error retrying cannot fix; ``None`` for transient ones."""
     if isinstance(error, KebAuthError | TokenError):
-        return Outcome.AUTH
+        return WatchOutcome.AUTH
     if isinstance(error, KebNotFound):
-        return Outcome.NOT_FOUND
+        return WatchOutcome.NOT_FOUND
     if isinstance(error, KebPermanentError):
-        return Outcome.KEB_ERROR
+        return WatchOutcome.KEB_ERROR
     return None
 
 
 def step(
     follow: Follow,
-    event: Event,
+    event: WatchEvent,
     now: float,
     options: WatchOptions,
     rng: Callable[[], float] = random.random,
@@ -257,12 +257,14 @@ def step(
     if isinstance(event, Observed):
         follow = replace(follow, interval=event.interval, failing_since=None, failures=0)
         if event.not_found:
-            return follow, Finish(Outcome.NOT_FOUND, "KEB does not know this orchestration (404)")
+            return follow, Finish(
+                WatchOutcome.NOT_FOUND, "KEB does not know this orchestration (404)"
+            )
         outcome = _TERMINAL.get(event.state or "")
         if outcome is not None:
             return follow, Finish(outcome, f"orchestration {event.state}")
         if now >= timeout_at:
-            return follow, Finish(Outcome.TIMEOUT, _timeout_reason(options, event.state))
+            return follow, Finish(WatchOutcome.TIMEOUT, _timeout_reason(options, event.state))
         return follow, Wait(min(event.interval, timeout_at - now))
     if isinstance(event, PollFailed):
         reason = " ".join(str(event.error).split())  # one line
@@ -274,11 +276,11 @@ def step(
         give_up_at = since + options.give_up_after
         if now >= min(timeout_at, give_up_at):
             if timeout_at <= give_up_at:
-                return follow, Finish(Outcome.TIMEOUT, _timeout_reason(options, None))
+                return follow, Finish(WatchOutcome.TIMEOUT, _timeout_reason(options, None))
             down = format_duration(round(now - since))
             what = "KEB unreachable" if isinstance(event.error, KebError) else "polls failing"
             return follow, Finish(
-                Outcome.UNREACHABLE,
+                WatchOutcome.UNREACHABLE,
                 f"{what} for {down} ({follow.failures} attempts): {reason}",
             )
         delay = reconnect_delay(follow.failures, follow.interval, rng)
@@ -327,7 +329,7 @@ class Summary:
     """How the watch ended: what ``--notify`` sends and every renderer's last word."""
 
     orchestration_id: str
-    outcome: Outcome
+    outcome: WatchOutcome
     reason: str
     at: datetime
     elapsed: float
@@ -347,7 +349,8 @@ class Summary:
 
 
 class Sink(Protocol):
-    """Where the loop reports (:mod:`watcher.live` has the live view, plain and JSON lines).
+    """Where the loop reports (:mod:`watcher.faces.watch.live` has the live view, plain and
+    JSON lines).
     ``close`` is always called last, also after an error or Ctrl-C."""
 
     def progress(self, p: Progress) -> None: ...
@@ -421,7 +424,7 @@ class _Watch:
         not_found = head.not_found or _tracked(store, orch_id).not_found
         return progress, Observed(state, not_found, interval)
 
-    def summary(self, outcome: Outcome, reason: str, elapsed: float, at: datetime) -> Summary:
+    def summary(self, outcome: WatchOutcome, reason: str, elapsed: float, at: datetime) -> Summary:
         return Summary(
             self.orch_id,
             outcome,
@@ -450,7 +453,7 @@ async def follow(
 ) -> Summary:
     """Follow ``orch_id`` until :func:`step` says finish; return the summary (also given to
     ``sink.finish``). Tracks the ID in ``store`` first. Ctrl-C (cancellation) finishes with
-    :attr:`Outcome.INTERRUPTED` and re-raises. A :class:`~watcher.errors.StoreError` while
+    :attr:`WatchOutcome.INTERRUPTED` and re-raises. A :class:`~watcher.errors.StoreError` while
     polling (another process, e.g. `watcher run`, recorded the same change first) is retried
     like a transient KEB error; the next poll diffs against what that process recorded."""
     store.track([orch_id], None, now())
@@ -458,7 +461,7 @@ async def follow(
     state = Follow(started=clock())
     try:
         while True:
-            event: Event
+            event: WatchEvent
             try:
                 result = await engine.poll_orchestration(_tracked(store, orch_id), cycle_id=None)
             except (TokenError, StoreError) as exc:  # the engine maps KEB errors only
@@ -485,5 +488,5 @@ async def follow(
                 assert_never(action)
     except asyncio.CancelledError:
         elapsed = clock() - state.started
-        sink.finish(watch.summary(Outcome.INTERRUPTED, "interrupted (Ctrl-C)", elapsed, now()))
+        sink.finish(watch.summary(WatchOutcome.INTERRUPTED, "interrupted (Ctrl-C)", elapsed, now()))
         raise

@@ -1,11 +1,11 @@
 """One poll cycle over everything tracked.
 
 For each tracked orchestration (a bounded number at a time): load the snapshot head, observe
-KEB as cheaply as can be proven correct (:mod:`watcher.observer`), diff (:mod:`watcher.diff`),
-derive notification intents (a policy), and commit snapshot, transitions and intents in one
-transaction (:meth:`watcher.store.Store.commit_diff`). A failure to poll one orchestration is
-recorded against it and never touches its snapshot, so the next cycle recovers with nothing
-lost.
+KEB as cheaply as can be proven correct (:mod:`watcher.engine.observer`), diff
+(:mod:`watcher.core.diff`), derive notification intents (a policy), and commit snapshot,
+transitions and intents in one transaction (:meth:`watcher.store.database.Store.commit_diff`).
+A failure to poll one orchestration is recorded against it and never touches its snapshot,
+so the next cycle recovers with nothing lost.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from watcher.diff import Diff, NotFound, diff
+from watcher.core.diff import Diff, NotFound, diff
+from watcher.core.intents import Intent
+from watcher.core.models import TERMINAL_OPERATION_STATES, is_terminal_orchestration
+from watcher.core.policy import Reference, decide, health_intent
+from watcher.engine.observer import KebReader, Mode, Observer
 from watcher.errors import KebAuthError, KebError, KebTransientError, StoreError
-from watcher.intents import Intent
 from watcher.keb import RequestStats
-from watcher.models import TERMINAL_OPERATION_STATES, is_terminal_orchestration
-from watcher.observer import KebReader, Mode, Observer
-from watcher.policy import Reference, decide, health_intent
-from watcher.store import Store, Tracked
+from watcher.store.database import Store, Tracked
 
-log = logging.getLogger("watcher.service")
+log = logging.getLogger("watcher.engine.cycle")
 
 #: Turns what one cycle found for one orchestration into notification intents.
 Policy = Callable[[Diff, Tracked, datetime], Sequence[Intent]]
@@ -36,7 +36,7 @@ Selector = Callable[[Sequence[Tracked]], Sequence[Tracked]]
 
 
 def notification_policy(store: Store) -> Policy:
-    """:func:`watcher.policy.decide`, with the progress reference read from the history."""
+    """:func:`watcher.core.policy.decide`, with the progress reference read from the history."""
 
     def policy(result: Diff, tracked: Tracked, now: datetime) -> Sequence[Intent]:
         found = store.reference(tracked.orchestration_id)

@@ -5,7 +5,7 @@ page. This module uses what KEB does offer (``keb-api.md`` §2, §3.4, §4):
 
 1. ``GET /orchestrations/{id}`` carries ``operationStats``, which changes with every operation
    state change (operations only move forward; ``failed`` is de-duplicated per instance, which
-   :func:`watcher.models.operation_stats` reproduces). If state, description and stats equal
+   :func:`watcher.core.models.operation_stats` reproduces). If state, description and stats equal
    what our snapshot predicts, nothing changed: **one request**.
 2. Otherwise, an *incremental* observation: the ``in progress`` list (bounded by ``workers``),
    the head of the ``pending`` list (ops start in creation order, and lists are oldest first,
@@ -29,9 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
-from watcher.diff import NotFound, Observation, Snapshot
-from watcher.errors import KebNotFound
-from watcher.models import (
+from watcher.core.diff import NotFound, Observation, Snapshot
+from watcher.core.models import (
     CANCELED,
     FAILED,
     IN_PROGRESS,
@@ -44,9 +43,10 @@ from watcher.models import (
     is_terminal_operation,
     operation_stats,
 )
-from watcher.store import SnapshotHead
+from watcher.errors import KebNotFound
+from watcher.store.database import SnapshotHead
 
-log = logging.getLogger("watcher.observer")
+log = logging.getLogger("watcher.engine.observer")
 
 PAGE_SIZE = 100  # KEB's maximum page size (MaxPaginationPage).
 
@@ -75,7 +75,7 @@ class KebReader(Protocol):
 
 
 class SnapshotReader(Protocol):
-    """The read side of :class:`watcher.store.Store` that observing needs."""
+    """The read side of :class:`watcher.store.database.Store` that observing needs."""
 
     def load_snapshot(self, head: SnapshotHead) -> Snapshot: ...
 
@@ -93,7 +93,7 @@ class SnapshotReader(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Findings:
     """What observing found. ``observation`` is ``None`` when nothing changed (and nothing
     was loaded); otherwise ``previous`` is the snapshot to diff it against: complete for a
     full sweep, partial (just the operations involved) for an incremental observation."""
@@ -110,19 +110,19 @@ class _Unproven(Exception):
 
 
 class Observer:
-    """Turns KEB reads into observations for :func:`watcher.diff.diff`."""
+    """Turns KEB reads into observations for :func:`watcher.core.diff.diff`."""
 
     def __init__(self, keb: KebReader, snapshots: SnapshotReader) -> None:
         self.keb = keb
         self.snapshots = snapshots
 
-    async def observe(self, head: SnapshotHead, *, force_full: bool = False) -> Outcome:
+    async def observe(self, head: SnapshotHead, *, force_full: bool = False) -> Findings:
         orch_id = head.orchestration_id
         try:
             orch = await self.keb.get_orchestration(orch_id)
         except KebNotFound:
             previous = self.snapshots.load_snapshot(head)
-            return Outcome("not_found", NotFound(orch_id), previous, "KEB answered 404")
+            return Findings("not_found", NotFound(orch_id), previous, "KEB answered 404")
         old = head.orchestration
         reason = ""
         if old is None:
@@ -134,17 +134,17 @@ class Observer:
         elif orch.operation_stats is None or head.expected_stats is None:
             reason = "no operationStats"
         elif dict(orch.operation_stats) == dict(head.expected_stats):
-            return Outcome("unchanged", None, None, "operationStats unchanged")
+            return Findings("unchanged", None, None, "operationStats unchanged")
         if not reason:
             try:
                 observation, previous = await self._incremental(orch, head)
-                return Outcome("incremental", observation, previous, "operationStats changed")
+                return Findings("incremental", observation, previous, "operationStats changed")
             except _Unproven as exc:
                 reason = f"incremental not provable: {exc}"
                 log.info("orchestration %s: full sweep (%s)", orch_id, exc)
         previous = self.snapshots.load_snapshot(head)
         observation, reorder = await self._full(orch, previous)
-        return Outcome("full", observation, previous, reason, reorder)
+        return Findings("full", observation, previous, reason, reorder)
 
     # -- full sweep -----------------------------------------------------------------------
 

@@ -21,9 +21,8 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from watcher import report
 from watcher.app import keb_client
-from watcher.config import (
+from watcher.config.loader import (
     Config,
     KebConfig,
     PollConfig,
@@ -33,17 +32,18 @@ from watcher.config import (
     StorageConfig,
     TemplatesConfig,
 )
-from watcher.durations import format_duration, parse_duration
-from watcher.live import StateBar
-from watcher.models import is_terminal_orchestration
+from watcher.core.durations import format_duration, parse_duration
+from watcher.core.models import is_terminal_orchestration
+from watcher.engine.cycle import Engine, notification_policy
+from watcher.faces import reports as report
+from watcher.faces.watch.live import StateBar
 from watcher.notify.budget import RateBudget
-from watcher.notify.outbox import Outbox
 from watcher.notify.render import Renderer
 from watcher.notify.sender import Sender
 from watcher.notify.terminal import TerminalSlack
-from watcher.service import Engine, notification_policy
 from watcher.sim import SimServer, Simulator
-from watcher.store import Store
+from watcher.store.database import Store
+from watcher.store.outbox import Outbox
 
 
 def demo_config(url: str, token: str, workdir: Path) -> Config:

@@ -9,10 +9,10 @@ import sys
 import click
 
 from watcher.app import Watcher
-from watcher.config import default_config_path
-from watcher.notify.outbox import STATUSES, UNDELIVERED
+from watcher.config.loader import default_config_path
 from watcher.notify.render import TEMPLATES, Renderer
 from watcher.notify.samples import SAMPLES
+from watcher.store.outbox import STATUSES, UNDELIVERED
 
 
 def _app(ctx: click.Context) -> Watcher:

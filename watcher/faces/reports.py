@@ -10,9 +10,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from watcher.diff import Transition, TransitionKind
-from watcher.models import KNOWN_STATES, Orchestration
-from watcher.store import Tracked
+from watcher.core.diff import Transition, TransitionKind
+from watcher.core.models import KNOWN_STATES, Orchestration
+from watcher.store.database import Tracked
 
 _STATE_ORDER = {state: i for i, state in enumerate(KNOWN_STATES)}
 

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from watcher.core.models import parse_keb_time
 from watcher.errors import TokenError
-from watcher.models import parse_keb_time
 
 log = logging.getLogger("watcher.keb")
 

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
+from watcher.core.models import Operation, OperationDetail, Orchestration, Page, parse_page
 from watcher.errors import ConfigError, KebRequestError, KebResponseError
 from watcher.keb.auth import TokenProvider
 from watcher.keb.paging import (
@@ -33,7 +34,6 @@ from watcher.keb.paging import (
 )
 from watcher.keb.retry import RetryPolicy
 from watcher.keb.session import Request, RequestStats, Session
-from watcher.models import Operation, OperationDetail, Orchestration, Page, parse_page
 
 log = logging.getLogger("watcher.keb")
 

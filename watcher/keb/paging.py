@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from watcher.models import Page
+from watcher.core.models import Page
 
 #: KEB rejects ``page_size`` above ``MaxPaginationPage`` (default 100) with a 400 (§2.9).
 MAX_PAGE_SIZE = 100

@@ -40,7 +40,7 @@ from watcher.keb.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger("watcher.keb")
 
-Outcome = Literal["ok", "retried", "error"]
+AttemptOutcome = Literal["ok", "retried", "error"]
 
 
 class RequestStats:
@@ -58,7 +58,7 @@ class RequestStats:
     def __init__(self) -> None:
         self._counts: dict[str, int] = {"ok": 0, "retried": 0, "error": 0}
 
-    def record(self, outcome: Outcome) -> None:
+    def record(self, outcome: AttemptOutcome) -> None:
         self._counts[outcome] += 1
 
     @property

@@ -14,13 +14,13 @@ import httpx
 
 #: Called once per exchange: the status class (``2xx``, ``4xx``, ``5xx``...) or ``error``
 #: (no response: connection refused, timeout, cancelled), and the seconds to the headers.
-Observer = Callable[[str, float], None]
+ExchangeHook = Callable[[str, float], None]
 
 
 class TimedTransport(httpx.AsyncBaseTransport):
     """Forwards to ``inner`` and reports each exchange to ``observe``."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, observe: Observer) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, observe: ExchangeHook) -> None:
         self._inner = inner
         self._observe = observe
 
@@ -38,7 +38,7 @@ class TimedTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def timed_transport(observe: Observer, concurrency: int) -> httpx.AsyncBaseTransport:
+def timed_transport(observe: ExchangeHook, concurrency: int) -> httpx.AsyncBaseTransport:
     """The transport httpx would build itself (connection pool of ``concurrency``), timed.
 
     httpx ignores ``limits`` when given a transport, so the pool size is set here.

@@ -20,8 +20,8 @@ from typing import Any, Final
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from watcher.core.models import KNOWN_STATES
 from watcher.errors import ConfigError
-from watcher.models import KNOWN_STATES
 from watcher.notify.blocks import Message, escape, plain_message, to_message
 
 #: Which template renders which kind of notification.

@@ -6,9 +6,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from watcher.models import Orchestration
+from watcher.core.models import Orchestration
+from watcher.core.policy import Reference, failure_groups, summary
 from watcher.notify.render import TEMPLATES
-from watcher.policy import Reference, failure_groups, summary
 
 NOW = datetime(2024, 5, 14, 10, 30, tzinfo=UTC)
 

@@ -24,9 +24,9 @@ from datetime import UTC, datetime, timedelta
 
 from watcher.notify.blocks import Message, plain_message
 from watcher.notify.budget import RateBudget
-from watcher.notify.outbox import Card, Entry, Outbox
 from watcher.notify.render import Renderer, fallback_text
 from watcher.notify.slack import Destination, Posted, SlackFailure, metadata
+from watcher.store.outbox import Card, Entry, Outbox
 
 log = logging.getLogger("watcher.notify")
 

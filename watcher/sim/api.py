@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from watcher.models import CANCELED, CANCELING
+from watcher.core.models import CANCELED, CANCELING
 from watcher.sim.inventory import TARGET_KEYS
 from watcher.sim.records import OperationRecord, to_us
 

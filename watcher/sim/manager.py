@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Final
 
-from watcher.models import (
+from watcher.core.models import (
     CANCELED,
     CANCELING,
     FAILED,
@@ -79,15 +79,15 @@ CANCEL_CONCLUDE_US: Final = 30 * US_PER_SECOND
 #: ``waitForStart`` polls every 5 minutes until ``ScheduleTime``.
 SCHEDULE_POLL_US: Final = 300 * US_PER_SECOND
 
-Event = tuple[int, int, Callable[[], None]]
+ScheduledEvent = tuple[int, int, Callable[[], None]]
 
 
-class Engine:
+class Manager:
     """The world's state and its transitions. Callers serialise access (one lock)."""
 
     def __init__(self, scenario: ScenarioSpec, seed: int) -> None:
         self._rng = random.Random(seed)
-        self.events: list[Event] = []
+        self.events: list[ScheduledEvent] = []
         self._event_seq = itertools.count()
         self._op_seq = itertools.count()
         self.epoch_us = to_us(scenario.epoch)

@@ -3,7 +3,7 @@
 Key order, ``omitempty`` behaviour and null handling follow the Go structs of
 ``common/orchestration/dto.go`` as marshalled in keb-api.md §3 and the ``synth`` samples in
 ``shared/keb-samples``, for KEB 1.8.12-1.15.0 (no ``parameters.kyma``). Times are virtual
-microseconds since the Unix epoch and are rendered with :func:`watcher.models.format_keb_time`
+microseconds since the Unix epoch and are rendered with :func:`watcher.core.models.format_keb_time`
 (microsecond precision, like Postgres ``TIMESTAMPTZ``).
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from watcher.models import PENDING, format_keb_time, operation_stats
+from watcher.core.models import PENDING, format_keb_time, operation_stats
 from watcher.sim.inventory import Runtime
 from watcher.sim.scenarios import OrchestrationSpec, ScriptedAction
 

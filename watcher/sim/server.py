@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, Final, Self, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from watcher.models import format_keb_time
+from watcher.core.models import format_keb_time
 from watcher.sim.api import (
     MSG_KYMA_UNSUPPORTED,
     SimApiError,
@@ -87,7 +87,7 @@ class _HTTPServer(ThreadingHTTPServer):
         self.api_requests = 0
         self._guard = threading.Lock()
         self._connections: set[socket.socket] = set()
-        super().__init__(address, _Handler)
+        super().__init__(address, _ApiHandler)
 
     def count_request(self) -> None:
         with self._guard:
@@ -112,7 +112,7 @@ class _HTTPServer(ThreadingHTTPServer):
                 conn.shutdown(socket.SHUT_RDWR)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _ApiHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body are separate writes: with Nagle on, the body waits for a delayed ACK
     # (~40 ms per keep-alive request).

@@ -1,6 +1,6 @@
 """The simulated KEB as one thread-safe object: clock, ground truth and KEB's API as calls.
 
-:class:`Simulator` wraps the event-driven :class:`~watcher.sim.engine.Engine` with
+:class:`Simulator` wraps the event-driven :class:`~watcher.sim.manager.Manager` with
 
 * a clock: with ``speed=None`` virtual time moves only through :meth:`Simulator.advance`; with
   ``speed=60.0`` it runs 60x real time from construction and every public call first catches
@@ -19,12 +19,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from watcher.core.models import TERMINAL_ORCHESTRATION_STATES
 from watcher.errors import UsageError
-from watcher.models import TERMINAL_ORCHESTRATION_STATES
 from watcher.sim.api import operation_not_found, validate_upgrade
-from watcher.sim.engine import Engine
 from watcher.sim.faults import Faults
 from watcher.sim.inventory import US_PER_SECOND
+from watcher.sim.manager import Manager
 from watcher.sim.records import TruthEvent, format_us, from_us
 from watcher.sim.scenarios import SCENARIOS, ScenarioSpec
 from watcher.sim.tokens import make_token
@@ -54,7 +54,7 @@ class Simulator:
         #: A token the simulator's gateway accepts (``orchestrationsAdmin``, far-future exp).
         self.token = make_token()
         self._lock = threading.RLock()
-        self._engine = Engine(scenario, seed)
+        self._engine = Manager(scenario, seed)
         self._clock = clock
         self._jump_us = 0
         self._wall_start = clock()

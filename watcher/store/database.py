@@ -21,17 +21,17 @@ from pathlib import Path
 
 import sqlite_utils
 
-from watcher.diff import Diff, Snapshot, Transition
-from watcher.errors import StoreError
-from watcher.intents import Intent
-from watcher.models import (
+from watcher.core.diff import Diff, Snapshot, Transition
+from watcher.core.intents import Intent
+from watcher.core.models import (
     MaintenanceWindow,
     Operation,
     Orchestration,
     is_terminal_orchestration,
     operation_stats,
 )
-from watcher.rows import (
+from watcher.errors import StoreError
+from watcher.store.rows import (
     OP_COLUMNS,
     SnapshotHead,
     Tracked,
@@ -41,7 +41,7 @@ from watcher.rows import (
     operation_row,
     transition_from_row,
 )
-from watcher.schema import MIGRATIONS, SCHEMA_VERSION
+from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SnapshotHead", "Store", "Tracked"]
 

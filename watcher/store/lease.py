@@ -5,7 +5,7 @@
 not poll: ``run`` waits and retries (:class:`Keeper`), ``poll`` exits 1 (:class:`LeaseHeld`).
 
 * Every read-decide-write is one ``BEGIN IMMEDIATE`` transaction
-  (:meth:`watcher.store.Store.transaction`), so two processes can never both take it.
+  (:meth:`watcher.store.database.Store.transaction`), so two processes can never both take it.
 * A holder that crashed stops renewing; its lease is taken over once it has expired. When the
   holder ran on this host (same host name) and its process is gone (``kill(pid, 0)`` answers
   "no such process"), the lease is taken over at once: a cron ``poll`` after a crash need not
@@ -32,9 +32,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from watcher.errors import StoreError, WatcherError
-from watcher.store import Store
+from watcher.store.database import Store
 
-log = logging.getLogger("watcher.lease")
+log = logging.getLogger("watcher.store.lease")
 
 #: The one lease there is: the right to poll KEB and write to Slack for this database.
 LEASE_NAME: Final = "poller"

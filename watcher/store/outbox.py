@@ -1,7 +1,7 @@
 """The durable outbox: notification intents until Slack has them, and what happened on the way.
 
 Intents are written by the poll cycle in the same transaction as the snapshot change that
-caused them (:meth:`watcher.store.Store.commit_diff`). This module is the delivery side:
+caused them (:meth:`watcher.store.database.Store.commit_diff`). This module is the delivery side:
 
 * ``pending`` -> ``sent`` (Slack's channel and ``ts`` recorded the moment they are known);
 * ``pending`` -> ``pending`` again with a later ``next_attempt_at`` after a transient error;
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from watcher.store import Store
+from watcher.store.database import Store
 
 UNDELIVERED: Final = ("pending", "failed", "dead")
 STATUSES: Final = ("pending", "sent", "failed", "dead", "superseded", "skipped", "dropped")

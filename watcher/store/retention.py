@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from watcher.store import Store
+from watcher.store.database import Store
 
 #: Outbox statuses that will never be sent again.
 _SETTLED = "('sent', 'superseded', 'skipped', 'dropped')"

@@ -1,6 +1,6 @@
 """How keb-watcher's records map to SQLite rows, and back: pure conversions.
 
-:mod:`watcher.store` does the I/O; everything that turns an :class:`Operation`, a
+:mod:`watcher.store.database` does the I/O; everything that turns an :class:`Operation`, a
 :class:`Transition` or a tracked orchestration into a row (or a row into them) lives here.
 """
 
@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from watcher.diff import Transition, TransitionKind
-from watcher.models import MaintenanceWindow, Operation, Orchestration
+from watcher.core.diff import Transition, TransitionKind
+from watcher.core.models import MaintenanceWindow, Operation, Orchestration
 
 OP_COLUMNS = (
     "orchestration_id, operation_id, runtime_id, shoot_name, state, description, plan_name, "

@@ -140,7 +140,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO health (id) VALUES (1);
     """,
-    # 3: the single-instance lease shared by `watcher run` and `watcher poll` (watcher.lease);
+    # 3: the single-instance lease shared by `watcher run` and `watcher poll` (watcher.store.lease);
     # outbox rows by orchestration, for finishing and pruning one orchestration.
     """
     CREATE TABLE lease (

@@ -1,4 +1,4 @@
-"""``watcher run``: the background service (:mod:`watcher.runner`) as a command."""
+"""``watcher run``: the background service (:mod:`watcher.faces.run.service`) as a command."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 import click
 
 from watcher.app import Watcher
-from watcher.runner import CYCLE_GRACE, FLUSH_DEADLINE, Service
+from watcher.faces.run.service import CYCLE_GRACE, FLUSH_DEADLINE, Service
 
 if TYPE_CHECKING:
     from watcher.cli import Context
 
 #: Loggers whose INFO lines (start, lease, cycles with changes, stop) a service always shows.
-SERVICE_LOGGERS = ("watcher.runner", "watcher.lease")
+SERVICE_LOGGERS = ("watcher.faces.run.service", "watcher.store.lease")
 
 
 @click.command(

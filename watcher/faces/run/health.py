@@ -3,7 +3,7 @@
 * ``GET /healthz``: 200 ``ok`` while the process serves at all;
 * ``GET /readyz``: 200 when the last successful poll cycle ended within
   ``ready_after_intervals`` x the polling interval, else 503; the body is one line saying why;
-* ``GET /metrics``: the Prometheus text format (:mod:`watcher.metrics`).
+* ``GET /metrics``: the Prometheus text format (:mod:`watcher.faces.run.metrics`).
 
 Served by the standard library's ``ThreadingHTTPServer`` in a daemon thread, so a scrape never
 waits for the event loop and a busy loop cannot make the service look dead. The state the
@@ -21,7 +21,7 @@ from typing import Any
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from watcher.durations import format_duration
+from watcher.core.durations import format_duration
 from watcher.errors import WatcherError
 
 
@@ -83,7 +83,7 @@ class _Server(ThreadingHTTPServer):
     metrics: Callable[[], bytes]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _HealthHandler(BaseHTTPRequestHandler):
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -125,7 +125,7 @@ class HealthServer:
         host, port, family = _address(listen)
         server_class = type("_Bound", (_Server,), {"address_family": family})
         try:
-            self._httpd: _Server = server_class((host, port), _Handler)
+            self._httpd: _Server = server_class((host, port), _HealthHandler)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise WatcherError(f"service.listen: cannot listen on {listen}: {reason}") from None

@@ -4,7 +4,7 @@ Every metric lives in the service's own :class:`prometheus_client.CollectorRegis
 global one), so tests and several services in one process do not share counters. Names start
 with ``keb_watcher_``; counters get ``_total`` from prometheus-client.
 
-Sources: the poll cycle's :class:`~watcher.service.CycleReport`; the KEB client's
+Sources: the poll cycle's :class:`~watcher.engine.cycle.CycleReport`; the KEB client's
 :class:`~watcher.keb.session.RequestStats` (deltas per cycle) and a timing hook on its HTTP
 transport; the transitions, outbox and ``attempts`` tables (read from the event loop after
 each cycle and each delivery run, by row ID, so each row is counted once).
@@ -19,10 +19,10 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from watcher.diff import Transition, TransitionKind
+from watcher.core.diff import Transition, TransitionKind
+from watcher.engine.cycle import CycleReport
 from watcher.notify.sender import DeliveryReport
-from watcher.service import CycleReport
-from watcher.store import Store
+from watcher.store.database import Store
 
 CYCLE_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 REQUEST_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -5,13 +5,13 @@ Three jobs on one APScheduler 3 ``AsyncIOScheduler`` (UTC), and the lease beside
 * **poll**, on ``[poll] interval`` (``IntervalTrigger``) or ``[poll] cron`` (``CronTrigger``),
   with ``jitter``, ``coalesce``, ``max_instances=1`` and a misfire grace of one interval
   (APScheduler's default of one second silently drops a run that starts late). A run is
-  discovery (opt-in, :func:`watcher.cadence.discover`), then one engine cycle over the tracked
-  orchestrations that are due on this tick (:func:`watcher.cadence.due`), then metrics and
+  discovery (opt-in, :func:`watcher.core.cadence.discover`), then one engine cycle over the tracked
+  orchestrations that are due on this tick (:func:`watcher.core.cadence.due`), then metrics and
   readiness. It runs at once whenever this process takes the lease.
 * **deliver**, every second: the outbox sender with a short deadline, one run at a time, so
   Slack's rate limits and backoff never hold up a poll.
-* **retention**, hourly: :func:`watcher.retention.prune`.
-* The :class:`~watcher.lease.Keeper` takes, renews or waits for the lease; no job polls, sends
+* **retention**, hourly: :func:`watcher.store.retention.prune`.
+* The :class:`~watcher.store.lease.Keeper` takes, renews or waits for the lease; no job polls, sends
   or prunes unless this process holds it.
 
 Shutdown on SIGTERM or SIGINT: pause the scheduler, let the job runs in flight finish within
@@ -36,22 +36,22 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher.app import Watcher, keb_client
-from watcher.cadence import Standing, discover, due, poll_trigger, tick_seconds
-from watcher.durations import format_duration
+from watcher.core.cadence import Standing, discover, due, poll_trigger, tick_seconds
+from watcher.core.durations import format_duration
+from watcher.core.models import MaintenanceWindow
+from watcher.core.watching import idle_pending
+from watcher.engine.cycle import CycleReport, Engine, utcnow
 from watcher.errors import KebError, StoreError, WatcherError
-from watcher.health import HealthServer, Readiness
+from watcher.faces.reports import transition_line
+from watcher.faces.run.health import HealthServer, Readiness
+from watcher.faces.run.metrics import Metrics
 from watcher.keb import KebClient
-from watcher.lease import Holding, Keeper, Lease, holder_id, lease_ttl
-from watcher.metrics import Metrics
-from watcher.models import MaintenanceWindow
 from watcher.notify.sender import Sender
-from watcher.report import transition_line
-from watcher.retention import prune
-from watcher.service import CycleReport, Engine, utcnow
-from watcher.store import Tracked
-from watcher.watch import idle_pending
+from watcher.store.database import Tracked
+from watcher.store.lease import Holding, Keeper, Lease, holder_id, lease_ttl
+from watcher.store.retention import prune
 
-log = logging.getLogger("watcher.runner")
+log = logging.getLogger("watcher.faces.run.service")
 
 #: How long a stop waits for the job runs in flight before cancelling them.
 CYCLE_GRACE: Final = 15.0
@@ -342,7 +342,7 @@ class Service:
         )
 
     def _select(self, items: Sequence[Tracked], now: datetime) -> list[Tracked]:
-        """The tracked orchestrations due on this tick (:func:`watcher.cadence.due`)."""
+        """The tracked orchestrations due on this tick (:func:`watcher.core.cadence.due`)."""
         self._tracked_count = len(items)
         self.metrics.tracked.set(len(items))
         standings = []

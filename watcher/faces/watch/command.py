@@ -2,7 +2,7 @@
 it ended (PRODUCT.md, "Exit codes of watch").
 
 The command wires the configuration, a store, the KEB client and a renderer around
-:func:`watcher.watch.follow`. Its seams (sleep, clocks, whether stdout is a terminal, what
+:func:`watcher.core.watching.follow`. Its seams (sleep, clocks, whether stdout is a terminal, what
 ``--notify`` does) are a :class:`WatchHooks` value: :func:`make_watch_command` builds the
 command over any hooks, and ``watch_command`` is the one with the real ones.
 """
@@ -25,14 +25,14 @@ import click
 from rich.console import Console
 
 from watcher.app import DELIVERY_DEADLINE, Watcher, check_ids, keb_client
-from watcher.config import Config
-from watcher.durations import parse_duration
+from watcher.config.loader import Config
+from watcher.core.durations import parse_duration
+from watcher.core.watching import Sink, Sleep, Summary, WatchOptions, WatchOutcome, follow
+from watcher.engine.cycle import Engine, utcnow
 from watcher.errors import StoreError, UsageError, WatcherError
+from watcher.faces.watch.live import JsonLines, LiveView, PlainLines
 from watcher.keb import KebClient
-from watcher.live import JsonLines, LiveView, PlainLines
-from watcher.service import Engine, utcnow
-from watcher.store import Store
-from watcher.watch import Outcome, Sink, Sleep, Summary, WatchOptions, follow
+from watcher.store.database import Store
 
 if TYPE_CHECKING:
     from watcher.cli import Context
@@ -41,7 +41,13 @@ if TYPE_CHECKING:
 OnFinished = Callable[[Summary, Config, Store], Awaitable[None]]
 
 #: Outcomes that are an error of the watch itself rather than the orchestration's result.
-_ERRORS = (Outcome.TIMEOUT, Outcome.NOT_FOUND, Outcome.AUTH, Outcome.UNREACHABLE, Outcome.KEB_ERROR)
+_ERRORS = (
+    WatchOutcome.TIMEOUT,
+    WatchOutcome.NOT_FOUND,
+    WatchOutcome.AUTH,
+    WatchOutcome.UNREACHABLE,
+    WatchOutcome.KEB_ERROR,
+)
 
 
 def slack_configured(config: Config) -> bool:
@@ -98,7 +104,7 @@ def quiet_engine_logs() -> Iterator[None]:
     """The watch reports every failed poll itself ("reconnecting ..."); the engine's and the
     client's warnings would repeat it and tear the live view. ``--verbose``/``--debug`` keep
     them."""
-    loggers = [logging.getLogger(name) for name in ("watcher.service", "watcher.keb")]
+    loggers = [logging.getLogger(name) for name in ("watcher.engine.cycle", "watcher.keb")]
     levels = [logger.level for logger in loggers]
     if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
         for logger in loggers:

@@ -1,11 +1,11 @@
 """What ``watcher watch`` shows: the live view on a terminal, plain lines, JSON lines.
 
-Three :class:`watcher.watch.Sink` implementations over the same events:
+Three :class:`watcher.core.watching.Sink` implementations over the same events:
 
 * :class:`LiveView`: a rich ``Live`` panel, redrawn on every change and once a second (the
   elapsed time, next poll and throughput move on their own), cut to the terminal's width on
   every redraw so that a resize is followed; its last frame (the outcome) stays on screen.
-* :class:`PlainLines`: one line per transition (:func:`watcher.report.transition_line`) and a
+* :class:`PlainLines`: one line per transition (:func:`watcher.faces.reports.transition_line`) and a
   final summary line, for pipes and CI logs. Reconnect notices go to stderr.
 * :class:`JsonLines`: one JSON object per line; the shapes are documented in the README
   ("Watching one orchestration") and are part of the product contract.
@@ -32,11 +32,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from watcher.diff import Transition, TransitionKind
-from watcher.durations import format_duration
-from watcher.models import Orchestration, is_terminal_operation
-from watcher.report import counts_text, transition_json, transition_line, when
-from watcher.watch import Outcome, Progress, Reconnect, Summary, done
+from watcher.core.diff import Transition, TransitionKind
+from watcher.core.durations import format_duration
+from watcher.core.models import Orchestration, is_terminal_operation
+from watcher.core.watching import Progress, Reconnect, Summary, WatchOutcome, done
+from watcher.faces.reports import counts_text, transition_json, transition_line, when
 
 RECENT: Final = 8
 FAILURE_REASONS: Final = 5
@@ -301,7 +301,10 @@ class PlainLines(_Lines):
 def summary_lines(s: Summary) -> list[str]:
     """The plain summary line, then one line per failure reason."""
     what = s.reason
-    if s.outcome not in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CANCELED) and s.state:
+    if (
+        s.outcome not in (WatchOutcome.SUCCEEDED, WatchOutcome.FAILED, WatchOutcome.CANCELED)
+        and s.state
+    ):
         what += "" if s.state in what else f"; orchestration {s.state}"
     line = (
         f"{when(s.at)}  summary: {s.orchestration_id}: {what}; operations {counts_text(s.counts)}; "
