@@ -14,17 +14,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from tests.conftest import Cli, Keb, write_config
 from watcher.app import Watcher, keb_client
 from watcher.config.loader import PollConfig, load_config
-from watcher.core.cadence import (
-    PENDING_TICKS,
-    Standing,
-    cadence,
-    discover,
-    due,
-    is_due,
-    poll_trigger,
-    tick_seconds,
-)
+from watcher.core.cadence import Standing, cadence, discover, due, is_due
 from watcher.core.models import MaintenanceWindow, Orchestration
+from watcher.core.pace import PENDING_TICKS
+from watcher.faces.run.schedule import poll_trigger, tick_seconds
 from watcher.faces.run.service import Service
 from watcher.store.database import Store
 from watcher.store.retention import prune

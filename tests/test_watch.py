@@ -25,6 +25,7 @@ from tests.conftest import Cli, Keb, Result
 from watcher.cli import main
 from watcher.config.loader import Config
 from watcher.core.models import MaintenanceWindow
+from watcher.core.pace import idle_pending, window_wait
 from watcher.core.watching import (
     PENDING_INTERVAL,
     QUICK_INTERVAL,
@@ -37,11 +38,9 @@ from watcher.core.watching import (
     Wait,
     WatchOptions,
     WatchOutcome,
-    idle_pending,
     poll_interval,
     reconnect_delay,
     step,
-    window_wait,
 )
 from watcher.errors import (
     KebAuthError,

@@ -15,11 +15,12 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from watcher.clock import utcnow
 from watcher.config.loader import Config
 from watcher.core.diff import Transition, TransitionKind
 from watcher.core.models import FAILED, Orchestration
 from watcher.core.policy import failure_groups, summary
-from watcher.engine.cycle import CycleReport, Engine, notification_policy, utcnow
+from watcher.engine.cycle import CycleReport, Engine, notification_policy
 from watcher.errors import ConfigError, UsageError
 from watcher.faces import reports as report
 from watcher.keb import CommandToken, FileToken, KebClient, RetryPolicy, StaticToken, TokenProvider

@@ -9,14 +9,14 @@ scales with the configured interval:
 
 * **every tick** while operations run, while KEB is canceling or retrying, before the first
   poll of this process, and after a failed poll;
-* **every** :data:`PENDING_TICKS` **ticks** while everything unfinished is pending (KEB starts
-  operations as workers free up), and while an ended orchestration waits for its final
-  notification to be delivered;
+* **every** :data:`~watcher.core.pace.PENDING_TICKS` **ticks** while everything unfinished
+  is pending (KEB starts operations as workers free up), and while an ended orchestration
+  waits for its final notification to be delivered;
 * while every pending operation waits for a maintenance window that opens later: **half the
-  time until the first window opens**, within :data:`WINDOW_TICKS`.
+  time until the first window opens**, within :data:`~watcher.core.pace.WINDOW_TICKS`.
 
 Maintenance windows are read as ``watcher watch`` reads them
-(:func:`watcher.core.watching.window_wait`: concrete dates, or year-0 times of day that repeat
+(:func:`watcher.core.pace.window_wait`: concrete dates, or year-0 times of day that repeat
 daily in UTC).
 """
 
@@ -24,55 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Final
+from datetime import datetime
 
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
-
-from watcher.config.loader import PollConfig
-from watcher.core.models import (
-    CANCELING,
-    RETRYING,
-    MaintenanceWindow,
-    Orchestration,
-    is_terminal_orchestration,
-)
-from watcher.core.watching import idle_pending, window_wait
-
-#: Ticks between polls while everything unfinished is pending.
-PENDING_TICKS: Final = 3
-#: Bounds, in ticks, while every pending operation waits for a maintenance window.
-WINDOW_TICKS: Final = (3, 30)
-
-
-def poll_trigger(poll: PollConfig) -> CronTrigger | IntervalTrigger:
-    """The poll job's trigger: cron (five fields, as ``CronTrigger.from_crontab`` reads them,
-    which takes no jitter) or interval, in UTC."""
-    jitter = poll.jitter or None
-    if poll.cron:
-        minute, hour, day, month, day_of_week = poll.cron.split()
-        return CronTrigger(
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=day_of_week,
-            timezone=UTC,
-            jitter=jitter,
-        )
-    return IntervalTrigger(seconds=poll.interval, timezone=UTC, jitter=jitter)
-
-
-def tick_seconds(poll: PollConfig, now: datetime) -> float:
-    """The time between two scheduled cycles: the interval, or the gap between the next two
-    times the cron expression fires."""
-    if not poll.cron:
-        return poll.interval
-    trigger = CronTrigger.from_crontab(poll.cron, timezone=UTC)
-    first = trigger.get_next_fire_time(None, now)
-    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
-    return float((second - first).total_seconds())
+from watcher.core.models import MaintenanceWindow, Orchestration, is_terminal_orchestration
+from watcher.core.pace import poll_every, service_pace
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +35,7 @@ class Standing:
     """What the scheduler knows about one tracked orchestration at a tick.
 
     ``windows`` are the maintenance windows of its pending operations; the caller needs to
-    load them only when :func:`watcher.core.watching.idle_pending` is true.
+    load them only when :func:`watcher.core.pace.idle_pending` is true.
     """
 
     orchestration_id: str
@@ -100,23 +55,21 @@ def cadence(
 ) -> float:
     """Seconds between two polls of one orchestration; ``0.0`` means every tick.
 
+    The rule is :func:`watcher.core.pace.poll_every` within :func:`~watcher.core.pace.service_pace`;
+    before the first poll (``state`` unknown) every tick, and an ended orchestration that
+    waits for its final notification every :data:`~watcher.core.pace.PENDING_TICKS` ticks.
+
     >>> cadence("in progress", {"in progress": 2, "pending": 5}, (), None, 60.0)
     0.0
     >>> cadence("pending", {"pending": 5}, (), None, 60.0)
     180.0
     """
-    if state is None or state in (CANCELING, RETRYING):
-        return 0.0
+    pace = service_pace(tick)
+    if state is None:
+        return pace.quick
     if is_terminal_orchestration(state):
-        return PENDING_TICKS * tick
-    if not idle_pending(state, counts):
-        return 0.0
-    waits = [window_wait(w, now) for w in windows]
-    if waits and all(w is not None and w > 0 for w in waits):
-        soonest = min(w for w in waits if w is not None)
-        low, high = WINDOW_TICKS
-        return min(high * tick, max(low * tick, soonest / 2))
-    return PENDING_TICKS * tick
+        return pace.pending
+    return poll_every(state, counts, windows, now, pace)
 
 
 def is_due(item: Standing, now: datetime, tick: float) -> bool:

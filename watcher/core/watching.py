@@ -1,10 +1,8 @@
-"""The follow loop of ``watcher watch``: poll one orchestration until it is terminal.
+"""The decisions of ``watcher watch``: follow one orchestration until it is terminal.
 
-Two layers, as in hishel: a pure core decides (:func:`poll_interval`, :func:`reconnect_delay`
+Two layers, as in hishel: this pure core decides (:func:`poll_interval`, :func:`reconnect_delay`
 and :func:`step`, which turns the outcome of one poll into the next action), and
-:func:`follow` does the I/O each action asks for: poll through the engine, read the new
-transitions from the store, tell the renderer, sleep. Sleep and clocks are arguments, so tests
-drive the loop on the simulator's manual clock.
+:func:`watcher.engine.follow.follow` does the I/O each action asks for.
 
 Exit codes (PRODUCT.md, "Exit codes of watch"): 0 succeeded, 1 failed, 3 canceled, 4
 ``--timeout`` reached, 5 a KEB error retrying cannot fix (404, 401/403, KEB unreachable for
@@ -15,13 +13,12 @@ at once with its code.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Final, Protocol, assert_never
 
@@ -29,36 +26,27 @@ from watcher.core.diff import Transition
 from watcher.core.durations import format_duration
 from watcher.core.models import (
     CANCELED,
-    CANCELING,
     FAILED,
-    IN_PROGRESS,
-    PENDING,
-    RETRYING,
     SUCCEEDED,
     MaintenanceWindow,
     Operation,
     Orchestration,
     is_terminal_operation,
 )
-from watcher.engine.cycle import Engine, utcnow
+from watcher.core.pace import WATCH_PACE, poll_every
 from watcher.errors import (
     KebAuthError,
     KebError,
     KebNotFound,
     KebPermanentError,
-    KebTransientError,
-    StoreError,
     TokenError,
     WatcherError,
 )
-from watcher.store.database import Store, Tracked
 
 #: While operations run (or KEB is canceling or retrying), changes come every few seconds.
-QUICK_INTERVAL: Final = 5.0
+QUICK_INTERVAL: Final = WATCH_PACE.quick
 #: While everything unfinished is pending: KEB starts operations as workers free up.
-PENDING_INTERVAL: Final = 30.0
-#: Bounds while every pending operation waits for a maintenance window that opens later.
-WINDOW_INTERVAL: Final = (60.0, 300.0)
+PENDING_INTERVAL: Final = WATCH_PACE.pending
 #: The first reconnect comes after about this long; it doubles per failed attempt.
 BACKOFF_BASE: Final = 1.0
 DEFAULT_GIVE_UP_AFTER: Final = 600.0
@@ -106,65 +94,16 @@ class WatchOptions:
 # -- pure decisions ----------------------------------------------------------------------
 
 
-def window_wait(window: MaintenanceWindow, now: datetime) -> float | None:
-    """Seconds until ``window`` opens: ``0.0`` while it is open, ``None`` when unknown.
-
-    A concrete window (dates) that has passed is unknown: KEB will pick another one. A
-    year-0 window (times of day only, keb-api.md) repeats daily in UTC.
-
-    >>> from datetime import UTC, datetime
-    >>> w = MaintenanceWindow("0000-01-01T22:00:00Z", "0000-01-01T02:00:00Z")
-    >>> window_wait(w, datetime(2024, 5, 14, 21, 0, tzinfo=UTC))
-    3600.0
-    >>> window_wait(w, datetime(2024, 5, 14, 1, 0, tzinfo=UTC))
-    0.0
-    """
-    begin, end = window.begin_at, window.end_at
-    if begin is not None:
-        if now < begin:
-            return (begin - now).total_seconds()
-        return 0.0 if end is None or now < end else None
-    daily = window.daily
-    if daily is None:
-        return None
-    start, stop = (t.hour * 3600 + t.minute * 60 + t.second for t in daily)
-    now = now.astimezone(UTC)
-    current = now.hour * 3600 + now.minute * 60 + now.second + now.microsecond / 1e6
-    is_open = start <= current < stop if start < stop else current >= start or current < stop
-    return 0.0 if is_open or start == stop else (start - current) % 86400
-
-
-def idle_pending(state: str | None, counts: Mapping[str, int]) -> bool:
-    """Every unfinished operation is pending (or the orchestration itself is)."""
-    if state == PENDING:
-        return True
-    if state != IN_PROGRESS:
-        return False
-    unfinished = {s for s, n in counts.items() if n and not is_terminal_operation(s)}
-    return unfinished == {PENDING}
-
-
 def poll_interval(
     state: str | None,
     counts: Mapping[str, int],
     pending_windows: Iterable[MaintenanceWindow],
     now: datetime,
 ) -> float:
-    """The adaptive interval: quick while anything moves, slower while everything waits.
-
-    ``pending_windows`` are the maintenance windows of the pending operations; the caller
-    needs to load them only when :func:`idle_pending` is true. When every one of them opens
-    in the future, the interval is half the time until the first opens, within
-    :data:`WINDOW_INTERVAL`.
-    """
-    if state in (CANCELING, RETRYING) or not idle_pending(state, counts):
-        return QUICK_INTERVAL
-    waits = [window_wait(w, now) for w in pending_windows]
-    if waits and all(w is not None and w > 0 for w in waits):
-        soonest = min(w for w in waits if w is not None)
-        low, high = WINDOW_INTERVAL
-        return min(high, max(low, soonest / 2))
-    return PENDING_INTERVAL
+    """The adaptive interval of ``watch``: :func:`watcher.core.pace.poll_every` within
+    :data:`~watcher.core.pace.WATCH_PACE` (quick while anything moves, slower while everything
+    waits)."""
+    return poll_every(state, counts, pending_windows, now, WATCH_PACE)
 
 
 def reconnect_delay(attempt: int, cap: float, rng: Callable[[], float] = random.random) -> float:
@@ -363,130 +302,3 @@ class Sink(Protocol):
 
 
 # -- the driver --------------------------------------------------------------------------
-
-
-def _tracked(store: Store, orch_id: str) -> Tracked:
-    for item in store.tracked(include_inactive=True):
-        if item.orchestration_id == orch_id:
-            return item
-    raise AssertionError(f"{orch_id} was tracked at the start of the watch")
-
-
-class _Watch:
-    """The driver's memory between polls (the renderers keep their own)."""
-
-    def __init__(self, orch_id: str, store: Store, options: WatchOptions) -> None:
-        self.orch_id = orch_id
-        self.store = store
-        self.options = options
-        # Only what is recorded from now on is new.
-        self.last_id = store.last_transition_id()
-        self.first = True
-        self.initial: str | None = None
-        self.done_at_start = 0
-        self.orchestration: Orchestration | None = None
-        self.counts: Mapping[str, int] = {}
-        self.failures: tuple[tuple[str, int], ...] = ()
-        self._failed_seen = -1
-
-    def observe(self, follow: Follow, elapsed: float, at: datetime) -> tuple[Progress, Observed]:
-        """Read what the successful poll recorded: head, failures, new transitions."""
-        store, orch_id = self.store, self.orch_id
-        head = store.load_head(orch_id)
-        self.orchestration, self.counts = head.orchestration, head.counts
-        state = self.orchestration.state if self.orchestration else None
-        if self.first:
-            self.initial, self.done_at_start = state, done(self.counts)
-        if self.counts.get(FAILED, 0) != self._failed_seen:
-            self._failed_seen = self.counts.get(FAILED, 0)
-            self.failures = group_failures(store.operations_in_state(orch_id, FAILED).values())
-        interval = self.options.interval
-        if interval is None:
-            windows: Sequence[MaintenanceWindow] = ()
-            if idle_pending(state, self.counts):
-                windows = [op.window for op in store.operations_in_state(orch_id, PENDING).values()]
-            interval = poll_interval(state, self.counts, windows, at)
-        self.last_id, new = store.transitions_after(self.last_id)
-        progress = Progress(
-            orch_id,
-            self.orchestration,
-            self.counts,
-            tuple(t for t in new if t.orchestration_id == orch_id),
-            self.failures,
-            interval,
-            elapsed,
-            at,
-            first=self.first,
-            recovered_after=follow.failures,
-        )
-        self.first = False
-        # A 404 for an orchestration never seen leaves no snapshot row: the tracked row says it.
-        not_found = head.not_found or _tracked(store, orch_id).not_found
-        return progress, Observed(state, not_found, interval)
-
-    def summary(self, outcome: WatchOutcome, reason: str, elapsed: float, at: datetime) -> Summary:
-        return Summary(
-            self.orch_id,
-            outcome,
-            reason,
-            at,
-            elapsed,
-            self.orchestration,
-            self.initial,
-            dict(self.counts),
-            done(self.counts) - self.done_at_start,
-            self.failures,
-        )
-
-
-async def follow(
-    orch_id: str,
-    engine: Engine,
-    store: Store,
-    sink: Sink,
-    options: WatchOptions,
-    *,
-    sleep: Sleep = asyncio.sleep,
-    clock: Callable[[], float],
-    now: Callable[[], datetime] = utcnow,
-    rng: Callable[[], float] = random.random,
-) -> Summary:
-    """Follow ``orch_id`` until :func:`step` says finish; return the summary (also given to
-    ``sink.finish``). Tracks the ID in ``store`` first. Ctrl-C (cancellation) finishes with
-    :attr:`WatchOutcome.INTERRUPTED` and re-raises. A :class:`~watcher.errors.StoreError` while
-    polling (another process, e.g. `watcher run`, recorded the same change first) is retried
-    like a transient KEB error; the next poll diffs against what that process recorded."""
-    store.track([orch_id], None, now())
-    watch = _Watch(orch_id, store, options)
-    state = Follow(started=clock())
-    try:
-        while True:
-            event: WatchEvent
-            try:
-                result = await engine.poll_orchestration(_tracked(store, orch_id), cycle_id=None)
-            except (TokenError, StoreError) as exc:  # the engine maps KEB errors only
-                event = PollFailed(exc)
-            else:
-                if result.ok:
-                    progress, event = watch.observe(state, clock() - state.started, now())
-                    sink.progress(progress)
-                else:
-                    event = PollFailed(result.exception or KebTransientError(str(result.error)))
-            state, action = step(state, event, clock(), options, rng)
-            if isinstance(action, Finish):
-                summary = watch.summary(
-                    action.outcome, action.reason, clock() - state.started, now()
-                )
-                sink.finish(summary)
-                return summary
-            if isinstance(action, Reconnect):
-                sink.reconnecting(orch_id, action, now())
-                await sleep(action.seconds)
-            elif isinstance(action, Wait):
-                await sleep(action.seconds)
-            else:
-                assert_never(action)
-    except asyncio.CancelledError:
-        elapsed = clock() - state.started
-        sink.finish(watch.summary(WatchOutcome.INTERRUPTED, "interrupted (Ctrl-C)", elapsed, now()))
-        raise

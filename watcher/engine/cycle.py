@@ -15,9 +15,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from watcher.clock import utcnow
 from watcher.core.diff import Diff, NotFound, diff
 from watcher.core.intents import Intent
 from watcher.core.models import TERMINAL_OPERATION_STATES, is_terminal_orchestration
@@ -47,10 +48,6 @@ def notification_policy(store: Store) -> Policy:
         return decide(result, channel=tracked.channel, now=now, reference=reference)
 
     return policy
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

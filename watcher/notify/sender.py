@@ -20,8 +20,9 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from watcher.clock import utcnow
 from watcher.notify.blocks import Message, plain_message
 from watcher.notify.budget import RateBudget
 from watcher.notify.render import Renderer, fallback_text
@@ -32,10 +33,6 @@ log = logging.getLogger("watcher.notify")
 
 THREAD_KINDS = frozenset({"failure_digest", "state_changed", "finished", "not_found"})
 CARD_KINDS = frozenset({"tracking_started", "progress"})
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _ids(entry: Entry) -> dict[str, object]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from watcher.clock import from_iso, iso
 from watcher.core.diff import Diff, Snapshot, Transition
 from watcher.core.intents import Intent
 from watcher.core.models import (
@@ -35,8 +36,6 @@ from watcher.store.rows import (
     OP_COLUMNS,
     SnapshotHead,
     Tracked,
-    from_iso,
-    iso,
     operation_from_row,
     operation_row,
     transition_from_row,

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from watcher.clock import iso, utcnow
 from watcher.errors import StoreError, WatcherError
 from watcher.store.database import Store
 
@@ -58,14 +59,6 @@ def lease_ttl(interval: float) -> float:
 def holder_id() -> str:
     """``host:pid:random``: who holds the lease, readable and unique per process start."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _shown(value: datetime) -> str:
@@ -129,7 +122,7 @@ class Lease:
         holder: str,
         ttl: float,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         alive: Callable[[int], bool] = pid_alive,
         host: str | None = None,
         name: str = LEASE_NAME,
@@ -183,7 +176,7 @@ class Lease:
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
                 "acquired_at = excluded.acquired_at, renewed_at = excluded.renewed_at, "
                 "expires_at = excluded.expires_at",
-                (self.name, self.holder, _iso(acquired), _iso(now), _iso(expires)),
+                (self.name, self.holder, iso(acquired), iso(now), iso(expires)),
             )
         if other is not None and other.holder != self.holder:
             how = f"expired {other.until}" if other.expires_at <= now else "its process is gone"
@@ -199,7 +192,7 @@ class Lease:
         with self.store.transaction() as conn:
             cur = conn.execute(
                 "UPDATE lease SET renewed_at = ?, expires_at = ? WHERE name = ? AND holder = ?",
-                (_iso(now), _iso(expires), self.name, self.holder),
+                (iso(now), iso(expires), self.name, self.holder),
             )
         if cur.rowcount != 1:
             self.expires_at = None

@@ -22,21 +22,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
+from watcher.clock import from_iso, iso
 from watcher.store.database import Store
 
 UNDELIVERED: Final = ("pending", "failed", "dead")
 STATUSES: Final = ("pending", "sent", "failed", "dead", "superseded", "skipped", "dropped")
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +66,14 @@ class Entry:
             payload=json.loads(row["payload"]),
             status=row["status"],
             attempts=row["attempts"],
-            next_attempt_at=_dt(row["next_attempt_at"]),
+            next_attempt_at=from_iso(row["next_attempt_at"]),
             last_error=row["last_error"],
             created_at=datetime.fromisoformat(row["created_at"]),
-            sent_at=_dt(row["sent_at"]),
+            sent_at=from_iso(row["sent_at"]),
             slack_channel=row["slack_channel"],
             slack_ts=row["slack_ts"],
             render_error=row["render_error"],
-            last_attempt_at=_dt(row["last_attempt_at"]),
+            last_attempt_at=from_iso(row["last_attempt_at"]),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -120,14 +113,14 @@ class Outbox:
     def due(self, now: datetime) -> list[Entry]:
         return self._select(
             "status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)",
-            [_iso(now)],
+            [iso(now)],
         )
 
     def next_due_at(self) -> datetime | None:
         row = self.store.conn.execute(
             "SELECT MIN(COALESCE(next_attempt_at, created_at)) FROM outbox WHERE status = 'pending'"
         ).fetchone()
-        return _dt(row[0])
+        return from_iso(row[0])
 
     def entries(self, statuses: Iterable[str] = UNDELIVERED) -> list[Entry]:
         wanted = list(statuses)
@@ -187,7 +180,7 @@ class Outbox:
         with self.store.transaction() as conn:
             conn.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ? WHERE id = ?",
-                (_iso(now), entry.id),
+                (iso(now), entry.id),
             )
 
     def record_attempt(
@@ -204,7 +197,7 @@ class Outbox:
             conn.execute(
                 "INSERT INTO attempts (outbox_id, at, method, ok, error, retry_after) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (entry.id, _iso(now), method, int(ok), error, retry_after),
+                (entry.id, iso(now), method, int(ok), error, retry_after),
             )
 
     def attempts(self, entry_id: int) -> list[dict[str, Any]]:
@@ -222,11 +215,11 @@ class Outbox:
         self._set(
             entry,
             "status = 'sent', sent_at = ?, slack_channel = ?, slack_ts = ?, last_error = NULL",
-            [_iso(now), channel, ts],
+            [iso(now), channel, ts],
         )
 
     def mark_retry(self, entry: Entry, at: datetime, error: str) -> None:
-        self._set(entry, "next_attempt_at = ?, last_error = ?", [_iso(at), error])
+        self._set(entry, "next_attempt_at = ?, last_error = ?", [iso(at), error])
 
     def mark_failed(self, entry: Entry, error: str, *, dead: bool = False) -> None:
         status = "dead" if dead else "failed"
@@ -252,7 +245,7 @@ class Outbox:
                 "INSERT INTO cards (orchestration_id, channel_id, ts, posted_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (orchestration_id) DO UPDATE SET "
                 "channel_id = excluded.channel_id, ts = excluded.ts",
-                (orch_id, card.channel_id, card.ts, _iso(now)),
+                (orch_id, card.channel_id, card.ts, iso(now)),
             )
 
     def forget_card(self, orch_id: str) -> None:
@@ -268,7 +261,7 @@ class Outbox:
             cur = conn.execute(
                 "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ? "
                 f"WHERE id IN ({marks}) AND status IN ('failed', 'dead', 'pending')",
-                (_iso(now), *ids),
+                (iso(now), *ids),
             )
             return max(cur.rowcount, 0)
 

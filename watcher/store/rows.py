@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -20,14 +20,6 @@ OP_COLUMNS = (
     "orchestration_id, operation_id, runtime_id, shoot_name, state, description, plan_name, "
     "plan_id, global_account_id, sub_account_id, dry_run, window_begin, window_end, extra"
 )
-
-
-def iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def from_iso(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,15 +36,17 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher.app import Watcher, keb_client
-from watcher.core.cadence import Standing, discover, due, poll_trigger, tick_seconds
+from watcher.clock import utcnow
+from watcher.core.cadence import Standing, discover, due
 from watcher.core.durations import format_duration
 from watcher.core.models import MaintenanceWindow
-from watcher.core.watching import idle_pending
-from watcher.engine.cycle import CycleReport, Engine, utcnow
+from watcher.core.pace import idle_pending
+from watcher.engine.cycle import CycleReport, Engine
 from watcher.errors import KebError, StoreError, WatcherError
 from watcher.faces.reports import transition_line
 from watcher.faces.run.health import HealthServer, Readiness
 from watcher.faces.run.metrics import Metrics
+from watcher.faces.run.schedule import poll_trigger, tick_seconds
 from watcher.keb import KebClient
 from watcher.notify.sender import Sender
 from watcher.store.database import Tracked

@@ -25,10 +25,12 @@ import click
 from rich.console import Console
 
 from watcher.app import DELIVERY_DEADLINE, Watcher, check_ids, keb_client
+from watcher.clock import utcnow
 from watcher.config.loader import Config
 from watcher.core.durations import parse_duration
-from watcher.core.watching import Sink, Sleep, Summary, WatchOptions, WatchOutcome, follow
-from watcher.engine.cycle import Engine, utcnow
+from watcher.core.watching import Sink, Sleep, Summary, WatchOptions, WatchOutcome
+from watcher.engine.cycle import Engine
+from watcher.engine.follow import follow
 from watcher.errors import StoreError, UsageError, WatcherError
 from watcher.faces.watch.live import JsonLines, LiveView, PlainLines
 from watcher.keb import KebClient

@@ -1,0 +1,168 @@
+"""The I/O driver of ``watcher watch``: poll one orchestration until it is terminal.
+
+The decisions are pure and live in :mod:`watcher.core.watching` (:func:`~watcher.core.watching.step`
+turns the outcome of one poll into the next action); :func:`follow` does the I/O each action
+asks for: poll through the engine, read the new transitions from the store, tell the sink,
+sleep. Sleep and clocks are arguments, so tests drive the loop on the simulator's manual clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import assert_never
+
+from watcher.clock import utcnow
+from watcher.core.models import FAILED, PENDING, MaintenanceWindow, Orchestration
+from watcher.core.pace import idle_pending
+from watcher.core.watching import (
+    Finish,
+    Follow,
+    Observed,
+    PollFailed,
+    Progress,
+    Reconnect,
+    Sink,
+    Sleep,
+    Summary,
+    Wait,
+    WatchEvent,
+    WatchOptions,
+    WatchOutcome,
+    done,
+    group_failures,
+    poll_interval,
+    step,
+)
+from watcher.engine.cycle import Engine
+from watcher.errors import KebTransientError, StoreError, TokenError
+from watcher.store.database import Store, Tracked
+
+
+def _tracked(store: Store, orch_id: str) -> Tracked:
+    for item in store.tracked(include_inactive=True):
+        if item.orchestration_id == orch_id:
+            return item
+    raise AssertionError(f"{orch_id} was tracked at the start of the watch")
+
+
+class _Watch:
+    """The driver's memory between polls (the renderers keep their own)."""
+
+    def __init__(self, orch_id: str, store: Store, options: WatchOptions) -> None:
+        self.orch_id = orch_id
+        self.store = store
+        self.options = options
+        # Only what is recorded from now on is new.
+        self.last_id = store.last_transition_id()
+        self.first = True
+        self.initial: str | None = None
+        self.done_at_start = 0
+        self.orchestration: Orchestration | None = None
+        self.counts: Mapping[str, int] = {}
+        self.failures: tuple[tuple[str, int], ...] = ()
+        self._failed_seen = -1
+
+    def observe(self, follow: Follow, elapsed: float, at: datetime) -> tuple[Progress, Observed]:
+        """Read what the successful poll recorded: head, failures, new transitions."""
+        store, orch_id = self.store, self.orch_id
+        head = store.load_head(orch_id)
+        self.orchestration, self.counts = head.orchestration, head.counts
+        state = self.orchestration.state if self.orchestration else None
+        if self.first:
+            self.initial, self.done_at_start = state, done(self.counts)
+        if self.counts.get(FAILED, 0) != self._failed_seen:
+            self._failed_seen = self.counts.get(FAILED, 0)
+            self.failures = group_failures(store.operations_in_state(orch_id, FAILED).values())
+        interval = self.options.interval
+        if interval is None:
+            windows: Sequence[MaintenanceWindow] = ()
+            if idle_pending(state, self.counts):
+                windows = [op.window for op in store.operations_in_state(orch_id, PENDING).values()]
+            interval = poll_interval(state, self.counts, windows, at)
+        self.last_id, new = store.transitions_after(self.last_id)
+        progress = Progress(
+            orch_id,
+            self.orchestration,
+            self.counts,
+            tuple(t for t in new if t.orchestration_id == orch_id),
+            self.failures,
+            interval,
+            elapsed,
+            at,
+            first=self.first,
+            recovered_after=follow.failures,
+        )
+        self.first = False
+        # A 404 for an orchestration never seen leaves no snapshot row: the tracked row says it.
+        not_found = head.not_found or _tracked(store, orch_id).not_found
+        return progress, Observed(state, not_found, interval)
+
+    def summary(self, outcome: WatchOutcome, reason: str, elapsed: float, at: datetime) -> Summary:
+        return Summary(
+            self.orch_id,
+            outcome,
+            reason,
+            at,
+            elapsed,
+            self.orchestration,
+            self.initial,
+            dict(self.counts),
+            done(self.counts) - self.done_at_start,
+            self.failures,
+        )
+
+
+async def follow(
+    orch_id: str,
+    engine: Engine,
+    store: Store,
+    sink: Sink,
+    options: WatchOptions,
+    *,
+    sleep: Sleep = asyncio.sleep,
+    clock: Callable[[], float],
+    now: Callable[[], datetime] = utcnow,
+    rng: Callable[[], float] = random.random,
+) -> Summary:
+    """Follow ``orch_id`` until :func:`step` says finish; return the summary (also given to
+    ``sink.finish``). Tracks the ID in ``store`` first. Ctrl-C (cancellation) finishes with
+    :attr:`WatchOutcome.INTERRUPTED` and re-raises. A :class:`~watcher.errors.StoreError` while
+    polling (another process, e.g. `watcher run`, recorded the same change first) is retried
+    like a transient KEB error; the next poll diffs against what that process recorded."""
+    store.track([orch_id], None, now())
+    watch = _Watch(orch_id, store, options)
+    state = Follow(started=clock())
+    try:
+        while True:
+            event: WatchEvent
+            try:
+                result = await engine.poll_orchestration(_tracked(store, orch_id), cycle_id=None)
+            except (TokenError, StoreError) as exc:  # the engine maps KEB errors only
+                event = PollFailed(exc)
+            else:
+                if result.ok:
+                    progress, event = watch.observe(state, clock() - state.started, now())
+                    sink.progress(progress)
+                else:
+                    event = PollFailed(result.exception or KebTransientError(str(result.error)))
+            state, action = step(state, event, clock(), options, rng)
+            if isinstance(action, Finish):
+                summary = watch.summary(
+                    action.outcome, action.reason, clock() - state.started, now()
+                )
+                sink.finish(summary)
+                return summary
+            if isinstance(action, Reconnect):
+                sink.reconnecting(orch_id, action, now())
+                await sleep(action.seconds)
+            elif isinstance(action, Wait):
+                await sleep(action.seconds)
+            else:
+                assert_never(action)
+    except asyncio.CancelledError:
+        elapsed = clock() - state.started
+        sink.finish(watch.summary(WatchOutcome.INTERRUPTED, "interrupted (Ctrl-C)", elapsed, now()))
+        raise
