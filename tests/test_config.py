@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from watcher.config.loader import (
+from watcher.config import (
     NOTIFICATION_KINDS,
     SECTIONS,
     Config,

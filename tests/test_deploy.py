@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
-from watcher.config.loader import Config, load_config
+from watcher.config import Config, load_config
 from watcher.errors import ConfigError
 
 try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_config
-from watcher.config.loader import load_config
+from watcher.config import load_config
 from watcher.logs import JsonFormatter, RedactFilter, configure, redact_secrets, secrets_of
 
 KEB_TOKEN = "eyJhbGciOiJub25lIn0.keb-secret-token"

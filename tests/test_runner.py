@@ -13,7 +13,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from tests.conftest import Cli, Keb, write_config
 from watcher.app import Watcher, keb_client
-from watcher.config.loader import PollConfig, load_config
+from watcher.config import PollConfig, load_config
 from watcher.core.cadence import Standing, cadence, discover, due, is_due
 from watcher.core.models import MaintenanceWindow, Orchestration
 from watcher.core.pace import PENDING_TICKS

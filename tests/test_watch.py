@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import Cli, Keb, Result
 from watcher.cli import main
-from watcher.config.loader import Config
+from watcher.config import Config
 from watcher.core.models import MaintenanceWindow
 from watcher.core.pace import idle_pending, window_wait
 from watcher.core.watching import (

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from watcher.clock import utcnow
-from watcher.config.loader import Config
+from watcher.config import Config
 from watcher.core.diff import Transition, TransitionKind
 from watcher.core.models import FAILED, Orchestration
 from watcher.core.policy import failure_groups, summary

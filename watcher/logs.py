@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from watcher.config.loader import Config
+from watcher.config import Config
 
 FORMATS: Final = ("text", "json")
 #: Record attributes a JSON line carries when present (``extra=`` at the call site).

@@ -42,35 +42,13 @@ from watcher.config.settings import (
     ORCHESTRATION_TYPES,
     SECTIONS,
     Config,
-    KebConfig,
-    PollConfig,
     Secret,
-    ServiceConfig,
-    SlackConfig,
-    StorageConfig,
-    TemplatesConfig,
 )
 from watcher.core.durations import format_duration, parse_duration, type_phrase
 from watcher.core.models import KNOWN_STATES
 from watcher.errors import ConfigError
 
-__all__ = [
-    "NOTIFICATION_KINDS",
-    "ORCHESTRATION_TYPES",
-    "SECTIONS",
-    "Config",
-    "KebConfig",
-    "PollConfig",
-    "Secret",
-    "ServiceConfig",
-    "SlackConfig",
-    "StorageConfig",
-    "TemplatesConfig",
-    "config_from_env",
-    "default_config_path",
-    "describe",
-    "load_config",
-]
+__all__ = ["config_from_env", "default_config_path", "describe", "load_config"]
 
 
 _STATE_ALIASES: Final = {"inprogress": "in progress"}

@@ -22,7 +22,7 @@ from rich.live import Live
 from rich.table import Table
 
 from watcher.app import keb_client
-from watcher.config.loader import (
+from watcher.config import (
     Config,
     KebConfig,
     PollConfig,

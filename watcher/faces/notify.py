@@ -9,7 +9,7 @@ import sys
 import click
 
 from watcher.app import Watcher
-from watcher.config.loader import default_config_path
+from watcher.config import default_config_path
 from watcher.notify.render import TEMPLATES, Renderer
 from watcher.notify.samples import SAMPLES
 from watcher.store.outbox import STATUSES, UNDELIVERED

@@ -13,7 +13,7 @@ from watcher.app import Watcher
 from watcher.faces.run.service import CYCLE_GRACE, FLUSH_DEADLINE, Service
 
 if TYPE_CHECKING:
-    from watcher.cli import Context
+    from watcher.faces.context import Context
 
 #: Loggers whose INFO lines (start, lease, cycles with changes, stop) a service always shows.
 SERVICE_LOGGERS = ("watcher.faces.run.service", "watcher.store.lease")

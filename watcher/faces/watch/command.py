@@ -26,7 +26,7 @@ from rich.console import Console
 
 from watcher.app import DELIVERY_DEADLINE, Watcher, check_ids, keb_client
 from watcher.clock import utcnow
-from watcher.config.loader import Config
+from watcher.config import Config
 from watcher.core.durations import parse_duration
 from watcher.core.watching import Sink, Sleep, Summary, WatchOptions, WatchOutcome
 from watcher.engine.cycle import Engine
@@ -37,7 +37,7 @@ from watcher.keb import KebClient
 from watcher.store.database import Store
 
 if TYPE_CHECKING:
-    from watcher.cli import Context
+    from watcher.faces.context import Context
 
 #: Called once the watch has ended (not after Ctrl-C) when ``--notify`` is given.
 OnFinished = Callable[[Summary, Config, Store], Awaitable[None]]

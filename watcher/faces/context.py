@@ -1,0 +1,60 @@
+"""What every face shares: the click context object, the ``--output`` option, JSON output.
+
+Lives apart from :mod:`watcher.cli` so that the face modules and the root group can both
+import it without an import cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from watcher.app import Watcher
+from watcher.config import Config, load_config
+from watcher.logs import redact_secrets
+
+T = TypeVar("T")
+
+OUTPUT = click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Plain text for people, JSON for scripts.",
+)
+
+
+class Context:
+    """What the group passes to its commands."""
+
+    def __init__(self, config_path: Path | None, debug: bool) -> None:
+        self.config_path = config_path
+        self.debug = debug
+
+    def config(self, *, keb_env: bool = False) -> Config:
+        """The configuration; with ``keb_env``, KEB_URL/KEB_TOKEN win and no file is needed."""
+        # An explicit --config must exist even where KEB_URL/KEB_TOKEN would do.
+        required = not keb_env or self.config_path is not None
+        config = load_config(
+            self.config_path, os.environ, require_file=required, env_overrides=keb_env
+        )
+        redact_secrets(config)
+        return config
+
+    def watcher(self, *, keb_env: bool = False) -> Watcher:
+        return Watcher(self.config(keb_env=keb_env))
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
