@@ -22,8 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import Cli, Keb, Result
+from watcher.app import Watcher
 from watcher.cli import main
-from watcher.config import Config
 from watcher.core.models import MaintenanceWindow
 from watcher.core.pace import idle_pending, window_wait
 from watcher.core.watching import (
@@ -51,7 +51,6 @@ from watcher.errors import (
     TokenError,
 )
 from watcher.faces.watch.command import WatchHooks, make_watch_command
-from watcher.store.database import Store
 
 NOW = datetime(2024, 5, 14, 8, 0, tzinfo=UTC)
 
@@ -500,7 +499,7 @@ def test_notify_without_slack_says_so_and_keeps_the_exit_code(
 
     got: list[Summary] = []
 
-    async def on_finished(summary: Summary, config: Config, store: Store) -> None:
+    async def on_finished(summary: Summary, app: Watcher) -> None:
         got.append(summary)
 
     result = watch(keb, SimTime(keb), orch(keb), "--notify", on_finished=on_finished)

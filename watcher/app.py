@@ -11,20 +11,23 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from watcher.clock import utcnow
+from watcher.clock import Clock, utcnow
 from watcher.config import Config
 from watcher.core.diff import Transition, TransitionKind
 from watcher.core.models import FAILED, Orchestration
 from watcher.core.policy import failure_groups, summary
+from watcher.core.watching import Sink, Sleep, Summary, WatchOptions
 from watcher.engine.cycle import CycleReport, Engine, notification_policy
+from watcher.engine.follow import follow
+from watcher.engine.observer import KebReader
 from watcher.errors import ConfigError, UsageError
 from watcher.faces import reports as report
 from watcher.keb import CommandToken, FileToken, KebClient, RetryPolicy, StaticToken, TokenProvider
 from watcher.keb.timing import ExchangeHook, timed_transport
+from watcher.notify.budget import RateBudget
 from watcher.notify.render import Rendered, Renderer
 from watcher.notify.samples import SAMPLES
 from watcher.notify.sender import DeliveryReport, Sender
@@ -95,23 +98,38 @@ class PollOutcome:
 
 
 class Watcher:
-    """One configured keb-watcher: what every command needs, opened on first use."""
+    """One configured keb-watcher: the one place that wires the KEB client, the store, the
+    engine, the sender and the destination. Every face builds one; resources open on first
+    use.
+
+    Overrides, for the faces that run without a configured database or Slack (``watch``
+    without a config file, ``demo``) and for tests: ``clock`` (the engine's, the sender's and
+    the lease's time), ``store`` (an open store), ``memory`` (a private in-memory store),
+    ``destination`` (where notifications go instead of the configured Slack) and ``budget``
+    (the sender's rate budget).
+    """
 
     def __init__(
         self,
         config: Config,
         *,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = utcnow,
         store: Store | None = None,
+        memory: bool = False,
+        destination: Destination | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self._store = store
+        self._memory = memory
+        self._destination = destination
+        self._budget = budget
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.config.storage.path)
+            self._store = Store(":memory:" if self._memory else self.config.storage.path)
         return self._store
 
     def close(self) -> None:
@@ -140,8 +158,13 @@ class Watcher:
         """Stop tracking; returns the IDs that were not tracked."""
         return self.store.untrack(check_ids(ids), self.clock())
 
-    def tracked(self) -> list[Tracked]:
-        return self.store.tracked()
+    def tracked(self, *, include_inactive: bool = False) -> list[Tracked]:
+        return self.store.tracked(include_inactive=include_inactive)
+
+    def due(self) -> list[Tracked]:
+        """The tracked orchestrations a cycle polls: unfinished, or finished and waiting for
+        their final notification."""
+        return self.store.due()
 
     def history(self, orch_id: str) -> list[Transition]:
         check_ids([orch_id])
@@ -156,9 +179,17 @@ class Watcher:
         async with keb_client(self.config) as keb:
             return await keb.get_orchestration(orch_id)
 
-    def engine(self, keb: KebClient) -> Engine:
-        """The poll engine; it writes notification intents only when Slack is configured."""
-        notifying = destination(self.config) is not None
+    def keb(self, *, observe: ExchangeHook | None = None) -> KebClient:
+        """A KEB client for this configuration; use it as an async context manager."""
+        return keb_client(self.config, observe=observe)
+
+    def destination(self) -> Destination | None:
+        """Where notifications go: the override, else the configured Slack, else nowhere."""
+        return self._destination if self._destination is not None else destination(self.config)
+
+    def engine(self, keb: KebReader) -> Engine:
+        """The poll engine; it writes notification intents only when there is a destination."""
+        notifying = self.destination() is not None
         return Engine(
             self.store,
             keb,
@@ -171,7 +202,7 @@ class Watcher:
         )
 
     def sender(self) -> Sender | None:
-        dest = destination(self.config)
+        dest = self.destination()
         if dest is None:
             return None
         slack = self.config.slack
@@ -182,6 +213,7 @@ class Watcher:
             default_channel=slack.channel,
             routes=slack.routes,
             max_attempts=slack.max_attempts,
+            budget=self._budget,
             clock=self.clock,
             on_delivered=self._delivered,
         )
@@ -200,14 +232,47 @@ class Watcher:
         """
         lease = Lease(self.store, holder_id(), lease_ttl(self.config.poll.interval))
         async with holding(lease):
-            async with keb_client(self.config) as keb:
+            async with self.keb() as keb:
                 cycle = await self.engine(keb).poll_once()
             outcome = PollOutcome(cycle)
-            sender = self.sender()
-            if sender is not None:
-                outcome.delivery = await sender.deliver(deadline=time.monotonic() + deadline)
-                outcome.undelivered = sender.outbox.undelivered()
+            outcome.delivery, outcome.undelivered = await self.deliver(deadline=deadline)
         return outcome
+
+    async def deliver(
+        self, *, deadline: float = DELIVERY_DEADLINE
+    ) -> tuple[DeliveryReport | None, int]:
+        """Deliver what the outbox holds, for up to ``deadline`` seconds: what was delivered
+        (``None`` without a destination), and how many notifications are still undelivered."""
+        sender = self.sender()
+        if sender is None:
+            return None, 0
+        report = await sender.deliver(deadline=time.monotonic() + deadline)
+        return report, sender.outbox.undelivered()
+
+    async def follow(
+        self,
+        orch_id: str,
+        sink: Sink,
+        options: WatchOptions,
+        *,
+        sleep: Sleep,
+        monotonic: Callable[[], float],
+        rng: Callable[[], float],
+    ) -> Summary:
+        """``watcher watch``: follow one orchestration until it is terminal
+        (:func:`watcher.engine.follow.follow`), recording into this watcher's store."""
+        async with self.keb() as keb:
+            return await follow(
+                check_ids([orch_id])[0],
+                self.engine(keb),
+                self.store,
+                sink,
+                options,
+                sleep=sleep,
+                clock=monotonic,
+                now=self.clock,
+                rng=rng,
+            )
 
     # -- notifications --------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from watcher.app import keb_client
+from watcher.app import Watcher
 from watcher.config import (
     Config,
     KebConfig,
@@ -34,16 +34,11 @@ from watcher.config import (
 )
 from watcher.core.durations import format_duration, parse_duration
 from watcher.core.models import is_terminal_orchestration
-from watcher.engine.cycle import Engine, notification_policy
 from watcher.faces import reports as report
 from watcher.faces.watch.live import StateBar
 from watcher.notify.budget import RateBudget
-from watcher.notify.render import Renderer
-from watcher.notify.sender import Sender
 from watcher.notify.terminal import TerminalSlack
 from watcher.sim import SimServer, Simulator
-from watcher.store.database import Store
-from watcher.store.outbox import Outbox
 
 
 def demo_config(url: str, token: str, workdir: Path) -> Config:
@@ -51,7 +46,7 @@ def demo_config(url: str, token: str, workdir: Path) -> Config:
         keb=KebConfig(url=url, token=Secret(token), timeout=10.0),
         storage=StorageConfig(path=workdir / "watcher.db"),
         poll=PollConfig(interval=1.0, jitter=0.0, full_sweep_every=600.0),
-        slack=SlackConfig(),
+        slack=SlackConfig(channel="#kyma-upgrades"),
         templates=TemplatesConfig(),
         service=ServiceConfig(),
         source=None,
@@ -70,88 +65,100 @@ async def run_demo(scenario: str, seed: int, speed: float, interval: float, limi
         )
         click.echo(f"KEB simulator: {server.url} (scenario {scenario!r}, {speed:g}x time)")
         click.echo("No Slack is configured, so what the channel would get is printed here.")
-        store = Store(config.storage.path)
-        board = Board(store) if sys.stdout.isatty() and os.environ.get("TERM") != "dumb" else None
-        slack = TerminalSlack(board.print if board else click.echo)
-        sender = Sender(
-            Outbox(store),
-            slack,
-            Renderer(),
-            default_channel="#kyma-upgrades",
-            budget=RateBudget(post_interval=0.0, updates_per_minute=10**6),
+        terminal = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+        printer = _Printer()
+        with Watcher(
+            config,
             clock=lambda: sim.now,
-            on_delivered=lambda orch_id: _finish(store, sim, orch_id),
-        )
-        async with keb_client(config) as keb:
-            ids = [o.orchestration_id for o in await keb.list_orchestrations()]
-            store.track(ids, None, sim.now)
-            names = {orch_id: f"orch-{i + 1}" for i, orch_id in enumerate(ids)}
-            if board is not None:
-                board.names = names
-            click.echo(f"Tracking {len(ids)} orchestrations:")
-            for orch_id, name in names.items():
-                click.echo(f"  {name} = {orch_id}")
-            engine = Engine(
-                store,
-                keb,
-                clock=lambda: sim.now,
-                full_sweep_every=config.poll.full_sweep_every,
-                policy=notification_policy(store),
-            )
-            started = time.monotonic()
-            cycles = 0
-            while time.monotonic() - started < limit:
-                cycle = await engine.poll_once()
-                cycles += 1
-                if cycle.transitions:
-                    elapsed = format_duration(round(time.monotonic() - started))
-                    line = f"[{elapsed:>4}] poll {cycles}: {cycle.transitions} transitions recorded"
-                    if board is not None:
-                        board.print(line)
-                    else:
-                        click.echo(line)
-                for failure in cycle.failed:
-                    click.echo(f"  poll failed for {failure.orchestration_id}: {failure.error}")
-                await sender.deliver(deadline=time.monotonic() + 5)
-                if board is not None:
-                    board.refresh()
-                _follow_retries(store, sim, ids)
-                if not store.due() and sim.all_finished():
-                    break
-                await asyncio.sleep(interval)
-            requests = keb.stats.requests
+            destination=TerminalSlack(printer.echo),
+            budget=RateBudget(post_interval=0.0, updates_per_minute=10**6),
+        ) as app:
+            return await _follow(app, sim, printer, interval, limit, workdir, terminal)
+
+
+class _Printer:
+    """Where the demo's lines go: above the live board on a terminal, else plain lines."""
+
+    def __init__(self) -> None:
+        self.board: Board | None = None
+
+    def echo(self, line: str) -> None:
+        if self.board is not None:
+            self.board.print(line)
+        else:
+            click.echo(line)
+
+
+async def _follow(
+    app: Watcher,
+    sim: Simulator,
+    printer: _Printer,
+    interval: float,
+    limit: float,
+    workdir: Path,
+    terminal: bool,
+) -> int:
+    board = printer.board = Board(app) if terminal else None
+    async with app.keb() as keb:
+        ids = [o.orchestration_id for o in await keb.list_orchestrations()]
+        app.track(ids, None)
+        names = {orch_id: f"orch-{i + 1}" for i, orch_id in enumerate(ids)}
         if board is not None:
-            board.stop()
-        click.echo("")
-        click.echo("Summary:")
-        items = sorted(
-            store.tracked(include_inactive=True),
-            key=lambda t: list(names).index(t.orchestration_id),
+            board.names = names
+        click.echo(f"Tracking {len(ids)} orchestrations:")
+        for orch_id, name in names.items():
+            click.echo(f"  {name} = {orch_id}")
+        engine = app.engine(keb)
+        started = time.monotonic()
+        cycles = 0
+        while time.monotonic() - started < limit:
+            cycle = await engine.poll_once()
+            cycles += 1
+            if cycle.transitions:
+                elapsed = format_duration(round(time.monotonic() - started))
+                printer.echo(
+                    f"[{elapsed:>4}] poll {cycles}: {cycle.transitions} transitions recorded"
+                )
+            for failure in cycle.failed:
+                click.echo(f"  poll failed for {failure.orchestration_id}: {failure.error}")
+            await app.deliver(deadline=5)
+            if board is not None:
+                board.refresh()
+            _follow_retries(app, sim, ids)
+            if not app.due() and sim.all_finished():
+                break
+            await asyncio.sleep(interval)
+        requests = keb.stats.requests
+    if board is not None:
+        board.stop()
+    printer.board = None
+    click.echo("")
+    click.echo("Summary:")
+    items = sorted(
+        app.tracked(include_inactive=True),
+        key=lambda t: list(names).index(t.orchestration_id),
+    )
+    for item in items:
+        name = names.get(item.orchestration_id, item.orchestration_id)
+        click.echo(
+            f"  {name}: {item.state}, operations {report.counts_text(item.counts)}, "
+            f"{len(app.history(item.orchestration_id))} transitions recorded"
         )
-        for item in items:
-            name = names.get(item.orchestration_id, item.orchestration_id)
-            click.echo(
-                f"  {name}: {item.state}, operations {report.counts_text(item.counts)}, "
-                f"{len(store.history(item.orchestration_id))} transitions recorded"
-            )
-        click.echo(f"  {cycles} poll cycles, {requests} KEB requests in all.")
-        click.echo("")
-        click.echo("Everything is recorded. Look at one orchestration's history with:")
-        first = ids[0] if ids else "ID"
-        click.echo(f"  watcher --config {workdir / 'watcher.toml'} history {first}")
-        unfinished = [
-            t for t in store.due() if not t.state or not is_terminal_orchestration(t.state)
-        ]
-        store.close()
-        return 1 if unfinished else 0
+    click.echo(f"  {cycles} poll cycles, {requests} KEB requests in all.")
+    click.echo("")
+    click.echo("Everything is recorded. Look at one orchestration's history with:")
+    first = ids[0] if ids else "ID"
+    click.echo(f"  watcher --config {workdir / 'watcher.toml'} history {first}")
+    unfinished = [t for t in app.due() if not t.state or not is_terminal_orchestration(t.state)]
+    return 1 if unfinished else 0
 
 
 class Board:
     """On a terminal: a live table of every orchestration (state, a bar of operations by
     state, counts), with what Slack would get printed above it."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, app: Watcher) -> None:
+        self.app = app
         self.names: dict[str, str] = {}
         self.live = Live(self._table(), refresh_per_second=4, transient=False)
         self.live.start()
@@ -163,7 +170,7 @@ class Board:
         table.add_column("operations", ratio=1)
         table.add_column("counts", no_wrap=True)
         order = list(self.names)
-        items = self.store.tracked(include_inactive=True)
+        items = self.app.tracked(include_inactive=True)
         items.sort(
             key=lambda t: order.index(t.orchestration_id) if t.orchestration_id in order else 0
         )
@@ -185,13 +192,9 @@ class Board:
         self.live.stop()
 
 
-def _finish(store: Store, sim: Simulator, orch_id: str) -> None:
-    store.finish_if_done(orch_id, sim.now)
-
-
-def _follow_retries(store: Store, sim: Simulator, ids: Sequence[str]) -> None:
+def _follow_retries(app: Watcher, sim: Simulator, ids: Sequence[str]) -> None:
     """The demo plays the operator who re-tracks an orchestration after retrying it."""
-    finished = {t.orchestration_id for t in store.tracked() if t.finished_at is not None}
+    finished = {t.orchestration_id for t in app.tracked() if t.finished_at is not None}
     for orch_id in ids:
         if orch_id in finished and sim.orchestration_state(orch_id) not in (
             "succeeded",
@@ -199,7 +202,7 @@ def _follow_retries(store: Store, sim: Simulator, ids: Sequence[str]) -> None:
             "failed",
         ):
             click.echo(f"  operator: retried {orch_id[:8]}..., tracking it again")
-            store.track([orch_id], None, sim.now)
+            app.track([orch_id], None)
 
 
 @click.command()

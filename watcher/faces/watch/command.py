@@ -24,23 +24,19 @@ from typing import TYPE_CHECKING
 import click
 from rich.console import Console
 
-from watcher.app import DELIVERY_DEADLINE, Watcher, check_ids, keb_client
+from watcher.app import Watcher, check_ids
 from watcher.clock import utcnow
 from watcher.config import Config
 from watcher.core.durations import parse_duration
 from watcher.core.watching import Sink, Sleep, Summary, WatchOptions, WatchOutcome
-from watcher.engine.cycle import Engine
-from watcher.engine.follow import follow
 from watcher.errors import StoreError, UsageError, WatcherError
 from watcher.faces.watch.live import JsonLines, LiveView, PlainLines
-from watcher.keb import KebClient
-from watcher.store.database import Store
 
 if TYPE_CHECKING:
     from watcher.faces.context import Context
 
 #: Called once the watch has ended (not after Ctrl-C) when ``--notify`` is given.
-OnFinished = Callable[[Summary, Config, Store], Awaitable[None]]
+OnFinished = Callable[[Summary, Watcher], Awaitable[None]]
 
 #: Outcomes that are an error of the watch itself rather than the orchestration's result.
 _ERRORS = (
@@ -57,19 +53,15 @@ def slack_configured(config: Config) -> bool:
     return bool(slack.webhook_url) or bool(slack.token and slack.channel)
 
 
-async def deliver_notifications(summary: Summary, config: Config, store: Store) -> None:
+async def deliver_notifications(summary: Summary, app: Watcher) -> None:
     """``--notify``: deliver what the watch recorded, the final summary included, through the
     configured Slack destination (the same outbox and sender as ``watcher poll``)."""
-    if not slack_configured(config):
+    if not slack_configured(app.config):
         click.echo("watcher: --notify: notifications are not configured", err=True)
         return
-    app = Watcher(config, store=store)
-    sender = app.sender()
-    assert sender is not None
-    report = await sender.deliver(deadline=time.monotonic() + DELIVERY_DEADLINE)
-    for error in report.errors:
+    report, left = await app.deliver()
+    for error in report.errors if report is not None else ():
         click.echo(f"watcher: --notify: {error}", err=True)
-    left = sender.outbox.undelivered()
     if left:
         click.echo(
             f"watcher: --notify: {left} notifications undelivered (see `watcher outbox`)", err=True
@@ -128,31 +120,19 @@ def _seconds(value: str | None, option: str, *, positive: bool = False) -> float
 
 
 async def _run(
-    keb: KebClient,
-    config: Config,
-    engine: Engine,
+    app: Watcher,
     sink: Sink,
     orch_id: str,
     options: WatchOptions,
     hooks: WatchHooks,
     notify: bool,
 ) -> Summary:
-    store = engine.store
-    async with keb:
-        summary = await follow(
-            orch_id,
-            engine,
-            store,
-            sink,
-            options,
-            sleep=hooks.sleep,
-            clock=hooks.clock,
-            now=hooks.now,
-            rng=hooks.rng,
-        )
+    summary = await app.follow(
+        orch_id, sink, options, sleep=hooks.sleep, monotonic=hooks.clock, rng=hooks.rng
+    )
     if notify:
         try:
-            await hooks.on_finished(summary, config, store)
+            await hooks.on_finished(summary, app)
         except WatcherError as exc:
             click.echo(f"watcher: --notify: {exc}", err=True)
     return summary
@@ -173,33 +153,21 @@ def run_watch(
     config = obj.config(keb_env=True)
     # With a config file, record where `watcher poll` does and with its notification policy:
     # intents for what this watch records wait in the outbox for the next poll or run.
-    app = Watcher(config, clock=hooks.now) if config.source is not None else None
-    try:
-        store = app.store if app is not None else Store(":memory:")
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None  # the configured storage.path is unusable
+    # Without one, the record lives in memory for the length of the watch.
     summary: Summary | None = None
     try:
-        keb = keb_client(config)
-        if app is not None:
-            engine = app.engine(keb)
-        else:
-            every = config.poll.full_sweep_every
-            engine = Engine(store, keb, clock=hooks.now, full_sweep_every=every)
-        with quiet_engine_logs():
-            sink = make_sink(output, orch_id, hooks)
-            try:
-                summary = asyncio.run(
-                    _run(keb, config, engine, sink, orch_id, options, hooks, notify)
-                )
-            except KeyboardInterrupt:
-                pass
-            finally:
-                sink.close()
+        with Watcher(config, clock=hooks.now, memory=config.source is None) as app:
+            app.store  # noqa: B018 - open it now: an unusable storage.path is a usage error
+            with quiet_engine_logs():
+                sink = make_sink(output, orch_id, hooks)
+                try:
+                    summary = asyncio.run(_run(app, sink, orch_id, options, hooks, notify))
+                except KeyboardInterrupt:
+                    pass
+                finally:
+                    sink.close()
     except StoreError as exc:
         raise UsageError(str(exc)) from None
-    finally:
-        store.close()
     if summary is None:
         click.echo("watcher: interrupted", err=True)
         return 130
