@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcher.core.durations import DurationError, format_duration, parse_duration
-from watcher.errors import ConfigError
+from watcher.core.durations import format_duration, parse_duration
+from watcher.errors import ConfigError, DurationError
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli, Keb
-from watcher.errors import StoreError
+from watcher.errors import LeaseHeld, StoreError
 from watcher.store.database import Store
-from watcher.store.lease import Holding, Keeper, Lease, LeaseHeld, holding
+from watcher.store.lease import Holding, Keeper, Lease, holding
 
 T0 = datetime(2024, 5, 14, 8, 0, 0, tzinfo=UTC)
 
@@ -57,7 +57,7 @@ def test_the_first_takes_it_the_second_is_told_who_holds_it_until_when(
     assert other.who == "here:100"
     assert other.until == "2024-05-14T08:00:10Z"
     assert not b.held
-    assert str(LeaseHeld(other)) == (
+    assert str(LeaseHeld(other.who, other.until)) == (
         "another keb-watcher (here:100) holds the lease until 2024-05-14T08:00:10Z; not polling"
     )
 

@@ -18,6 +18,7 @@ from watcher.faces.run.health import HealthServer, Readiness
 from watcher.faces.run.metrics import Metrics
 from watcher.notify.sender import DeliveryReport
 from watcher.store.database import Store
+from watcher.store.outbox import Outbox
 
 NOW = datetime(2024, 5, 14, 8, 0, 0, tzinfo=UTC)
 FAMILIES = {
@@ -113,13 +114,13 @@ def test_slack_errors_429s_and_the_outbox_are_read_from_the_database(tmp_path: P
             )
 
     attempt(False, "channel_not_found")  # before the service started: not counted
-    metrics.start_attempts_after(store)
+    metrics.start_attempts_after(Outbox(store))
     attempt(True)
     attempt(False, "ratelimited", 3.0)
     attempt(False, "internal_error")
     attempt(False, "internal_error")
-    metrics.read_attempts(store)
-    metrics.read_attempts(store)  # each row once
+    metrics.read_attempts(Outbox(store))
+    metrics.read_attempts(Outbox(store))  # each row once
     with store.transaction() as conn:
         for key, status, age in (("a", "pending", 30), ("b", "pending", 5), ("c", "dead", 99)):
             conn.execute(
@@ -127,7 +128,7 @@ def test_slack_errors_429s_and_the_outbox_are_read_from_the_database(tmp_path: P
                 "VALUES (?, 'progress', 5, '{}', ?, ?)",
                 (key, status, (NOW - timedelta(seconds=age)).isoformat()),
             )
-    metrics.read_outbox(store, NOW)
+    metrics.read_outbox(Outbox(store), NOW)
     values = samples(metrics)
     post = ("method", "chat.postMessage")
     assert values[("keb_watcher_slack_errors_total", (post, ("reason", "internal_error")))] == 2

@@ -143,3 +143,21 @@ def test_failure_is_recorded_without_touching_snapshot(tmp_path: Path) -> None:
         assert tracked.last_error is not None
         assert "503" in tracked.last_error
         assert tracked.state == "in progress"
+
+
+def test_every_sqlite_error_is_a_store_error_reads_included(tmp_path: Path) -> None:
+    """The store is sealed: a read on a damaged database raises StoreError naming the file,
+    never a raw sqlite3 error (for the snapshot reads, the outbox and the lease alike)."""
+    path = tmp_path / "w.db"
+    store = Store(path)
+    store.track(["a"], None, NOW)
+    store.conn.execute("DROP TABLE operations")
+    store.conn.execute("DROP TABLE tracked")
+    store.conn.execute("DROP TABLE outbox")
+    with pytest.raises(StoreError, match=r"w\.db: tracked failed: no such table"):
+        store.tracked()
+    with pytest.raises(StoreError, match=r"w\.db: operations in state failed"):
+        store.operations_in_state("a", "failed")
+    with pytest.raises(StoreError, match=r"w\.db: undelivered failed"):
+        Outbox(store).undelivered()
+    store.close()

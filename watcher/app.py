@@ -20,11 +20,11 @@ from watcher.core.diff import Transition, TransitionKind
 from watcher.core.models import FAILED, Orchestration
 from watcher.core.policy import failure_groups, summary
 from watcher.core.watching import Sink, Sleep, Summary, WatchOptions
+from watcher.core.wording import transition_text
 from watcher.engine.cycle import CycleReport, Engine, notification_policy
 from watcher.engine.follow import follow
 from watcher.engine.observer import KebReader
 from watcher.errors import ConfigError, UsageError
-from watcher.faces import reports as report
 from watcher.keb import CommandToken, FileToken, KebClient, RetryPolicy, StaticToken, TokenProvider
 from watcher.keb.timing import ExchangeHook, timed_transport
 from watcher.notify.budget import RateBudget
@@ -347,7 +347,7 @@ class Watcher:
             failures=failure_groups(failed),
             new_failures=len(failed),
             more_reasons=0,
-            last_change=report.transition_line(history[-1]).split("  ", 1)[1] if history else "-",
+            last_change=transition_text(history[-1]) if history else "-",
         )
         for t in reversed(history):
             if t.kind is TransitionKind.ORCHESTRATION_STATE:

@@ -8,10 +8,13 @@ the offending input and never contains a secret.
 
     WatcherError                      exit 1 unless a subclass says otherwise
     ├── ConfigError                   exit 2: bad file, key, type, duration, cron, variable
+    │   └── DurationError             not a duration ("30s", "5m", 90); also a ValueError
     ├── UsageError                    exit 2: bad command-line input (e.g. an unknown ID format)
-    ├── StoreError                    the SQLite database cannot be opened, migrated or written
+    ├── StoreError                    the SQLite database cannot be opened, read or written
+    ├── LeaseHeld                     another keb-watcher holds the single-instance lease
     ├── TokenError                    token_file unreadable, token_command failed
-    ├── SlackError                    a Slack call failed (watcher.notify.slack.SlackFailure)
+    ├── SlackError                    a Slack call failed
+    │   └── SlackFailure              ...with Slack's error code, transient or not, Retry-After
     └── KebError                      anything that went wrong talking to KEB
         ├── KebTransientError         worth retrying: connection, timeout, 5xx, 429, bad body
         │   ├── KebUnavailable        connection refused/reset, timeout, 5xx, 429
@@ -48,12 +51,57 @@ class StoreError(WatcherError):
     """The SQLite store cannot be opened, migrated or written."""
 
 
+class DurationError(ConfigError, ValueError):
+    """A value that is not a duration. The message names ``key`` and shows the value.
+
+    It is a :class:`ConfigError` (exit 2) and a :class:`ValueError`, so the command line can
+    use :func:`watcher.core.durations.parse_duration` for its own options
+    (``key="--interval"``).
+    """
+
+    def __init__(self, key: str, value: object, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.value = value
+
+
+class LeaseHeld(WatcherError):
+    """Another keb-watcher holds the lease (:mod:`watcher.store.lease`): this one must not
+    poll now. ``who`` names the holder, ``until`` is when the lease expires unless renewed."""
+
+    def __init__(self, who: str, until: str) -> None:
+        super().__init__(f"another keb-watcher ({who}) holds the lease until {until}; not polling")
+        self.who = who
+        self.until = until
+
+
 class TokenError(WatcherError):
     """No bearer token could be obtained (file unreadable, command failed)."""
 
 
 class SlackError(WatcherError):
     """A Slack call failed; the message carries Slack's error code, never a token."""
+
+
+class SlackFailure(SlackError):
+    """A Slack call failed. ``error`` is Slack's error code (or a short reason); ``transient``
+    says whether trying again can help; ``retry_after`` is Slack's 429 ``Retry-After``."""
+
+    def __init__(
+        self,
+        method: str,
+        error: str,
+        *,
+        transient: bool,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(f"Slack {method}: {error}")
+        self.method = method
+        self.error = error
+        self.transient = transient
+        self.retry_after = retry_after
+        self.status = status
 
 
 class KebError(WatcherError):

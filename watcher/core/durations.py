@@ -24,7 +24,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Final
 
-from watcher.errors import ConfigError
+from watcher.errors import DurationError
 
 __all__ = ["DurationError", "format_duration", "parse_duration", "type_phrase"]
 
@@ -37,19 +37,6 @@ _NUMBER: Final = r"\d+(?:\.\d+)?"
 _COMPONENT: Final = re.compile(rf"({_NUMBER})(ms|d|h|m|s)")
 _DURATION: Final = re.compile(rf"(?:{_NUMBER}(?:ms|d|h|m|s))+")
 _SECONDS: Final = re.compile(_NUMBER)
-
-
-class DurationError(ConfigError, ValueError):
-    """A value that is not a duration. The message names ``key`` and shows the value.
-
-    It is a :class:`~watcher.errors.ConfigError` (exit 2) and a :class:`ValueError`, so the
-    command line can use :func:`parse_duration` for its own options (``key="--interval"``).
-    """
-
-    def __init__(self, key: str, value: object, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
-        self.value = value
 
 
 def type_phrase(value: object) -> str:

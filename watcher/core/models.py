@@ -136,6 +136,15 @@ def is_terminal_operation(state: str) -> bool:
     return state in TERMINAL_OPERATION_STATES
 
 
+def finished_count(counts: Mapping[str, int]) -> int:
+    """Operations that have finished (succeeded, failed or canceled), from counts by state.
+
+    >>> finished_count({"succeeded": 3, "failed": 1, "pending": 5, "in progress": 2})
+    4
+    """
+    return sum(n for state, n in counts.items() if state in TERMINAL_OPERATION_STATES)
+
+
 def _str(obj: Mapping[str, Any], key: str) -> str:
     value = obj.get(key)
     if value is None:

@@ -29,8 +29,8 @@ from watcher.core.models import (
     CANCELED,
     FAILED,
     SUCCEEDED,
-    TERMINAL_OPERATION_STATES,
     Orchestration,
+    finished_count,
     is_terminal_orchestration,
 )
 
@@ -99,7 +99,7 @@ def summary(
 ) -> dict[str, Any]:
     """The numbers every message about an orchestration shows."""
     total = sum(counts.values())
-    done = sum(counts.get(s, 0) for s in TERMINAL_OPERATION_STATES)
+    done = finished_count(counts)
     started = orch.created_at
     elapsed = (now - started).total_seconds() if started else None
     if is_terminal_orchestration(orch.state) and started and orch.updated_at:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -31,9 +30,10 @@ from watcher.core.models import (
     MaintenanceWindow,
     Operation,
     Orchestration,
-    is_terminal_operation,
+    finished_count,
 )
 from watcher.core.pace import WATCH_PACE, poll_every
+from watcher.core.policy import failure_groups
 from watcher.errors import (
     KebAuthError,
     KebError,
@@ -234,13 +234,17 @@ def _timeout_reason(options: WatchOptions, state: str | None) -> str:
 
 
 def group_failures(operations: Iterable[Operation]) -> tuple[tuple[str, int], ...]:
-    """Failed operations grouped by their description (the reason), most frequent first."""
-    counter = Counter(op.description or "(no description)" for op in operations)
-    return tuple(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
+    """Failed operations grouped by their description (the reason), most frequent first:
+    :func:`watcher.core.policy.failure_groups`, reasons and counts only."""
+    groups = failure_groups(
+        {"description": op.description, "shoot": op.shoot_name, "operation_id": op.operation_id}
+        for op in operations
+    )
+    return tuple((group["reason"], group["count"]) for group in groups)
 
 
-def done(counts: Mapping[str, int]) -> int:
-    return sum(n for state, n in counts.items() if is_terminal_operation(state))
+#: Operations finished, from counts by state (one rule: :func:`watcher.core.models.finished_count`).
+done = finished_count
 
 
 # -- what the renderers get --------------------------------------------------------------

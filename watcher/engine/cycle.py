@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 from watcher.clock import utcnow
 from watcher.core.diff import Diff, NotFound, diff
 from watcher.core.intents import Intent
-from watcher.core.models import TERMINAL_OPERATION_STATES, is_terminal_orchestration
+from watcher.core.models import finished_count, is_terminal_orchestration
 from watcher.core.policy import Reference, decide, health_intent
 from watcher.engine.observer import KebReader, Mode, Observer
 from watcher.errors import KebAuthError, KebError, KebTransientError, StoreError
@@ -44,7 +44,7 @@ def notification_policy(store: Store) -> Policy:
         reference = None
         if found is not None:
             at, counts = found
-            reference = Reference(at, sum(counts.get(s, 0) for s in TERMINAL_OPERATION_STATES))
+            reference = Reference(at, finished_count(counts))
         return decide(result, channel=tracked.channel, now=now, reference=reference)
 
     return policy

@@ -34,7 +34,7 @@ from watcher.config import (
 )
 from watcher.core.durations import format_duration, parse_duration
 from watcher.core.models import is_terminal_orchestration
-from watcher.faces import reports as report
+from watcher.core.wording import counts_text
 from watcher.faces.watch.live import StateBar
 from watcher.notify.budget import RateBudget
 from watcher.notify.terminal import TerminalSlack
@@ -141,7 +141,7 @@ async def _follow(
     for item in items:
         name = names.get(item.orchestration_id, item.orchestration_id)
         click.echo(
-            f"  {name}: {item.state}, operations {report.counts_text(item.counts)}, "
+            f"  {name}: {item.state}, operations {counts_text(item.counts)}, "
             f"{len(app.history(item.orchestration_id))} transitions recorded"
         )
     click.echo(f"  {cycles} poll cycles, {requests} KEB requests in all.")
@@ -176,9 +176,7 @@ class Board:
         )
         for item in items:
             name = self.names.get(item.orchestration_id, item.orchestration_id[:8])
-            table.add_row(
-                name, item.state or "-", StateBar(item.counts), report.counts_text(item.counts)
-            )
+            table.add_row(name, item.state or "-", StateBar(item.counts), counts_text(item.counts))
         return table
 
     def print(self, line: str) -> None:

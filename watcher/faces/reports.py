@@ -10,8 +10,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from watcher.core.diff import Transition, TransitionKind
+from watcher.core.diff import Transition
 from watcher.core.models import KNOWN_STATES, Orchestration
+from watcher.core.wording import counts_text, transition_text
 from watcher.store.database import Tracked
 
 _STATE_ORDER = {state: i for i, state in enumerate(KNOWN_STATES)}
@@ -19,17 +20,6 @@ _STATE_ORDER = {state: i for i, state in enumerate(KNOWN_STATES)}
 
 def when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
-
-
-def counts_text(counts: Mapping[str, int]) -> str:
-    """``120: 13 succeeded, 2 failed, 5 in progress, 100 pending`` (unknown states kept)."""
-    total = sum(counts.values())
-    parts = [
-        f"{n} {state or '(no state)'}"
-        for state, n in sorted(counts.items(), key=lambda kv: (_STATE_ORDER.get(kv[0], 99), kv[0]))
-        if n
-    ]
-    return f"{total}: " + ", ".join(parts) if parts else "0"
 
 
 def stats_text(stats: Mapping[str, int] | None) -> str:
@@ -113,27 +103,8 @@ def transition_json(t: Transition) -> dict[str, Any]:
 
 
 def transition_line(t: Transition) -> str:
-    path = " -> ".join(s for s in t.path if s) if t.path else ""
-    if t.kind is TransitionKind.BASELINE:
-        counts = t.detail.get("counts", {})
-        what = f"baseline: {t.to_state}, operations {counts_text(counts)}"
-    elif t.kind is TransitionKind.ORCHESTRATION_NOT_FOUND:
-        what = "orchestration not found (404): no longer polled"
-    elif t.operation_id is None:
-        what = f"orchestration {path or t.to_state}"
-        if t.description:
-            what += f': "{t.description}"'
-    else:
-        who = t.shoot_name or t.runtime_id or "-"
-        label = {
-            TransitionKind.OPERATION_ADDED: "added",
-            TransitionKind.OPERATION_RETRY: "retry",
-            TransitionKind.OPERATION_VANISHED: "vanished",
-        }.get(t.kind, "")
-        what = f"{who} {t.operation_id}: {label + ' ' if label else ''}{path}"
-        if t.description and t.kind is TransitionKind.OPERATION_COMPLETED:
-            what += f' "{t.description}"'
-    return f"{when(t.at)}  {what}"
+    """One recorded transition as ``history`` prints it: the time, then what happened."""
+    return f"{when(t.at)}  {transition_text(t)}"
 
 
 def history_lines(transitions: Iterable[Transition]) -> list[str]:

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from watcher.clock import utcnow
+from watcher.errors import SlackFailure
 from watcher.notify.blocks import Message, plain_message
 from watcher.notify.budget import RateBudget
 from watcher.notify.render import Renderer, fallback_text
-from watcher.notify.slack import Destination, Posted, SlackFailure, metadata
+from watcher.notify.slack import Destination, Posted, metadata
 from watcher.store.outbox import Card, Entry, Outbox
 
 log = logging.getLogger("watcher.notify")

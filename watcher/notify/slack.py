@@ -24,7 +24,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.webhook import WebhookClient
 
-from watcher.errors import SlackError
+from watcher.errors import SlackFailure
 from watcher.notify.blocks import Message
 
 EVENT_TYPE: Final = "keb_watcher_notification"
@@ -40,26 +40,6 @@ TRANSIENT: Final = frozenset(
         "team_added_to_org",
     }
 )
-
-
-class SlackFailure(SlackError):
-    """A Slack call failed. ``error`` is Slack's error code (or a short reason)."""
-
-    def __init__(
-        self,
-        method: str,
-        error: str,
-        *,
-        transient: bool,
-        retry_after: float | None = None,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(f"Slack {method}: {error}")
-        self.method = method
-        self.error = error
-        self.transient = transient
-        self.retry_after = retry_after
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,30 +22,30 @@ from pathlib import Path
 import sqlite_utils
 
 from watcher.clock import from_iso, iso
-from watcher.core.diff import Diff, Snapshot, Transition
+from watcher.core.diff import Diff, Transition
 from watcher.core.intents import Intent
 from watcher.core.models import (
-    MaintenanceWindow,
     Operation,
-    Orchestration,
     is_terminal_orchestration,
     operation_stats,
 )
 from watcher.errors import StoreError
+from watcher.store.guard import sealed
 from watcher.store.rows import (
     OP_COLUMNS,
     SnapshotHead,
     Tracked,
-    operation_from_row,
     operation_row,
     transition_from_row,
 )
 from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION
+from watcher.store.snapshots import SnapshotQueries
 
 __all__ = ["SnapshotHead", "Store", "Tracked"]
 
 
-class Store:
+@sealed
+class Store(SnapshotQueries):
     """One SQLite database. Not thread-safe: use it from one thread (the event loop's)."""
 
     def __init__(self, path: Path | str) -> None:
@@ -199,106 +199,6 @@ class Store:
             (orch_id, orch_id),
         ).fetchone()
         return row is not None
-
-    # -- snapshots ------------------------------------------------------------------------
-
-    def load_head(self, orch_id: str) -> SnapshotHead:
-        row = self.conn.execute(
-            "SELECT raw, expected_stats, counts, operation_count, revision, not_found "
-            "FROM orchestrations WHERE orchestration_id = ?",
-            (orch_id,),
-        ).fetchone()
-        if row is None:
-            # Never observed; KEB may still have answered 404 (recorded on the tracked row).
-            gone = self.conn.execute(
-                "SELECT not_found FROM tracked WHERE orchestration_id = ?", (orch_id,)
-            ).fetchone()
-            return SnapshotHead(orch_id, None, None, {}, 0, 0, bool(gone and gone[0]))
-        return SnapshotHead(
-            orch_id,
-            Orchestration.from_json(json.loads(row[0])),
-            json.loads(row[1]),
-            json.loads(row[2]),
-            row[3],
-            row[4],
-            bool(row[5]),
-        )
-
-    def load_snapshot(self, head: SnapshotHead) -> Snapshot:
-        """The complete snapshot: the head plus every operation, in KEB order."""
-        rows = self.conn.execute(
-            f"SELECT {OP_COLUMNS} FROM operations WHERE orchestration_id = ? ORDER BY id",
-            (head.orchestration_id,),
-        ).fetchall()
-        operations = {row[1]: operation_from_row(row) for row in rows}
-        return Snapshot(
-            head.orchestration_id,
-            head.orchestration,
-            operations,
-            head.revision,
-            head.not_found,
-            counts=head.counts,
-            expected_stats=head.expected_stats,
-        )
-
-    # The partial reads below serve incremental observation: their cost follows what
-    # changed, not how many operations the orchestration has.
-
-    def operations_in_state(self, orch_id: str, state: str) -> dict[str, Operation]:
-        rows = self.conn.execute(
-            f"SELECT {OP_COLUMNS} FROM operations WHERE orchestration_id = ? AND state = ? "
-            "ORDER BY id",
-            (orch_id, state),
-        ).fetchall()
-        return {row[1]: operation_from_row(row) for row in rows}
-
-    def pending_windows(self, orch_id: str) -> list[MaintenanceWindow]:
-        """The distinct maintenance windows of the orchestration's pending operations."""
-        rows = self.conn.execute(
-            "SELECT DISTINCT window_begin, window_end FROM operations "
-            "WHERE orchestration_id = ? AND state = 'pending'",
-            (orch_id,),
-        ).fetchall()
-        return [MaintenanceWindow(begin, end) for begin, end in rows]
-
-    def operation_ids_in_state(
-        self, orch_id: str, state: str, *, offset: int = 0, limit: int = -1
-    ) -> list[str]:
-        """IDs in KEB order (oldest first); ``limit`` -1 means all."""
-        rows = self.conn.execute(
-            "SELECT operation_id FROM operations WHERE orchestration_id = ? AND state = ? "
-            "ORDER BY id LIMIT ? OFFSET ?",
-            (orch_id, state, limit, offset),
-        ).fetchall()
-        return [row[0] for row in rows]
-
-    def operations_by_id(self, orch_id: str, ids: Iterable[str]) -> dict[str, Operation]:
-        out: dict[str, Operation] = {}
-        wanted = list(ids)
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            rows = self.conn.execute(
-                f"SELECT {OP_COLUMNS} FROM operations WHERE orchestration_id = ? "
-                f"AND operation_id IN ({', '.join('?' * len(chunk))}) ORDER BY id",
-                (orch_id, *chunk),
-            ).fetchall()
-            out.update((row[1], operation_from_row(row)) for row in rows)
-        return out
-
-    def runtime_states(self, orch_id: str, runtimes: Iterable[str]) -> list[tuple[str, str, str]]:
-        """``(operation_id, runtime_id, state)`` of every operation of these runtimes."""
-        out: list[tuple[str, str, str]] = []
-        wanted = list(runtimes)
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            out.extend(
-                self.conn.execute(
-                    "SELECT operation_id, runtime_id, state FROM operations "
-                    f"WHERE orchestration_id = ? AND runtime_id IN ({', '.join('?' * len(chunk))})",
-                    (orch_id, *chunk),
-                ).fetchall()
-            )
-        return out
 
     def commit_diff(
         self,

@@ -32,8 +32,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from watcher.clock import iso, utcnow
-from watcher.errors import StoreError, WatcherError
+from watcher.errors import LeaseHeld, StoreError
 from watcher.store.database import Store
+from watcher.store.guard import sealed
 
 log = logging.getLogger("watcher.store.lease")
 
@@ -102,17 +103,7 @@ class Holding:
         return not alive(int(parts[1]))
 
 
-class LeaseHeld(WatcherError):
-    """Another keb-watcher holds the lease: this one must not poll now."""
-
-    def __init__(self, holding: Holding) -> None:
-        super().__init__(
-            f"another keb-watcher ({holding.who}) holds the lease until {holding.until}; "
-            "not polling"
-        )
-        self.holding = holding
-
-
+@sealed
 class Lease:
     """The lease as seen by one holder. Not thread-safe (like the :class:`Store` it uses)."""
 
@@ -228,7 +219,7 @@ async def holding(lease: Lease) -> AsyncIterator[Lease]:
     """
     other = lease.acquire()
     if other is not None:
-        raise LeaseHeld(other)
+        raise LeaseHeld(other.who, other.until)
     renewer = asyncio.create_task(_renew_every(lease, lease.ttl / 3))
     try:
         yield lease

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from watcher.clock import from_iso, iso
 from watcher.store.database import Store
+from watcher.store.guard import sealed
 
 UNDELIVERED: Final = ("pending", "failed", "dead")
 STATUSES: Final = ("pending", "sent", "failed", "dead", "superseded", "skipped", "dropped")
@@ -95,11 +96,23 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """One recorded Slack call."""
+
+    id: int
+    method: str
+    ok: bool
+    error: str | None
+    retry_after: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Card:
     channel_id: str
     ts: str
 
 
+@sealed
 class Outbox:
     """Delivery-side access to the outbox, cards and attempts tables of a :class:`Store`."""
 
@@ -253,6 +266,35 @@ class Outbox:
             conn.execute("DELETE FROM cards WHERE orchestration_id = ?", (orch_id,))
 
     # -- what users do --------------------------------------------------------------------
+
+    # -- what /metrics reports --------------------------------------------------------------
+
+    def last_attempt_id(self) -> int:
+        """The newest ``attempts`` row's ID (0 when there is none)."""
+        row = self.store.conn.execute("SELECT COALESCE(MAX(id), 0) FROM attempts").fetchone()
+        return int(row[0])
+
+    def attempts_after(self, attempt_id: int) -> list[Attempt]:
+        """Slack calls recorded after ``attempt_id``, oldest first."""
+        rows = self.store.conn.execute(
+            "SELECT id, method, ok, error, retry_after FROM attempts WHERE id > ? ORDER BY id",
+            (attempt_id,),
+        ).fetchall()
+        return [Attempt(row[0], row[1], bool(row[2]), row[3], row[4]) for row in rows]
+
+    def depth(self) -> tuple[dict[str, int], datetime | None]:
+        """How many notifications are pending, failed and dead, and when the oldest pending
+        one was created."""
+        counts = dict.fromkeys(("pending", "failed", "dead"), 0)
+        for status, count in self.store.conn.execute(
+            "SELECT status, COUNT(*) FROM outbox WHERE status IN ('pending', 'failed', 'dead') "
+            "GROUP BY status"
+        ):
+            counts[status] = int(count)
+        row = self.store.conn.execute(
+            "SELECT MIN(created_at) FROM outbox WHERE status = 'pending'"
+        ).fetchone()
+        return counts, from_iso(row[0])
 
     def retry(self, ids: Sequence[int], now: datetime) -> int:
         """Send failed or dead intents again (attempt counter reset)."""

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from watcher.clock import utcnow
 from watcher.core.diff import Transition, TransitionKind
 from watcher.engine.cycle import CycleReport
 from watcher.notify.sender import DeliveryReport
-from watcher.store.database import Store
+from watcher.store.outbox import Outbox
 
 CYCLE_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 REQUEST_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -187,41 +188,28 @@ class Metrics:
 
     # -- read from the database (the event loop's connection) --------------------------------
 
-    def start_attempts_after(self, store: Store) -> None:
+    def start_attempts_after(self, outbox: Outbox) -> None:
         """Count only Slack attempts made from now on (earlier ones belong to other runs)."""
-        row = store.conn.execute("SELECT COALESCE(MAX(id), 0) FROM attempts").fetchone()
-        self._attempt_id = int(row[0])
+        self._attempt_id = outbox.last_attempt_id()
 
-    def read_attempts(self, store: Store) -> None:
-        """Slack's errors and 429s from the ``attempts`` rows added since the last read."""
-        rows = store.conn.execute(
-            "SELECT id, method, ok, error, retry_after FROM attempts WHERE id > ? ORDER BY id",
-            (self._attempt_id,),
-        ).fetchall()
-        for attempt_id, method, ok, error, retry_after in rows:
-            self._attempt_id = attempt_id
-            if ok:
+    def read_attempts(self, outbox: Outbox) -> None:
+        """Slack's errors and 429s from the attempts recorded since the last read."""
+        for attempt in outbox.attempts_after(self._attempt_id):
+            self._attempt_id = attempt.id
+            if attempt.ok:
                 continue
-            reason = (error or "unknown").split(" ", 1)[0].split(":", 1)[0][:60]
-            self.slack_errors.labels(method, reason).inc()
-            if retry_after is not None or reason in ("ratelimited", "rate_limited"):
-                self.slack_rate_limited.labels(method).inc()
+            reason = (attempt.error or "unknown").split(" ", 1)[0].split(":", 1)[0][:60]
+            self.slack_errors.labels(attempt.method, reason).inc()
+            if attempt.retry_after is not None or reason in ("ratelimited", "rate_limited"):
+                self.slack_rate_limited.labels(attempt.method).inc()
 
-    def read_outbox(self, store: Store, now: datetime | None = None) -> None:
+    def read_outbox(self, outbox: Outbox, now: datetime | None = None) -> None:
         """Outbox depth by status and the age of the oldest pending notification."""
-        counts = dict.fromkeys(OUTBOX_STATUSES, 0)
-        for status, count in store.conn.execute(
-            "SELECT status, COUNT(*) FROM outbox WHERE status IN ('pending', 'failed', 'dead') "
-            "GROUP BY status"
-        ):
-            counts[status] = int(count)
-        for status, count in counts.items():
-            self.outbox.labels(status).set(count)
-        row = store.conn.execute(
-            "SELECT MIN(created_at) FROM outbox WHERE status = 'pending'"
-        ).fetchone()
-        if row[0] is None:
+        counts, oldest = outbox.depth()
+        for status in OUTBOX_STATUSES:
+            self.outbox.labels(status).set(counts.get(status, 0))
+        if oldest is None:
             self.outbox_oldest.set(0)
         else:
-            age = ((now or datetime.now(UTC)) - datetime.fromisoformat(row[0])).total_seconds()
+            age = ((now or utcnow()) - oldest).total_seconds()
             self.outbox_oldest.set(max(0.0, age))

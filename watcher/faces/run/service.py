@@ -41,9 +41,9 @@ from watcher.core.cadence import Standing, discover, due
 from watcher.core.durations import format_duration
 from watcher.core.models import MaintenanceWindow
 from watcher.core.pace import idle_pending
+from watcher.core.wording import transition_text
 from watcher.engine.cycle import CycleReport, Engine
 from watcher.errors import KebError, StoreError, WatcherError
-from watcher.faces.reports import transition_line
 from watcher.faces.run.health import HealthServer, Readiness
 from watcher.faces.run.metrics import Metrics
 from watcher.faces.run.schedule import poll_trigger, tick_seconds
@@ -110,7 +110,7 @@ class Service:
                 self._keb = keb
                 self._engine = self.app.engine(keb)
                 self._sender = self.app.sender()
-                self.metrics.start_attempts_after(self.store)
+                self.metrics.start_attempts_after(self.app.outbox())
                 self._scheduler = self._schedule()
                 self._scheduler.start()
                 log.info("%s", self._describe())
@@ -318,13 +318,13 @@ class Service:
         assert self._keb is not None
         self.metrics.cycle(report, seconds, success, utcnow())
         self.metrics.keb_stats(self._keb.stats.snapshot())
-        self.metrics.read_outbox(self.store)
+        self.metrics.read_outbox(self.app.outbox())
         self._last_transition, new = self.store.transitions_after(self._last_transition)
         self.metrics.recorded(new)
         for t in new:
             ids = {"orchestration_id": t.orchestration_id, "operation_id": t.operation_id}
             level = logging.DEBUG if t.operation_id else logging.INFO
-            line = transition_line(t).split("  ", 1)[-1]
+            line = transition_text(t)
             log.log(level, "orchestration %s: %s", t.orchestration_id, line, extra=ids)
         if success:
             self.readiness.succeeded()
@@ -396,8 +396,8 @@ class Service:
                 allowed=lambda: self.keeper.held,
             )
             self.metrics.delivered(report)
-            self.metrics.read_attempts(self.store)
-            self.metrics.read_outbox(self.store)
+            self.metrics.read_attempts(self.app.outbox())
+            self.metrics.read_outbox(self.app.outbox())
         except WatcherError as exc:
             log.error("delivering notifications: %s", exc)
         finally:

@@ -36,7 +36,8 @@ from watcher.core.diff import Transition, TransitionKind
 from watcher.core.durations import format_duration
 from watcher.core.models import Orchestration, is_terminal_operation
 from watcher.core.watching import Progress, Reconnect, Summary, WatchOutcome, done
-from watcher.faces.reports import counts_text, transition_json, transition_line, when
+from watcher.core.wording import counts_text, transition_text
+from watcher.faces.reports import transition_json, transition_line, when
 
 RECENT: Final = 8
 FAILURE_REASONS: Final = 5
@@ -154,7 +155,7 @@ def _counts(counts: Mapping[str, int]) -> Text:
 
 
 def _recent_line(t: Transition) -> str:
-    return f"{t.at:%H:%M:%S}  {transition_line(t)[len(when(t.at)) + 2 :]}"
+    return f"{t.at:%H:%M:%S}  {transition_text(t)}"
 
 
 def render(frame: Frame, now: float) -> RenderableType:

@@ -1,0 +1,51 @@
+"""The words for what was recorded, written once: every face and every message uses these.
+
+Pure: no clock, no I/O. ``history`` adds the time in front; the live view its own short time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from watcher.core.diff import Transition, TransitionKind
+from watcher.core.models import KNOWN_STATES
+
+#: Operation states in the order KEB lists them (unknown states last).
+_STATE_ORDER: Final = {state: i for i, state in enumerate(KNOWN_STATES)}
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``120: 13 succeeded, 2 failed, 5 in progress, 100 pending`` (unknown states kept)."""
+    total = sum(counts.values())
+    parts = [
+        f"{n} {state or '(no state)'}"
+        for state, n in sorted(counts.items(), key=lambda kv: (_STATE_ORDER.get(kv[0], 99), kv[0]))
+        if n
+    ]
+    return f"{total}: " + ", ".join(parts) if parts else "0"
+
+
+def transition_text(t: Transition) -> str:
+    """What happened, in words (no time): the one wording of a transition everywhere."""
+    path = " -> ".join(s for s in t.path if s) if t.path else ""
+    if t.kind is TransitionKind.BASELINE:
+        counts = t.detail.get("counts", {})
+        what = f"baseline: {t.to_state}, operations {counts_text(counts)}"
+    elif t.kind is TransitionKind.ORCHESTRATION_NOT_FOUND:
+        what = "orchestration not found (404): no longer polled"
+    elif t.operation_id is None:
+        what = f"orchestration {path or t.to_state}"
+        if t.description:
+            what += f': "{t.description}"'
+    else:
+        who = t.shoot_name or t.runtime_id or "-"
+        label = {
+            TransitionKind.OPERATION_ADDED: "added",
+            TransitionKind.OPERATION_RETRY: "retry",
+            TransitionKind.OPERATION_VANISHED: "vanished",
+        }.get(t.kind, "")
+        what = f"{who} {t.operation_id}: {label + ' ' if label else ''}{path}"
+        if t.description and t.kind is TransitionKind.OPERATION_COMPLETED:
+            what += f' "{t.description}"'
+    return what
