@@ -1,6 +1,6 @@
 """A small, fast, in-process model of one KEB orchestration for property tests.
 
-It follows KEB's rules (keb-api.md §3.4, §4): operations move forward only, lists are oldest
+It follows KEB's rules (docs/keb-api.md §3.4, §4): operations move forward only, lists are oldest
 first and filtered by exact state, ``operationStats`` has per-instance ``failed``, retries append
 new operations, cancel cancels pending ones, the cleaning step can delete rows. It records the
 ground truth of every state an operation and the orchestration passed through. Between any two

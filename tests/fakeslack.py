@@ -6,7 +6,7 @@ are HTTP 200 ``{"ok": false, "error": CODE}``; rate limits are HTTP 429 with ``R
 ``Authorization: Bearer`` header), a form body or a query string, by GET or POST. The incoming
 webhook answers plain text (``ok``, ``invalid_payload``, ``no_text``, ``rate_limited``...).
 
-Where PRODUCT.md ("Slack contract") is stricter than Slack, the fake follows the contract:
+Where docs/contract.md §5 is stricter than Slack, the fake follows the contract:
 ``text`` over 4,000 characters is ``msg_too_long`` (Slack truncates at 40,000), and
 ``chat.update``, ``conversations.history`` and ``conversations.info`` take channel IDs only
 (names answer ``channel_not_found``); ``chat.postMessage`` also takes ``#name`` or ``name``.
@@ -41,7 +41,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 TEAM_ID, BOT_USER_ID, BOT_ID = "T000", "U0BOT", "B0BOT"
 WEBHOOK_PATH = "/services/T000/B000/XXXX"
-MAX_TEXT = 4000  # PRODUCT.md "Slack contract"; Slack itself truncates at 40,000.
+MAX_TEXT = 4000  # docs/contract.md §5; Slack itself truncates at 40,000.
 HISTORY_MAX_LIMIT = 999  # conversations.history: "Maximum of 999."
 RATELIMITED = {"ok": False, "error": "ratelimited"}
 # Block types Slack accepts in messages, and the keys each one requires.
@@ -180,7 +180,7 @@ def _items(block: dict[str, Any], key: str, at: str, most: int) -> tuple[list[An
 
 
 def block_problems(blocks: Any) -> list[str]:
-    """The Block Kit limits of PRODUCT.md "Slack contract", worded like Slack's errors."""
+    """The Block Kit limits of docs/contract.md §5, worded like Slack's errors."""
     if not isinstance(blocks, list):
         return ["must provide an array [json-pointer:/blocks]"]
     problems = ["no more than 50 items allowed [json-pointer:/blocks]"] if len(blocks) > 50 else []

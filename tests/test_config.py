@@ -1,4 +1,5 @@
-"""The configuration contract of PRODUCT.md: what loads, what is refused and how it is said."""
+"""The configuration contract (docs/contract.md §3): what loads, what is refused, and how
+it is said."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from watcher.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 
-# The example of PRODUCT.md, "Configuration contract (TOML)", verbatim.
+# The example of docs/contract.md §3, verbatim.
 PRODUCT_EXAMPLE = """\
 [keb]
 url = "https://kyma-env-broker.example.com"   # required

@@ -140,7 +140,7 @@ def _text(kind: str, text: str) -> dict[str, str]:
 
 
 def _limit_cases(over: int) -> list[Any]:
-    """Block lists at (over=0) and one past (over=1) each limit of PRODUCT.md."""
+    """Block lists at (over=0) and one past (over=1) each limit of docs/contract.md."""
     return [
         [{"type": "divider"}] * (50 + over),
         [section("s" * (3000 + over))],

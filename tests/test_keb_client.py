@@ -42,7 +42,7 @@ T = TypeVar("T")
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJncm91cHMiOlsib3JjaGVzdHJhdGlvbnNBZG1pbiJdfQ.c2VjcmV0LXNpZw"
 ORCH = "5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11"
-SAMPLES = Path(__file__).parent / "samples"  # a copy of ../shared/keb-samples
+SAMPLES = Path(__file__).parent / "samples"  # real-shaped KEB responses
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

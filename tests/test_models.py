@@ -21,7 +21,7 @@ from watcher.core.models import (
 )
 from watcher.errors import KebResponseError
 
-#: A copy of ../shared/keb-samples (real-shaped KEB responses), kept with the tests.
+#: Real-shaped KEB responses (docs/keb-api.md §10), kept with the tests.
 SAMPLES = Path(__file__).parent / "samples"
 
 

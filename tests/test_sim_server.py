@@ -1,4 +1,4 @@
-"""The simulator over real HTTP on 127.0.0.1: exact KEB wire behaviour (keb-api.md §2-§6).
+"""The simulator over real HTTP on 127.0.0.1: exact KEB wire behaviour (docs/keb-api.md §2-§6).
 
 Requests go through httpx, like the watcher's own client; nothing of the project is mocked.
 """

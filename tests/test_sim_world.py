@@ -1,6 +1,6 @@
 """The simulated KEB as a library: scenarios, transitions, ground truth, determinism.
 
-Every expectation cites the KEB behaviour it checks (keb-api.md); the HTTP face is covered by
+Every expectation cites the KEB behaviour it checks (docs/keb-api.md); the HTTP face is covered by
 ``test_sim_server.py``.
 """
 
@@ -41,7 +41,7 @@ from watcher.sim import (
 from watcher.sim.faults import Faults
 from watcher.sim.tokens import TokenCheck, check_authorization, decode_claims, gateway_reply
 
-# Allowed operation transitions (keb-api.md §4.3); None = created, "vanished" = cleaned.
+# Allowed operation transitions (docs/keb-api.md §4.3); None = created, "vanished" = cleaned.
 OP_TRANSITIONS = {
     None: {PENDING},
     PENDING: {IN_PROGRESS, CANCELED, "vanished"},

@@ -53,7 +53,7 @@ __all__ = ["config_from_env", "default_config_path", "describe", "load_config"]
 
 _STATE_ALIASES: Final = {"inprogress": "in progress"}
 
-#: Variables that stand in for the file's keb.url/keb.token (PRODUCT.md, command-line contract).
+#: Variables that stand in for the file's keb.url/keb.token (docs/contract.md §2).
 _ENV_KEYS: Final = {"KEB_URL": "keb.url", "KEB_TOKEN": "keb.token"}
 
 

@@ -25,9 +25,9 @@ NOTIFICATION_KINDS: Final = (
     "keb_unhealthy",
     "keb_recovered",
 )
-#: Orchestration types KEB creates (``keb-api.md`` §3.1), for ``poll.discover_types``.
+#: Orchestration types KEB creates (docs/keb-api.md §3.1), for ``poll.discover_types``.
 ORCHESTRATION_TYPES: Final = ("upgradeCluster", "upgradeKyma")
-#: ``kcp`` accepts ``inprogress`` for the state with a space (``keb-api.md`` §4.1).
+#: ``kcp`` accepts ``inprogress`` for the state with a space (docs/keb-api.md §4.1).
 
 
 class Secret:

@@ -5,7 +5,7 @@ writes the returned snapshot, the transitions and any notifications in one trans
 transition is recorded exactly once: either the new snapshot and its transitions are committed
 together, or neither is, and the next cycle diffs against the old snapshot again.
 
-KEB facts relied on (``keb-api.md`` §4): operations only move forward
+KEB facts relied on (docs/keb-api.md §4): operations only move forward
 (pending -> in progress -> succeeded | failed, pending -> canceled); a retry never revives a
 failed operation but appends a new one for the same runtime; the orchestration goes
 failed -> retrying -> in progress, and pending|in progress|retrying -> canceling -> canceled.

@@ -1,6 +1,6 @@
 """Orchestrations and operations as KEB serves them, parsed tolerantly.
 
-KEB facts this module relies on (see ``keb-api.md``):
+KEB facts this module relies on (see docs/keb-api.md):
 
 * States are plain strings; ``"in progress"`` has a space. Unknown states are kept verbatim.
 * Times are RFC 3339 with up to nine fractional digits (Go ``time.Time``); the Go zero time is

@@ -2,7 +2,7 @@
 
 :func:`decide` turns the diff of one orchestration into notification intents; it reads no
 clock and no database (``now`` and the progress reference come in). Its rules are the product
-contract (``PRODUCT.md``):
+contract (docs/contract.md §4):
 
 * **Baseline, not a flood**: tracking sends one card; existing operations are not announced.
 * **Digests, not spam**: a cycle yields at most one card update and one failure digest per

@@ -4,7 +4,7 @@ Two layers, as in hishel: this pure core decides (:func:`poll_interval`, :func:`
 and :func:`step`, which turns the outcome of one poll into the next action), and
 :func:`watcher.engine.follow.follow` does the I/O each action asks for.
 
-Exit codes (PRODUCT.md, "Exit codes of watch"): 0 succeeded, 1 failed, 3 canceled, 4
+Exit codes (docs/contract.md §2.3): 0 succeeded, 1 failed, 3 canceled, 4
 ``--timeout`` reached, 5 a KEB error retrying cannot fix (404, 401/403, KEB unreachable for
 longer than ``--give-up-after``), 130 interrupted. 2 (usage, configuration) is decided before
 the loop starts. An orchestration that is already terminal at the first poll ends the loop

@@ -1,7 +1,7 @@
 """Observe one orchestration as cheaply as KEB allows, never at the cost of correctness.
 
 KEB has no per-operation timestamps and pages cap at 100, so the naive cycle re-reads every
-page. This module uses what KEB does offer (``keb-api.md`` §2, §3.4, §4):
+page. This module uses what KEB does offer (docs/keb-api.md §2, §3.4, §4):
 
 1. ``GET /orchestrations/{id}`` carries ``operationStats``, which changes with every operation
    state change (operations only move forward; ``failed`` is de-duplicated per instance, which

@@ -2,7 +2,7 @@
 
 The Istio gateway in front of KEB wants ``Authorization: Bearer <OIDC ID token>`` whose
 ``groups`` claim contains ``orchestrationsAdmin``; an expired or invalid JWT gets a plain-text
-401 (``Jwt is expired``), a missing group a 403 (``RBAC: access denied``) (keb-api.md §5, §6).
+401 (``Jwt is expired``), a missing group a 403 (``RBAC: access denied``) (docs/keb-api.md §5, §6).
 The ``kcp`` CLI caches its ID token until it expires; :class:`CommandToken` does the same with
 whatever command prints a token (``kubectl oidc-login get-token ...``, a vault lookup, ...).
 

@@ -4,7 +4,7 @@
 goes through :meth:`watcher.keb.session.Session.call`, which bounds concurrency, adds the bearer
 token, retries what is worth retrying and maps every failure onto :mod:`watcher.errors`.
 
-KEB facts relied on (keb-api.md): lists are ``{"data", "count", "totalCount"}``, oldest first,
+KEB facts relied on (docs/keb-api.md): lists are ``{"data", "count", "totalCount"}``, oldest first,
 ``page_size`` at most 100 (§2.9); ``operationStats`` only on the single GET (§0.3); KEB errors
 are ``{"error": "..."}`` JSON while the Istio gateway answers 401/403 in plain text (§5); retry
 wants exactly ``application/x-www-form-urlencoded`` with repeated ``operation-id`` (§2.6).

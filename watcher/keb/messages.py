@@ -2,8 +2,8 @@
 
 KEB's own errors are ``{"error": "<Go error chain>"}`` JSON; the Istio gateway in front of it
 answers 401/403 in plain text (``Jwt is expired``, ``RBAC: access denied``); load balancers and
-proxies answer with HTML pages (keb-api.md §5). Messages must stay one line and must never carry
-a token.
+proxies answer with HTML pages (docs/keb-api.md §5). Messages must stay one line and must
+never carry a token.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 KEB pages with ``ORDER BY created_at LIMIT page_size OFFSET (page-1)*page_size`` over tables
 that change while we read them: retries append operations, the cleaning step deletes those of
-deprovisioned instances (keb-api.md §2.10). Between two page requests a row can therefore shift
+deprovisioned instances (docs/keb-api.md §2.10). Between two page requests a row can therefore shift
 onto the next page (seen twice) or back onto the previous one (never seen), and ``totalCount``
 can move. Pure: the client does the fetching.
 """

@@ -2,7 +2,7 @@
 
 Templates render a light line markup (see ``templates/README.md``); :func:`to_message` turns
 it into Block Kit dictionaries. KEB data never becomes JSON by string concatenation: it is
-escaped text inside values of dicts built here. Slack's limits (``PRODUCT.md``) are enforced
+escaped text inside values of dicts built here. Slack's limits (docs/contract.md §5) are enforced
 after rendering, degrading instead of failing: 50 blocks, 3,000 characters per section, 150
 per header, 10 context elements, and a plain ``text`` fallback of at most 4,000 characters.
 """

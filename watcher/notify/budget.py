@@ -1,7 +1,7 @@
 """Slack's rate limits, respected before Slack has to say so.
 
 Slack allows about one message per second per channel, and ``chat.update`` shares a
-workspace-wide budget of about 50 a minute (``PRODUCT.md``). A 429 carries ``Retry-After``:
+workspace-wide budget of about 50 a minute (docs/contract.md §5). A 429 carries ``Retry-After``:
 that method (for that channel, for posts) pauses for exactly that long, and nothing is retried
 in a tight loop. The budget only answers "how long until this call may go"; the sender waits.
 """

@@ -52,7 +52,7 @@ class Posted:
 
 
 def metadata(kind: str, key: str, orchestration_id: str | None) -> dict[str, Any]:
-    """The message metadata every post carries (``PRODUCT.md``): duplicates are detectable and
+    """The message metadata every post carries (docs/contract.md §5): duplicates are detectable and
     the card map can be rebuilt from the channel."""
     return {
         "event_type": EVENT_TYPE,

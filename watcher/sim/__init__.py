@@ -1,6 +1,6 @@
 """The KEB simulator behind ``watcher sim``, ``watcher demo``, the tests and the benchmarks.
 
-It plays KEB 1.8.12-1.15.0 for ``upgradeCluster`` orchestrations (see ``keb-api.md``):
+It plays KEB 1.8.12-1.15.0 for ``upgradeCluster`` orchestrations (see docs/keb-api.md):
 
 * :class:`Simulator` (``world``): the seeded discrete-event world and its ground truth;
 * :class:`SimServer` (``server``): the same over HTTP, behind an Istio-like token gateway;

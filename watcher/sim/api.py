@@ -1,6 +1,6 @@
 """KEB's request parsing and error texts, as pure functions.
 
-Everything here mirrors the Go code cited in keb-api.md: paging (§2.9,
+Everything here mirrors the Go code cited in docs/keb-api.md: paging (§2.9,
 ``common/pagination/pagination.go``), the ``POST /upgrade/cluster`` body (§2.7, decoded like
 ``encoding/json`` into ``orchestration.Parameters``, then validated in KEB's order), the
 operations a retry request may retry (§2.6, ``cluster_retry.go``) and the 404 texts of the

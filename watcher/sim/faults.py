@@ -1,8 +1,8 @@
 """Injected failures of the network path between a client and KEB.
 
-Each fault imitates something a poller meets in production (keb-api.md §5, PRODUCT.md "Real KEB
-data never crashes it"): a 500 from KEB, an HTML error page from a proxy, a slow answer, a body
-cut short, an SSO login page served with 200, a token rejected by the gateway, a connection
+Each fault imitates something a poller meets in production (docs/keb-api.md §5,
+docs/contract.md §4.8): a 500 from KEB, an HTML error page from a proxy, a slow answer, a
+body cut short, an SSO login page served with 200, a token rejected by the gateway, a connection
 reset. Faults apply to API paths only, never to the ``/_sim/`` admin paths.
 
 A fault rule fires on matching requests until its ``count`` is used up (``None``: forever);
@@ -28,7 +28,7 @@ FAULT_KINDS: Final = (
     "reset",
 )
 
-#: What a 500 from KEB looks like: the usual ``{"error": ...}`` object (keb-api.md §3.7).
+#: What a 500 from KEB looks like: the usual ``{"error": ...}`` object (docs/keb-api.md §3.7).
 ERROR_500_JSON: Final = (
     '{"error":"while getting orchestrations: dbr: failed to connect to database: '
     'connection refused (simulated fault)"}'

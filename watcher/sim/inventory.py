@@ -1,6 +1,6 @@
 """The simulated SKR runtimes and the target resolver of ``POST /upgrade/cluster``.
 
-Resolution follows ``common/orchestration/resolver.go`` (keb-api.md §3.2): fields of one
+Resolution follows ``common/orchestration/resolver.go`` (docs/keb-api.md §3.2): fields of one
 target are ANDed; ``runtimeID`` is exact and makes the other fields irrelevant; ``planName``,
 ``shoot`` and ``instanceID`` are exact; ``globalAccount``, ``subAccount`` and ``region`` are
 unanchored regular expressions; ``target`` only knows ``"all"``. Excludes are resolved first and
@@ -118,7 +118,7 @@ class Runtime:
 def next_window(window_hour: int, now_us: int) -> tuple[int, int]:
     """The current or next occurrence of a daily window, as ``(begin_us, end_us)``.
 
-    Like ``resolveMaintenanceWindowTime`` (keb-api.md §9): a window that is open now is used
+    Like ``resolveMaintenanceWindowTime`` (docs/keb-api.md §9): a window that is open now is used
     as is; one that already ended today rolls to the next day.
     """
     day = now_us - now_us % DAY_US
@@ -131,7 +131,7 @@ def next_window(window_hour: int, now_us: int) -> tuple[int, int]:
 
 
 def year0_window(window_hour: int) -> tuple[str, str]:
-    """The raw shoot window as KEB parses ``HHMMSS+ZZZZ``: year 0 (keb-api.md §3.5)."""
+    """The raw shoot window as KEB parses ``HHMMSS+ZZZZ``: year 0 (docs/keb-api.md §3.5)."""
     end_hour = (window_hour + WINDOW_HOURS_LONG) % 24
     return f"0000-01-01T{window_hour:02d}:00:00Z", f"0000-01-01T{end_hour:02d}:00:00Z"
 

@@ -4,7 +4,7 @@ This is the pure core behind :class:`watcher.sim.world.Simulator`: no locks, no 
 Virtual time is integer microseconds since the Unix epoch (``now_us``); events sit in a heap
 ordered by ``(time, sequence)`` so that the same seed and the same calls replay identically.
 
-Behaviour follows keb-api.md §4.3 (transitions and description strings), §4.5 (``updatedAt``
+Behaviour follows docs/keb-api.md §4.3 (transitions and description strings), §4.5 (``updatedAt``
 only moves on creation, cancel, retry request and completion), §2.5/§2.6 (cancel and retry)
 and §3.4 (``operationStats``; an orchestration fails iff its de-duplicated ``failed`` > 0).
 
@@ -72,7 +72,7 @@ from watcher.sim.scenarios import (
     ScriptedAction,
 )
 
-#: The orchestration manager polls every minute (keb-api.md §9): retries are picked up, and a
+#: The orchestration manager polls every minute (docs/keb-api.md §9): retries are picked up, and a
 #: cancel is concluded, within that.
 RETRY_PICKUP_US: Final = 60 * US_PER_SECOND
 CANCEL_CONCLUDE_US: Final = 30 * US_PER_SECOND
@@ -233,7 +233,7 @@ class Manager:
         self._push(now + round(spec.start_delay * US_PER_SECOND), partial(self._start, orch))
 
     def _windows(self, orch: OrchestrationRecord, runtime: Runtime) -> tuple[str, str, int]:
-        """``(begin, end, ready_us)`` of a new operation (keb-api.md §3.5)."""
+        """``(begin, end, ready_us)`` of a new operation (docs/keb-api.md §3.5)."""
         now = self.now_us
         if orch.maintenance_window:
             begin, end = next_window(runtime.window_hour, max(now, orch.schedule_time_us or 0))
@@ -316,7 +316,7 @@ class Manager:
             self._set_orch(orch, SUCCEEDED, orch.description, bump=True)
             self._on_terminal(orch)
             return
-        # pending -> in progress does not touch updatedAt (keb-api.md §4.5).
+        # pending -> in progress does not touch updatedAt (docs/keb-api.md §4.5).
         self._set_orch(orch, IN_PROGRESS, orch.description, bump=False)
         for op in orch.ops:
             self._make_ready(orch, op)

@@ -1,8 +1,8 @@
 """The simulator's mutable rows and their exact KEB JSON shapes.
 
 Key order, ``omitempty`` behaviour and null handling follow the Go structs of
-``common/orchestration/dto.go`` as marshalled in keb-api.md §3 and the ``synth`` samples in
-``shared/keb-samples``, for KEB 1.8.12-1.15.0 (no ``parameters.kyma``). Times are virtual
+``common/orchestration/dto.go`` as marshalled in docs/keb-api.md §3 and the ``synth`` samples in
+the samples in ``tests/samples``, for KEB 1.8.12-1.15.0 (no ``parameters.kyma``). Times are virtual
 microseconds since the Unix epoch and are rendered with :func:`watcher.core.models.format_keb_time`
 (microsecond precision, like Postgres ``TIMESTAMPTZ``).
 """
@@ -82,7 +82,7 @@ class TruthEvent:
 
 
 def zero_cluster_config() -> dict[str, Any]:
-    """``clusterConfig`` when no runtime state exists yet (keb-api.md §10.4, second sample)."""
+    """``clusterConfig`` when no runtime state exists yet (docs/keb-api.md §10.4, second sample)."""
     return {
         "name": "",
         "kubernetesVersion": "",
@@ -153,7 +153,7 @@ class OperationRecord:
     vanished: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """``OperationResponse``: no omitempty, no timestamps (keb-api.md §3.5)."""
+        """``OperationResponse``: no omitempty, no timestamps (docs/keb-api.md §3.5)."""
         rt = self.runtime
         return {
             "operationID": self.operation_id,
@@ -220,7 +220,7 @@ class OrchestrationRecord:
     truth: list[TruthRow] = field(default_factory=list)
 
     def stats(self) -> dict[str, int]:
-        """``operationStats`` with Postgres semantics (keb-api.md §3.4)."""
+        """``operationStats`` with Postgres semantics (docs/keb-api.md §3.4)."""
         return operation_stats((op.runtime.runtime_id, op.state) for op in self.ops)
 
     def parameters_json(self) -> dict[str, Any]:

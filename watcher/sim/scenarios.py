@@ -5,7 +5,7 @@ virtual seconds. Every scenario orchestration is created at or before the scenar
 its ID is known as soon as the simulator is constructed; ``start_delay`` staggers when each
 one leaves ``pending``.
 
-Timing facts the defaults follow (keb-api.md §9): the provisioner's shoot upgrade takes minutes
+Timing facts the defaults follow (docs/keb-api.md §9): the provisioner's shoot upgrade takes minutes
 to about 30 min; the orchestration manager notices cancels and retries within about a minute.
 """
 
@@ -18,7 +18,7 @@ from typing import Final, Literal
 #: Where every scenario's virtual clock starts.
 EPOCH: Final = datetime(2024, 5, 14, 8, 0, 0, tzinfo=UTC)
 
-#: KEB prefixes provisioner failures with this (``upgrade_cluster_step.go``, keb-api.md §4.3).
+#: KEB prefixes provisioner failures with this (``upgrade_cluster_step.go``, docs/keb-api.md §4.3).
 PROVISIONER_PREFIX: Final = "provisioner client returns failed status: "
 REASON_RECONCILE: Final = (
     PROVISIONER_PREFIX + "Operation failed: last error: shoot reconciliation timed out"
@@ -28,7 +28,7 @@ REASON_QUOTA: Final = (
     'have been reconciled" failed: QuotaExceeded: quota exceeded for machine type '
     "Standard_D4_v3 in region westeurope"
 )
-#: The 3 h status timeout is reported without the provisioner prefix (keb-api.md §4.3).
+#: The 3 h status timeout is reported without the provisioner prefix (docs/keb-api.md §4.3).
 REASON_TIMEOUT: Final = "operation has reached the time limit: 3h0m0s"
 REASON_K8S_VERSION: Final = (
     PROVISIONER_PREFIX + "Operation failed: last error: kubernetes version not supported: "

@@ -1,6 +1,6 @@
 """The simulator over real HTTP: KEB's routes behind an Istio-like gateway, plus ``/_sim/``.
 
-Request path, as in production (keb-api.md §2, §5, §6): injected faults (the network and
+Request path, as in production (docs/keb-api.md §2, §5, §6): injected faults (the network and
 proxies) -> the gateway (plain-text 401/403) -> Go's ``http.ServeMux`` (plain-text 404/405) ->
 the KEB handler (compact JSON, ``{"error": ...}`` on failure). ``/_sim/`` admin paths skip
 faults and the gateway.

@@ -1,8 +1,8 @@
 """Unsigned JWTs and the simulator's stand-in for KEB's Istio gateway.
 
-KEB itself never checks tokens (keb-api.md §5, §6): the Istio sidecar validates an OIDC ID token
-and only lets ``/orchestrations*`` and ``/upgrade/*`` through when the token's ``groups`` claim
-contains ``orchestrationsAdmin``. Envoy answers in plain text, not JSON:
+KEB itself never checks tokens (docs/keb-api.md §5, §6): the Istio sidecar validates an OIDC
+ID token and only lets ``/orchestrations*`` and ``/upgrade/*`` through when the token's
+``groups`` claim contains ``orchestrationsAdmin``. Envoy answers in plain text, not JSON:
 
 * token present but unreadable -> 401 ``Jwt verification fails``;
 * token expired -> 401 ``Jwt is expired``;
@@ -65,7 +65,7 @@ def make_token(
     """Mint a JWT the simulator accepts: ``groups`` decide 403, ``exp`` decides 401.
 
     ``exp=None`` leaves the claim out (Envoy accepts tokens without ``exp``). ``login_name`` is
-    the claim the kcp CLI reads for its Slack message (keb-api.md §8.2).
+    the claim the kcp CLI reads for its Slack message (docs/keb-api.md §8.2).
 
     >>> claims = decode_claims(make_token(groups=("runtimeViewer",), exp=None))
     >>> claims["groups"], "exp" in claims

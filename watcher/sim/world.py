@@ -6,7 +6,7 @@
   ``speed=60.0`` it runs 60x real time from construction and every public call first catches
   the world up to virtual now;
 * one re-entrant lock, because the HTTP threads and the caller's thread share the world;
-* KEB's read and write API as methods returning the exact JSON objects KEB serves (keb-api.md
+* KEB's read and write API as methods returning the exact JSON objects KEB serves (docs/keb-api.md
   §2.1-§2.7) and raising :class:`~watcher.sim.api.SimApiError` with KEB's status and text;
 * the ground truth (:meth:`Simulator.truth`) that a watcher's observations are judged by.
 """

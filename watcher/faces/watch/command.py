@@ -1,5 +1,5 @@
 """``watcher watch ID``: follow one orchestration until it is terminal; the exit code says how
-it ended (PRODUCT.md, "Exit codes of watch").
+it ended (docs/contract.md §2.3).
 
 The command wires the configuration, a store, the KEB client and a renderer around
 :func:`watcher.core.watching.follow`. Its seams (sleep, clocks, whether stdout is a terminal, what
