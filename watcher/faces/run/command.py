@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import TYPE_CHECKING
 
 import click
 
 from watcher.app import Watcher
+from watcher.faces.context import Context
 from watcher.faces.run.service import CYCLE_GRACE, FLUSH_DEADLINE, Service
-
-if TYPE_CHECKING:
-    from watcher.faces.context import Context
 
 #: Loggers whose INFO lines (start, lease, cycles with changes, stop) a service always shows.
 SERVICE_LOGGERS = ("watcher.faces.run.service", "watcher.store.lease")

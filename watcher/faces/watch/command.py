@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -30,10 +29,8 @@ from watcher.config import Config
 from watcher.core.durations import parse_duration
 from watcher.core.watching import Sink, Sleep, Summary, WatchOptions, WatchOutcome
 from watcher.errors import StoreError, UsageError, WatcherError
+from watcher.faces.context import Context
 from watcher.faces.watch.live import JsonLines, LiveView, PlainLines
-
-if TYPE_CHECKING:
-    from watcher.faces.context import Context
 
 #: Called once the watch has ended (not after Ctrl-C) when ``--notify`` is given.
 OnFinished = Callable[[Summary, Watcher], Awaitable[None]]
