@@ -36,7 +36,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher.app import Watcher, keb_client
-from watcher.clock import utcnow
 from watcher.core.cadence import Standing, discover, due
 from watcher.core.durations import format_duration
 from watcher.core.models import MaintenanceWindow
@@ -75,7 +74,9 @@ class Service:
         self.config = app.config
         self.store = app.store
         self.metrics = metrics if metrics is not None else Metrics()
-        self.tick = tick_seconds(self.config.poll, utcnow())
+        #: The service's notion of now (the app's clock): what it records and schedules by.
+        self.clock = app.clock
+        self.tick = tick_seconds(self.config.poll, self.clock())
         self.lease = Lease(self.store, holder_id(), lease_ttl(self.tick))
         self.keeper = Keeper(self.lease, on_acquired=self._acquired, on_waiting=self._waiting)
         self.readiness = Readiness(self.config.service.ready_after_intervals * self.tick)
@@ -165,7 +166,7 @@ class Service:
             coalesce=True,
             max_instances=1,
             misfire_grace_time=round(RETENTION_EVERY),
-            next_run_time=datetime.now(UTC) + timedelta(seconds=max(10.0, self.tick)),
+            next_run_time=self.clock() + timedelta(seconds=max(10.0, self.tick)),
         )
         return scheduler
 
@@ -203,7 +204,7 @@ class Service:
         self.readiness.standby(None)
         self.metrics.lease.set(1)
         if self._scheduler is not None and not self._stopping:
-            self._scheduler.modify_job("poll", next_run_time=datetime.now(UTC))
+            self._scheduler.modify_job("poll", next_run_time=self.clock())
 
     def _waiting(self, other: Holding) -> None:
         self.metrics.lease.set(0)
@@ -287,7 +288,7 @@ class Service:
 
     async def _cycle(self) -> None:
         assert self._engine is not None
-        started, now = time.monotonic(), utcnow()
+        started, now = time.monotonic(), self.clock()
         attempts = answered = 0
         error: str | None = None
         try:
@@ -316,7 +317,7 @@ class Service:
         self, report: CycleReport, seconds: float, success: bool, error: str | None
     ) -> None:
         assert self._keb is not None
-        self.metrics.cycle(report, seconds, success, utcnow())
+        self.metrics.cycle(report, seconds, success, self.clock())
         self.metrics.keb_stats(self._keb.stats.snapshot())
         self.metrics.read_outbox(self.app.outbox())
         self._last_transition, new = self.store.transitions_after(self._last_transition)
@@ -372,7 +373,7 @@ class Service:
         known = [t.orchestration_id for t in self.store.tracked(include_inactive=True)]
         found = discover(listed, known, poll.discover_types)
         if found.new:
-            self.store.track(found.new, None, utcnow())
+            self.store.track(found.new, None, self.clock())
             self.metrics.discovered.inc(len(found.new))
             for orch_id in found.new:
                 log.info("discovery: tracking %s", orch_id, extra={"orchestration_id": orch_id})
@@ -406,7 +407,7 @@ class Service:
     async def _prune(self) -> None:
         retention = self.config.storage.retention
         try:
-            pruned = prune(self.store, utcnow(), retention)
+            pruned = prune(self.store, self.clock(), retention)
         except WatcherError as exc:
             log.error("retention: %s", exc)
             return
