@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 
 from tests.conftest import Cli
@@ -17,7 +18,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def commands() -> list[str]:
-    return sorted(main.commands)
+    return sorted(main.list_commands(click.Context(main)))
 
 
 @pytest.mark.parametrize("name", commands())

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watcher.clock import Clock, utcnow
 from watcher.config import Config
@@ -22,19 +22,21 @@ from watcher.core.policy import failure_groups, summary
 from watcher.core.watching import Sink, Sleep, Summary, WatchOptions
 from watcher.core.wording import transition_text
 from watcher.engine.cycle import CycleReport, Engine, notification_policy
-from watcher.engine.follow import follow
 from watcher.engine.observer import KebReader
 from watcher.errors import ConfigError, UsageError
 from watcher.keb import CommandToken, FileToken, KebClient, RetryPolicy, StaticToken, TokenProvider
 from watcher.keb.timing import ExchangeHook, timed_transport
-from watcher.notify.budget import RateBudget
-from watcher.notify.render import Rendered, Renderer
-from watcher.notify.samples import SAMPLES
-from watcher.notify.sender import DeliveryReport, Sender
-from watcher.notify.slack import BotSlack, Destination, WebhookSlack, metadata
 from watcher.store.database import Store, Tracked
 from watcher.store.lease import Lease, holder_id, holding, lease_ttl
 from watcher.store.outbox import Outbox
+
+if TYPE_CHECKING:
+    # Notifications (jinja2, slack-sdk) load only on the paths that send or render them, so
+    # that `watcher poll` without Slack, `list` and `status` start quickly.
+    from watcher.notify.budget import RateBudget
+    from watcher.notify.render import Rendered, Renderer
+    from watcher.notify.sender import DeliveryReport, Sender
+    from watcher.notify.slack import Destination
 
 #: How long `watcher poll` keeps delivering (sitting out Slack's rate limits) before it exits;
 #: what is still undelivered then stays in the outbox for the next run.
@@ -81,11 +83,14 @@ def keb_client(config: Config, *, observe: ExchangeHook | None = None) -> KebCli
 def destination(config: Config) -> Destination | None:
     """The Slack destination the configuration names, or None when Slack is not configured."""
     slack = config.slack
+    if not (slack.token or slack.webhook_url):
+        return None  # and slack-sdk is never loaded
+    from watcher.notify.slack import BotSlack, WebhookSlack
+
     if slack.token:
         return BotSlack(slack.token.reveal(), slack.base_url)
-    if slack.webhook_url:
-        return WebhookSlack(slack.webhook_url.reveal())
-    return None
+    assert slack.webhook_url is not None
+    return WebhookSlack(slack.webhook_url.reveal())
 
 
 @dataclass
@@ -206,6 +211,8 @@ class Watcher:
         if dest is None:
             return None
         slack = self.config.slack
+        from watcher.notify.sender import Sender
+
         return Sender(
             Outbox(self.store),
             dest,
@@ -222,6 +229,8 @@ class Watcher:
         self.store.finish_if_done(orch_id, self.clock())
 
     def renderer(self) -> Renderer:
+        from watcher.notify.render import Renderer
+
         return Renderer(self.config.templates.dir)
 
     async def poll(self, *, deadline: float = DELIVERY_DEADLINE) -> PollOutcome:
@@ -262,6 +271,8 @@ class Watcher:
         """``watcher watch``: follow one orchestration until it is terminal
         (:func:`watcher.engine.follow.follow`), recording into this watcher's store."""
         async with self.keb() as keb:
+            from watcher.engine.follow import follow
+
             return await follow(
                 check_ids([orch_id])[0],
                 self.engine(keb),
@@ -278,10 +289,14 @@ class Watcher:
 
     def check_templates(self) -> list[str]:
         """Render every template against sample data; the errors, one line each."""
+        from watcher.notify.samples import SAMPLES
+
         return self.renderer().check(SAMPLES)
 
     def check_slack(self) -> list[str]:
         """Reach Slack: ``auth.test`` and the channel (bot token), or nothing (webhook)."""
+        from watcher.notify.slack import BotSlack
+
         dest = destination(self.config)
         if dest is None:
             return ["Slack: not configured (notifications are off)"]
@@ -301,6 +316,9 @@ class Watcher:
 
     def notify_test(self, channel: str | None) -> dict[str, Any]:
         """Post a test message; Slack's answer, as Slack gave it."""
+        from watcher.notify.blocks import to_message
+        from watcher.notify.slack import BotSlack, metadata
+
         dest = destination(self.config)
         if dest is None:
             raise ConfigError(
@@ -309,8 +327,6 @@ class Watcher:
         target = channel or self.config.slack.channel
         if isinstance(dest, BotSlack) and not target:
             raise UsageError("no channel: give --channel or set slack.channel")
-        from watcher.notify.blocks import to_message
-
         message = to_message(
             ":wave: *keb-watcher test message*\n"
             "If you can read this, notifications reach this channel."
@@ -321,6 +337,8 @@ class Watcher:
     def render(self, kind: str, orch_id: str | None) -> Rendered:
         """What a notification of ``kind`` looks like: for sample data, or for a tracked
         orchestration as it is now."""
+        from watcher.notify.samples import SAMPLES
+
         renderer = self.renderer()
         renderer.template_for(kind)
         if orch_id is None:
@@ -333,6 +351,8 @@ class Watcher:
 
     def _live_payload(self, kind: str, orch_id: str) -> dict[str, Any]:
         """The sample payload of ``kind`` with everything a snapshot can tell filled in."""
+        from watcher.notify.samples import SAMPLES
+
         snap = self.store.load_snapshot(self.store.load_head(orch_id))
         assert snap.orchestration is not None
         payload = dict(SAMPLES[kind])

@@ -6,24 +6,59 @@ exit code (2 for usage and configuration, 1 otherwise); ``--debug`` adds the tra
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from pathlib import Path
+from typing import Final
 
 import click
 
 from watcher.errors import WatcherError
 from watcher.faces.context import Context
-from watcher.faces.demo import demo_command
-from watcher.faces.notify import notify_test_command, outbox_command, render_command
-from watcher.faces.run.command import run_command
-from watcher.faces.sim import sim_command
-from watcher.faces.tracking import COMMANDS
-from watcher.faces.watch.command import watch_command
 from watcher.logs import FORMATS, configure
 
+#: Every command and where it lives. A command's module is imported only when that command
+#: runs (or ``--help`` lists them all): `watcher poll` from cron never pays for the live view
+#: (rich), the service (apscheduler, prometheus-client) or the simulator.
+COMMANDS: Final = {
+    "track": "watcher.faces.tracking:track",
+    "untrack": "watcher.faces.tracking:untrack",
+    "list": "watcher.faces.tracking:list_",
+    "status": "watcher.faces.tracking:status",
+    "history": "watcher.faces.tracking:history",
+    "poll": "watcher.faces.tracking:poll",
+    "check-config": "watcher.faces.tracking:check_config",
+    "watch": "watcher.faces.watch.command:watch_command",
+    "run": "watcher.faces.run.command:run_command",
+    "notify-test": "watcher.faces.notify:notify_test_command",
+    "render": "watcher.faces.notify:render_command",
+    "outbox": "watcher.faces.notify:outbox_command",
+    "sim": "watcher.faces.sim:sim_command",
+    "demo": "watcher.faces.demo:demo_command",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module when the command is asked for.
+    Commands added with ``add_command`` (tests replace ``watch`` this way) win."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        module, _, attr = where.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "-c",
@@ -58,17 +93,6 @@ def main(
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     configure(level, log_format)
     ctx.obj = Context(config_path, debug)
-
-
-for name, command in COMMANDS.items():
-    main.add_command(command, name=name)
-main.add_command(sim_command, name="sim")
-main.add_command(demo_command, name="demo")
-main.add_command(watch_command, name="watch")
-main.add_command(notify_test_command, name="notify-test")
-main.add_command(render_command, name="render")
-main.add_command(outbox_command, name="outbox")
-main.add_command(run_command, name="run")
 
 
 def entrypoint(argv: list[str] | None = None) -> int:

@@ -35,8 +35,6 @@ from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from apscheduler.triggers.cron import CronTrigger
-
 from watcher.config.settings import (
     NOTIFICATION_KINDS,
     ORCHESTRATION_TYPES,
@@ -347,6 +345,8 @@ class _Loader:
         return value if kind == "count" else float(value)
 
     def cron(self, key: str, text: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger  # only configurations with a cron
+
         try:
             CronTrigger.from_crontab(text, timezone=UTC)
         except ValueError as exc:

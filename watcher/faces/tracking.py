@@ -12,7 +12,6 @@ from watcher.app import Watcher
 from watcher.config import describe
 from watcher.faces import reports as report
 from watcher.faces.context import OUTPUT, Context, emit_json, run
-from watcher.notify.render import TEMPLATES
 
 
 @click.command()
@@ -170,6 +169,8 @@ def check_config(obj: Context, online: bool) -> None:
         click.echo(f"watcher: {error}", err=True)
     if errors:
         sys.exit(2)
+    from watcher.notify.render import TEMPLATES
+
     click.echo(f"templates: all {len(TEMPLATES)} render against sample data")
     if online:
         from watcher.app import keb_client
@@ -183,15 +184,3 @@ def check_config(obj: Context, online: bool) -> None:
         for line in app.check_slack():
             click.echo(line)
     click.echo("configuration OK")
-
-
-#: The commands of this module, in the order ``watcher --help`` lists them.
-COMMANDS = {
-    "track": track,
-    "untrack": untrack,
-    "list": list_,
-    "status": status,
-    "history": history,
-    "poll": poll,
-    "check-config": check_config,
-}
