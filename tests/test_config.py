@@ -917,7 +917,12 @@ def test_describe_works_on_a_hand_built_config() -> None:
 
 KEY_LINE = re.compile(r"^(?P<comment># ?)?(?P<key>[a-z_]+) = (?P<rest>.*)$")
 SECTION_LINE = re.compile(r"^\[(?P<name>[a-z_.]+)\]$")
-EXAMPLE_ENV = {"KEB_TOKEN": "t", "SLACK_BOT_TOKEN": "xoxb-t", "SLACK_WEBHOOK_URL": "https://h/x"}
+EXAMPLE_ENV = {
+    "KEB_TOKEN": "t",
+    "SLACK_BOT_TOKEN": "xoxb-t",
+    "SLACK_WEBHOOK_URL": "https://h/x",
+    "WATCHER_DASHBOARD_TOKEN": "d",
+}
 # Keys that cannot be set together with another key: uncommenting one comments out the others.
 EXCLUSIVE = {
     "keb.token_file": ("keb.token",),

@@ -791,4 +791,8 @@ def test_dockerfile_build_stage_makes_a_complete_wheel(tmp_path: Path) -> None:
     names = zipfile.ZipFile(built).namelist()
     assert "watcher/cli.py" in names
     assert any(name.startswith("watcher/_templates/") for name in names)
+    # The dashboard's pages and assets ship too: nothing is fetched from the internet.
+    for asset in ("templates/overview.html", "templates/detail.html", "static/dashboard.js"):
+        assert f"watcher/faces/web/{asset}" in names
+    assert "watcher/faces/web/static/dashboard.css" in names
     assert any(name.endswith("entry_points.txt") for name in names)

@@ -11,14 +11,15 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from watcher.clock import Clock, utcnow
 from watcher.config import Config
 from watcher.core.diff import Transition, TransitionKind
-from watcher.core.models import FAILED, Orchestration
-from watcher.core.policy import failure_groups, summary
+from watcher.core.models import FAILED, Operation, Orchestration, finished_count
+from watcher.core.policy import Reference, failure_groups, summary
 from watcher.core.watching import Sink, Sleep, Summary, WatchOptions
 from watcher.core.wording import transition_text
 from watcher.engine.cycle import CycleReport, Engine, notification_policy
@@ -26,6 +27,7 @@ from watcher.engine.observer import KebReader
 from watcher.errors import ConfigError, UsageError
 from watcher.keb import CommandToken, FileToken, KebClient, RetryPolicy, StaticToken, TokenProvider
 from watcher.keb.timing import ExchangeHook, timed_transport
+from watcher.store.board import OperationPage
 from watcher.store.database import Store, Tracked
 from watcher.store.lease import Lease, holder_id, holding, lease_ttl
 from watcher.store.outbox import Outbox
@@ -102,6 +104,19 @@ class PollOutcome:
     undelivered: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class BoardState:
+    """The top of the dashboard: ``revision`` changes whenever a poll recorded something or
+    ended, ``last_cycle_at`` is when the last poll cycle ended, ``unhealthy_since`` since when
+    KEB has been failing (``keb_error`` why), ``undelivered`` the outbox depth."""
+
+    revision: str
+    last_cycle_at: datetime | None
+    unhealthy_since: datetime | None
+    keb_error: str | None
+    undelivered: int
+
+
 class Watcher:
     """One configured keb-watcher: the one place that wires the KEB client, the store, the
     engine, the sender and the destination. Every face builds one; resources open on first
@@ -176,6 +191,59 @@ class Watcher:
         if not self.store.is_known(orch_id):
             raise UsageError(f"{orch_id} is not tracked and has no history")
         return self.store.history(orch_id)
+
+    # -- the dashboard's reads (watcher.faces.web) -------------------------------------------
+
+    def reader(self) -> Watcher:
+        """This watcher on a connection of its own to the same database, for another thread
+        (a request of the dashboard: a :class:`Store` serves one thread). Close it after use."""
+        if self._memory:
+            raise UsageError("the dashboard needs a database file, not an in-memory store")
+        return Watcher(self.config, clock=self.clock, store=Store(self.config.storage.path))
+
+    def progress(self, orch_id: str) -> dict[str, Any] | None:
+        """What every message shows of an orchestration as last seen (counts, elapsed,
+        throughput, ETA: :func:`watcher.core.policy.summary`); None before its first poll."""
+        head = self.store.load_head(orch_id)
+        if head.orchestration is None:
+            return None
+        found = self.store.reference(orch_id)
+        reference = Reference(found[0], finished_count(found[1])) if found else None
+        return summary(head.orchestration, head.counts, self.clock(), reference)
+
+    def orchestration(self, orch_id: str) -> Orchestration | None:
+        """KEB's orchestration object as last polled, or None."""
+        return self.store.load_head(orch_id).orchestration
+
+    def failure_reasons(self, orch_id: str, limit: int = -1) -> list[tuple[str, int]]:
+        return self.store.failure_reasons(orch_id, limit)
+
+    def failed_operations(self, orch_id: str) -> list[Operation]:
+        return self.store.failed_operations(orch_id)
+
+    def find_operations(
+        self, orch_id: str, *, states: Sequence[str], search: str, limit: int
+    ) -> OperationPage:
+        return self.store.find_operations(orch_id, states=states, search=search, limit=limit)
+
+    def timeline(self, orch_id: str, recent: int) -> tuple[list[Transition], list[Transition]]:
+        """The orchestration-level transitions (oldest first) and the newest ``recent``
+        transitions of any kind (newest first)."""
+        return (
+            self.store.orchestration_transitions(orch_id),
+            self.store.recent_transitions(orch_id, recent),
+        )
+
+    def board_state(self) -> BoardState:
+        """What the top of the dashboard shows, and the revision of the data it shows."""
+        since, error, _alerted = self.store.health()
+        return BoardState(
+            revision=self.store.revision(),
+            last_cycle_at=self.store.last_cycle_at(),
+            unhealthy_since=since,
+            keb_error=error,
+            undelivered=self.outbox().undelivered(),
+        )
 
     # -- KEB ------------------------------------------------------------------------------
 

@@ -141,10 +141,13 @@ class TemplatesConfig:
 
 @dataclass(frozen=True, slots=True)
 class ServiceConfig:
-    """The HTTP endpoint of ``watcher run`` (``host:port``) and when it reports ready."""
+    """The HTTP endpoint of ``watcher run`` (``host:port``: health, metrics, the dashboard),
+    when it reports ready, and the dashboard's optional token."""
 
     listen: str | None = field(default=None, metadata=_kind("listen"))
     ready_after_intervals: float = field(default=3.0, metadata=_kind("number"))
+    #: When set, the dashboard's pages and API need it (bearer header or the login form).
+    dashboard_token: Secret | None = field(default=None, metadata=_kind("secret"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,13 @@ outside a temporary directory is touched, and no configuration is needed.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -53,7 +55,14 @@ def demo_config(url: str, token: str, workdir: Path) -> Config:
     )
 
 
-async def run_demo(scenario: str, seed: int, speed: float, interval: float, limit: float) -> int:
+async def run_demo(
+    scenario: str,
+    seed: int,
+    speed: float,
+    interval: float,
+    limit: float,
+    web: str | None = None,
+) -> int:
     sim = Simulator.from_scenario(scenario, seed=seed, speed=speed)
     workdir = Path(tempfile.mkdtemp(prefix="keb-watcher-demo-"))
     with SimServer(sim).start() as server:
@@ -73,7 +82,31 @@ async def run_demo(scenario: str, seed: int, speed: float, interval: float, limi
             destination=TerminalSlack(printer.echo),
             budget=RateBudget(post_interval=0.0, updates_per_minute=10**6),
         ) as app:
-            return await _follow(app, sim, printer, interval, limit, workdir, terminal)
+            if web is None:
+                return await _follow(app, sim, printer, interval, limit, workdir, terminal)
+            # The dashboard runs on the simulator's clock too: stale after ten polls.
+            with _dashboard(app, web, stale_after=10 * interval * speed):
+                code = await _follow(app, sim, printer, interval, limit, workdir, terminal)
+                click.echo("The dashboard stays up until Ctrl-C.")
+                await asyncio.Event().wait()
+                return code
+
+
+@contextmanager
+def _dashboard(app: Watcher, listen: str, stale_after: float) -> Iterator[None]:
+    """``--web``: the dashboard of ``watcher run`` (:mod:`watcher.faces.web`) on ``listen``."""
+    from watcher.faces.run.health import HealthServer, Readiness
+    from watcher.faces.web.routes import Dashboard
+
+    readiness = Readiness(math.inf)
+    readiness.succeeded()
+    pages = Dashboard(app, stale_after=stale_after)
+    server = HealthServer(listen, readiness, lambda: b"", pages).start()
+    click.echo(f"Dashboard: {server.url}/")
+    try:
+        yield
+    finally:
+        server.stop()
 
 
 class _Printer:
@@ -209,21 +242,47 @@ def _follow_retries(app: Watcher, sim: Simulator, ids: Sequence[str]) -> None:
 @click.option("--speed", type=float, default=60.0, show_default=True, help="Simulated time x.")
 @click.option("--interval", default="1s", show_default=True, help="Time between polls.")
 @click.option("--limit", default="90s", show_default=True, help="Give up after this long.")
-def demo_command(scenario: str, seed: int, speed: float, interval: str, limit: str) -> None:
+@click.option(
+    "--web",
+    "web",
+    flag_value="127.0.0.1:0",
+    default=None,
+    help="Serve the web dashboard too (on a free port) and keep it up until Ctrl-C.",
+)
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    default=None,
+    help="Where --web serves the dashboard (default: 127.0.0.1 and a free port).",
+)
+def demo_command(
+    scenario: str,
+    seed: int,
+    speed: float,
+    interval: str,
+    limit: str,
+    web: str | None,
+    listen: str | None,
+) -> None:
     """Run keb-watcher against its built-in KEB simulator: no setup, under a minute.
 
     \b
     Example:
       watcher demo
       watcher demo --scenario failures --speed 120
+      watcher demo --web
     """
-    code = asyncio.run(
-        run_demo(
-            scenario,
-            seed,
-            speed,
-            parse_duration(interval, key="--interval"),
-            parse_duration(limit, key="--limit"),
+    try:
+        code = asyncio.run(
+            run_demo(
+                scenario,
+                seed,
+                speed,
+                parse_duration(interval, key="--interval"),
+                parse_duration(limit, key="--limit"),
+                web=(listen or web) if (web or listen) else None,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        code = 0  # --web: the reader is done with the dashboard
     raise SystemExit(code)

@@ -30,6 +30,7 @@ from watcher.core.models import (
     operation_stats,
 )
 from watcher.errors import StoreError
+from watcher.store.board import BoardQueries
 from watcher.store.guard import sealed
 from watcher.store.rows import (
     OP_COLUMNS,
@@ -45,7 +46,7 @@ __all__ = ["SnapshotHead", "Store", "Tracked"]
 
 
 @sealed
-class Store(SnapshotQueries):
+class Store(SnapshotQueries, BoardQueries):
     """One SQLite database. Not thread-safe: use it from one thread (the event loop's)."""
 
     def __init__(self, path: Path | str) -> None:
@@ -438,7 +439,8 @@ class Store(SnapshotQueries):
     def reference(self, orch_id: str) -> tuple[datetime, dict[str, int]] | None:
         """When the baseline was taken and the operation counts then."""
         row = self.conn.execute(
-            "SELECT at, detail FROM transitions WHERE orchestration_id = ? AND kind = 'baseline'",
+            "SELECT at, detail FROM transitions WHERE orchestration_id = ? AND kind = 'baseline' "
+            "ORDER BY id LIMIT 1",
             (orch_id,),
         ).fetchone()
         if row is None:

@@ -3,7 +3,8 @@
 * ``GET /healthz``: 200 ``ok`` while the process serves at all;
 * ``GET /readyz``: 200 when the last successful poll cycle ended within
   ``ready_after_intervals`` x the polling interval, else 503; the body is one line saying why;
-* ``GET /metrics``: the Prometheus text format (:mod:`watcher.faces.run.metrics`).
+* ``GET /metrics``: the Prometheus text format (:mod:`watcher.faces.run.metrics`);
+* anything else goes to the dashboard (:mod:`watcher.faces.web.routes`) when one is given.
 
 Served by the standard library's ``ThreadingHTTPServer`` in a daemon thread, so a scrape never
 waits for the event loop and a busy loop cannot make the service look dead. The state the
@@ -15,7 +16,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -77,10 +78,20 @@ class Readiness:
             return True, f"ready: last successful poll {ago} ago"
 
 
+#: The dashboard: ``(method, target, headers, body)`` -> ``(status, headers, body)``, or None
+#: when the path is not one of its own.
+Pages = Callable[
+    [str, str, Mapping[str, str], bytes], tuple[int, list[tuple[str, str]], bytes] | None
+]
+#: The largest request body read (the dashboard's login form).
+MAX_BODY = 4096
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     readiness: Readiness
     metrics: Callable[[], bytes]
+    pages: Pages | None
 
 
 class _HealthHandler(BaseHTTPRequestHandler):
@@ -99,12 +110,34 @@ class _HealthHandler(BaseHTTPRequestHandler):
         elif path == "/metrics":
             self._reply(200, CONTENT_TYPE_LATEST, self.server.metrics())
         else:
+            self._to_pages("GET", b"")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if not 0 <= length <= MAX_BODY:
+            self._reply(413, "text/plain; charset=utf-8", b"request body too large\n")
+            return
+        self._to_pages("POST", self.rfile.read(length))
+
+    def _to_pages(self, method: str, body: bytes) -> None:
+        pages = self.server.pages
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        answer = pages(method, self.path, headers, body) if pages is not None else None
+        if answer is None:
             body = b"not found: try /healthz, /readyz or /metrics\n"
             self._reply(404, "text/plain; charset=utf-8", body)
+            return
+        status, extra, content = answer
+        self._reply(status, "", content, extra)
 
-    def _reply(self, status: int, content_type: str, body: bytes) -> None:
+    def _reply(
+        self, status: int, content_type: str, body: bytes, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -119,9 +152,16 @@ def _address(listen: str) -> tuple[str, int, socket.AddressFamily]:
 
 
 class HealthServer:
-    """Serves the three endpoints on ``listen`` from a daemon thread."""
+    """Serves the three endpoints (and the dashboard's ``pages``) on ``listen`` from a daemon
+    thread."""
 
-    def __init__(self, listen: str, readiness: Readiness, metrics: Callable[[], bytes]) -> None:
+    def __init__(
+        self,
+        listen: str,
+        readiness: Readiness,
+        metrics: Callable[[], bytes],
+        pages: Pages | None = None,
+    ) -> None:
         host, port, family = _address(listen)
         server_class = type("_Bound", (_Server,), {"address_family": family})
         try:
@@ -131,6 +171,7 @@ class HealthServer:
             raise WatcherError(f"service.listen: cannot listen on {listen}: {reason}") from None
         self._httpd.readiness = readiness
         self._httpd.metrics = metrics
+        self._httpd.pages = pages
         self._thread: threading.Thread | None = None
 
     @property

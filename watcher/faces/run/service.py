@@ -43,7 +43,7 @@ from watcher.core.pace import idle_pending
 from watcher.core.wording import transition_text
 from watcher.engine.cycle import CycleReport, Engine
 from watcher.errors import KebError, StoreError, WatcherError
-from watcher.faces.run.health import HealthServer, Readiness
+from watcher.faces.run.health import HealthServer, Pages, Readiness
 from watcher.faces.run.metrics import Metrics
 from watcher.faces.run.schedule import poll_trigger, tick_seconds
 from watcher.keb import KebClient
@@ -102,11 +102,16 @@ class Service:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._signal, sig)
         listen = self.config.service.listen
-        health = HealthServer(listen, self.readiness, self.metrics.exposition) if listen else None
+        health = (
+            HealthServer(listen, self.readiness, self.metrics.exposition, self._dashboard())
+            if listen
+            else None
+        )
         try:
             if health is not None:
                 health.start()
                 log.info("serving /healthz, /readyz and /metrics on %s", health.url)
+                log.info("dashboard: %s/", health.url)
             async with keb_client(self.config, observe=self.metrics.keb_request) as keb:
                 self._keb = keb
                 self._engine = self.app.engine(keb)
@@ -122,6 +127,14 @@ class Service:
             if health is not None:
                 health.stop()
         return 0
+
+    def _dashboard(self) -> Pages:
+        """The web dashboard beside the health endpoints (stale after the /readyz window)."""
+        from watcher.faces.web.routes import Dashboard
+
+        return Dashboard(
+            self.app, stale_after=self.readiness.window, token=self.config.service.dashboard_token
+        )
 
     def _describe(self) -> str:
         poll = self.config.poll

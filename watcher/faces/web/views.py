@@ -1,0 +1,282 @@
+"""View models of the dashboard: the plain values its templates show.
+
+Built from what :class:`watcher.app.Watcher` returns, per request, on the request's own
+connection (:meth:`~watcher.app.Watcher.reader`). Every string that came from KEB (states,
+descriptions, shoot names, IDs, types, errors) passes through :func:`shown` on its way to a
+page; HTML escaping itself is Jinja2's autoescape (:mod:`watcher.notify.pages`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from watcher.app import BoardState, Watcher
+from watcher.core.diff import Transition, TransitionKind
+from watcher.core.durations import format_duration
+from watcher.core.models import KNOWN_STATES, RETRYING, finished_count
+from watcher.core.wording import counts_text, transition_text
+from watcher.store.database import Tracked
+
+#: Failure reasons a row of the overview lists before "+K more".
+TOP_REASONS: Final = 3
+#: Operations the detail page lists at once; the filter and search narrow them down.
+OPERATION_ROWS: Final = 200
+#: The newest transitions of any kind the detail page lists.
+RECENT: Final = 50
+#: A mark beside each state's name, so that state never rests on colour alone.
+MARKS: Final[Mapping[str, str]] = {
+    "succeeded": "✓",
+    "failed": "✗",
+    "in progress": "▶",
+    "pending": "○",
+    "canceling": "⊘",
+    "canceled": "⊘",
+    "retrying": "↻",
+}
+
+
+def _sanitiser() -> Callable[[str], str]:
+    """The product's sanitiser of KEB text (``watcher.core.inert.inert``: control, escape,
+    bidi and zero-width characters removed) once it exists; the text as it is until then."""
+    try:
+        module = importlib.import_module("watcher.core.inert")
+    except ImportError:
+        return str
+    inert: Callable[[str], str] = module.inert
+    return inert
+
+
+_SANITISE: Final = _sanitiser()
+
+
+def shown(text: object) -> str:
+    """KEB text as a page shows it: the ONE place every KEB string goes through.
+
+    The sanitiser plugs in here (:func:`_sanitiser`); markup needs nothing, as autoescape
+    makes ``<script>`` text.
+    """
+    if text is None:
+        return ""
+    return _SANITISE(str(text))
+
+
+def state_class(state: str | None) -> str:
+    """The CSS class of a state: ``s-in-progress``; ``s-other`` for a state we do not know."""
+    if state in KNOWN_STATES:
+        return "s-" + str(state).replace(" ", "-")
+    return "s-other"
+
+
+def mark(state: str | None) -> str:
+    return MARKS.get(state or "", "•")
+
+
+def ago(now: datetime, then: datetime | None) -> str:
+    if then is None:
+        return "never"
+    seconds = max(0.0, (now - then).total_seconds())
+    return f"{format_duration(round(seconds))} ago"
+
+
+def duration(seconds: float | None) -> str:
+    return "-" if seconds is None else format_duration(max(0, round(seconds)))
+
+
+def landscape(app: Watcher) -> str:
+    """The landscape's label: ``keb.name`` when the configuration has one, else KEB's host."""
+    name = getattr(app.config.keb, "name", None)
+    return str(name) if name else (urlsplit(app.config.keb.url).hostname or app.config.keb.url)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One state's part of a progress bar, in thousandths of its width."""
+
+    state: str
+    count: int
+    x: int
+    width: int
+    css: str
+
+
+def bar(counts: Mapping[str, int]) -> list[Segment]:
+    """The progress bar by operation state: finished states first, then the rest."""
+    total = sum(counts.values())
+    if not total:
+        return []
+    order = ("succeeded", "failed", "canceled", "in progress", "canceling", "retrying", "pending")
+    states = [s for s in order if counts.get(s)] + sorted(s for s in counts if s not in order)
+    out, x = [], 0
+    for state in states:
+        width = round(counts[state] * 1000 / total)
+        out.append(Segment(shown(state), counts[state], x, width, state_class(state)))
+        x += width
+    return out
+
+
+def _counts_label(counts: Mapping[str, int]) -> str:
+    return shown(counts_text(counts)) if counts else "no operations"
+
+
+def board(app: Watcher, state: BoardState, stale_after: float) -> dict[str, Any]:
+    """The top of every page: landscape, KEB health, outbox depth, last poll, staleness."""
+    now = app.clock()
+    last = state.last_cycle_at
+    stale = last is not None and (now - last).total_seconds() > stale_after
+    return {
+        "landscape": shown(landscape(app)),
+        "keb_ok": state.unhealthy_since is None,
+        "keb_since": ago(now, state.unhealthy_since),
+        "keb_error": shown(state.keb_error),
+        "undelivered": state.undelivered,
+        "last_poll": ago(now, last) if last else "no poll yet",
+        "last_poll_at": last.isoformat() if last else "",
+        "stale": stale,
+        "stale_after": duration(stale_after),
+        "revision": state.revision,
+    }
+
+
+def _row(app: Watcher, item: Tracked, now: datetime) -> dict[str, Any]:
+    orch_id = item.orchestration_id
+    numbers = app.progress(orch_id) or {}
+    reasons = app.failure_reasons(orch_id) if item.counts.get("failed") else []
+    counts = dict(item.counts)
+    state = "not found" if item.not_found else (item.state or "")
+    return {
+        "id": shown(orch_id),
+        "type": shown(item.type or "-"),
+        "state": shown(state) or "waiting for baseline",
+        "state_class": state_class(item.state),
+        "mark": mark(item.state),
+        "description": shown(item.description),
+        "bar": bar(counts),
+        "bar_label": _counts_label(counts),
+        "done": finished_count(counts),
+        "total": sum(counts.values()),
+        "failed": counts.get("failed", 0),
+        "reasons": [(shown(text or "(no description)"), n) for text, n in reasons[:TOP_REASONS]],
+        "more_reasons": max(0, len(reasons) - TOP_REASONS),
+        "elapsed": duration(numbers.get("elapsed_seconds")),
+        "eta": duration(numbers.get("eta_seconds")),
+        "created": numbers.get("orchestration", {}).get("created_at") or "",
+        "tracked": item.tracked_at.isoformat(),
+        "last_success": ago(now, item.last_success_at),
+        "last_error": shown(item.last_error),
+        "finished": item.finished_at is not None,
+    }
+
+
+def overview(app: Watcher, state_filter: str, stale_after: float) -> dict[str, Any]:
+    """``/``: every tracked orchestration, newest first, optionally one state only."""
+    now = app.clock()
+    items = app.tracked()
+    present = sorted({shown(t.state) for t in items if t.state} - set(KNOWN_STATES))
+    rows = [_row(app, t, now) for t in items if not state_filter or t.state == state_filter]
+    rows.sort(key=lambda r: (r["created"] or r["tracked"], r["tracked"]), reverse=True)
+    return {
+        "board": board(app, app.board_state(), stale_after),
+        "rows": rows,
+        "tracked": len(items),
+        "states": [*KNOWN_STATES, *present],
+        "state_filter": shown(state_filter),
+    }
+
+
+def _runs(transitions: Iterable[Transition]) -> list[dict[str, Any]]:
+    """The orchestration-level timeline, each entry with its run (a retry starts a new one)."""
+    out, run = [], 1
+    for t in transitions:
+        if t.kind is TransitionKind.ORCHESTRATION_STATE and t.to_state == RETRYING:
+            run += 1
+        out.append({"at": t.at.isoformat(timespec="seconds"), "run": run, **_said(t)})
+    return out
+
+
+def _said(t: Transition) -> dict[str, Any]:
+    return {
+        "text": shown(transition_text(t)),
+        "kind": t.kind.value.replace("_", " "),
+        "state_class": state_class(t.to_state),
+        "mark": mark(t.to_state),
+    }
+
+
+def _failures(app: Watcher, orch_id: str) -> list[dict[str, Any]]:
+    """Failed operations grouped by description, most frequent first, every shoot listed."""
+    groups: dict[str, list[dict[str, str]]] = {}
+    for op in app.failed_operations(orch_id):
+        groups.setdefault(op.description or "(no description)", []).append(
+            {
+                "shoot": shown(op.shoot_name or "-"),
+                "runtime": shown(op.runtime_id),
+                "operation": shown(op.operation_id),
+            }
+        )
+    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return [{"reason": shown(reason), "count": len(ops), "ops": ops} for reason, ops in ordered]
+
+
+def detail(
+    app: Watcher, item: Tracked, states: list[str], search: str, stale_after: float
+) -> dict[str, Any]:
+    """``/orchestrations/{id}``: the card in full, timeline, operations, failures, commands."""
+    now = app.clock()
+    orch_id = item.orchestration_id
+    orch = app.orchestration(orch_id)
+    timeline, recent = app.timeline(orch_id, RECENT)
+    page = app.find_operations(orch_id, states=states, search=search, limit=OPERATION_ROWS)
+    numbers = app.progress(orch_id) or {}
+    rate = numbers.get("throughput_per_hour")
+    facts = [
+        ("Landscape", landscape(app)),
+        ("Type", item.type or "-"),
+        ("Description", item.description or "-"),
+        ("Created", orch.created_at.isoformat() if orch and orch.created_at else "-"),
+        ("Updated", orch.updated_at.isoformat() if orch and orch.updated_at else "-"),
+        ("Kubernetes", (orch.kubernetes_version if orch else "") or "-"),
+        ("Strategy", (orch.schedule if orch else "") or "-"),
+        ("Dry run", "yes" if orch and orch.dry_run else "no"),
+        ("Elapsed", duration(numbers.get("elapsed_seconds"))),
+        ("Throughput", f"{rate:.1f} operations/hour" if rate else "-"),
+        ("ETA", duration(numbers.get("eta_seconds"))),
+        ("Tracked since", item.tracked_at.isoformat(timespec="seconds")),
+        ("Last successful poll", ago(now, item.last_success_at)),
+        ("Last poll error", item.last_error or "none"),
+        ("Slack channel", item.channel or "(configured default)"),
+    ]
+    return {
+        "board": board(app, app.board_state(), stale_after),
+        "row": _row(app, item, now),
+        "facts": [(label, shown(value)) for label, value in facts],
+        "timeline": _runs(timeline),
+        "recent": [{"at": t.at.isoformat(timespec="seconds"), **_said(t)} for t in recent],
+        "operations": [
+            {
+                "shoot": shown(op.shoot_name or "-"),
+                "runtime": shown(op.runtime_id),
+                "operation": shown(op.operation_id),
+                "state": shown(op.state),
+                "state_class": state_class(op.state),
+                "mark": mark(op.state),
+                "plan": shown(op.plan_name),
+                "description": shown(op.description),
+            }
+            for op in page.operations
+        ],
+        "matching": page.matching,
+        "limit": OPERATION_ROWS,
+        "states": list(KNOWN_STATES),
+        "state_filter": [shown(s) for s in states],
+        "search": shown(search),
+        "failures": _failures(app, orch_id),
+        "commands": [
+            f"kcp orchestration {shown(orch_id)} operations --state failed",
+            f"kcp orchestration retry {shown(orch_id)}",
+        ],
+    }
