@@ -3,7 +3,8 @@
 
 Chromium is not optional here: ``scripts/test`` installs it when missing (as root, from
 Debian's packages), and without it these tests fail rather than skip. The screenshots in
-docs/ (light and dark, both pages) are taken by the last test, from `watcher demo --web`.
+docs/ (light and dark, both pages) are taken by the last test, from `watcher demo --web`
+(with ``WATCHER_UPDATE_SCREENSHOTS=1``; otherwise into a temporary folder).
 """
 
 from __future__ import annotations
@@ -282,7 +283,12 @@ def test_with_a_dashboard_token_nothing_is_served_without_it(
     ctx.close()
 
 
-def test_screenshots_of_both_pages_light_and_dark_from_the_demo(browser: Browser) -> None:
+def test_screenshots_of_both_pages_light_and_dark_from_the_demo(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """The screenshots go to a temporary folder, so a test run leaves the checkout clean;
+    ``WATCHER_UPDATE_SCREENSHOTS=1 scripts/test -k screenshots`` refreshes those in docs/."""
+    shots = DOCS if os.environ.get("WATCHER_UPDATE_SCREENSHOTS") == "1" else tmp_path
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -319,10 +325,11 @@ def test_screenshots_of_both_pages_light_and_dark_from_the_demo(browser: Browser
             page = ctx.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
             expect(page.locator("table.orchestrations tbody tr")).to_have_count(5)
-            page.screenshot(path=str(DOCS / f"dashboard-overview-{scheme}.png"), full_page=True)
+            page.screenshot(path=str(shots / f"dashboard-overview-{scheme}.png"), full_page=True)
             page.goto(f"http://127.0.0.1:{port}/orchestrations/{first}")
             page.locator("#failures details").first.click()
-            page.screenshot(path=str(DOCS / f"dashboard-detail-{scheme}.png"))
+            page.screenshot(path=str(shots / f"dashboard-detail-{scheme}.png"))
+            assert (shots / f"dashboard-detail-{scheme}.png").stat().st_size > 10_000
             ctx.close()
         phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
         page = phone.new_page()
