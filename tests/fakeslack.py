@@ -44,6 +44,8 @@ WEBHOOK_PATH = "/services/T000/B000/XXXX"
 MAX_TEXT = 4000  # docs/contract.md §5; Slack itself truncates at 40,000.
 HISTORY_MAX_LIMIT = 999  # conversations.history: "Maximum of 999."
 RATELIMITED = {"ok": False, "error": "ratelimited"}
+#: The scopes a token of the fake has, unless a test sets ``FakeSlack.scopes``.
+SCOPES = ("chat:write", "channels:read", "groups:read", "channels:history", "groups:history")
 # Block types Slack accepts in messages, and the keys each one requires.
 _REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
     "section": (),  # text or fields
@@ -271,6 +273,8 @@ class FakeSlack:
         self._violations: list[Call] = []
         self._messages: dict[str, list[Message]] = {cid: [] for cid in self._ids}
         self._failures: dict[str, deque[tuple[str, int | None]]] = {}
+        self._outage = 0
+        self.scopes = ",".join(SCOPES)
         self._last_ts, self._now, self._inside_window = 0, 0.0, False
         self._last_post: dict[str, float] = {}
         self._updates: deque[float] = deque()
@@ -373,6 +377,19 @@ class FakeSlack:
         """Forget every injected failure that has not happened yet (Slack is back)."""
         with self._lock:
             self._failures.clear()
+            self._outage = 0
+
+    @property
+    def outage_left(self) -> int:
+        """How many calls the outage of :meth:`outage` still fails."""
+        with self._lock:
+            return self._outage
+
+    def outage(self, count: int) -> None:
+        """Slack is down for the next ``count`` Web API calls, whatever their method: each is
+        answered ``500 Internal Server Error`` (after the Retry-After check, like fail_next)."""
+        with self._lock:
+            self._outage = count
 
     def reset_rate_limits(self) -> None:
         with self._lock:
@@ -422,6 +439,9 @@ class FakeSlack:
         key = self._limit_key(method, args)
         if key is not None and self._window(key):
             return _answer(429, RATELIMITED, self._left(key))
+        if self._outage > 0:
+            self._outage -= 1
+            return 500, {"Content-Type": "text/plain"}, b"Internal Server Error"
         injected = self._injected(method, key)
         if injected is not None:
             return injected
@@ -433,7 +453,10 @@ class FakeSlack:
         if key is not None and not self._within_budget(key):
             self._windows[key] = self._now + self.retry_after
             return _answer(429, RATELIMITED, self.retry_after)
-        return _answer(200, {"ok": True, **handler(args)})
+        status, headers, payload = _answer(200, {"ok": True, **handler(args)})
+        if method == "auth.test":  # Slack names the token's scopes in a header of every call
+            headers["x-oauth-scopes"] = self.scopes
+        return status, headers, payload
 
     def _webhook(self, path: str, content_type: str, body: bytes, args: dict[str, Any]) -> Reply:
         if path != WEBHOOK_PATH:

@@ -75,19 +75,20 @@ def test_finals_and_failures_before_progress_and_only_the_newest_card_edit(
         (c.method, (c.args.get("metadata") or {}).get("event_payload", {}).get("key"))
         for c in slack.calls[before:]
     ]
-    assert [method for method, _ in calls] == [
-        "chat.postMessage",
-        "chat.postMessage",
-        "chat.update",
-    ]
-    assert [key for _, key in calls[:2]] == ["o1:finished:1", "o1:failures:1"]
-    statuses = {e.key: e.status for e in Outbox(store).entries(("sent", "superseded"))}
+    assert [method for method, _ in calls] == ["chat.postMessage", "chat.update"]
+    # The final summary lists every failure: the digest still pending is absorbed into it,
+    # so that the summary is the run's last reply.
+    assert calls[0][1] == "o1:finished:1"
+    entries = {e.key: e for e in Outbox(store).entries(("sent", "superseded"))}
+    statuses = {key: e.status for key, e in entries.items()}
     assert statuses["o1:progress:1"] == statuses["o1:progress:2"] == "superseded"
+    assert statuses["o1:failures:1"] == "superseded"
+    assert "absorbed into the final summary" in (entries["o1:failures:1"].last_error or "")
     assert statuses["o1:progress:3"] == "sent"
     [card] = [m for m in slack.messages(CHANNEL) if m.thread_ts is None]
     assert card.edits == 1
     replies = [m for m in slack.messages(CHANNEL) if m.ts != card.ts]
-    assert len(replies) == 2
+    assert len(replies) == 1
     assert all(m.thread_ts == card.ts for m in replies)
 
 

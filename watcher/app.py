@@ -291,6 +291,7 @@ class Watcher:
             budget=self._budget,
             clock=self.clock,
             on_delivered=self._delivered,
+            digest_interval=slack.digest_interval,
         )
 
     def _delivered(self, orch_id: str) -> None:
@@ -299,7 +300,13 @@ class Watcher:
     def renderer(self) -> Renderer:
         from watcher.notify.render import Renderer
 
-        return Renderer(self.config.templates.dir)
+        links = self.config.links
+        context = {
+            "keb_name": self.config.keb.name,
+            "mention": self.config.slack.mention_on_failure,
+            "links": {"orchestration": links.orchestration, "operation": links.operation},
+        }
+        return Renderer(self.config.templates.dir, context=context)
 
     async def poll(self, *, deadline: float = DELIVERY_DEADLINE) -> PollOutcome:
         """Exactly one cycle over everything tracked, then deliver what is pending.
@@ -324,7 +331,9 @@ class Watcher:
         if sender is None:
             return None, 0
         report = await sender.deliver(deadline=time.monotonic() + deadline)
-        return report, sender.outbox.undelivered()
+        # Digests held for their clock are pending by design, not undelivered.
+        held = sender.outbox.scheduled(self.clock())
+        return report, sender.outbox.undelivered() - held
 
     async def follow(
         self,
@@ -372,6 +381,18 @@ class Watcher:
             return ["Slack: incoming webhook configured (not called: it would post a message)"]
         who = dest.auth_test()
         lines = [f"Slack: token accepted (team {who.get('team')}, bot user {who.get('user')})"]
+        from watcher.notify.slack import SCOPES
+
+        granted = dest.granted_scopes()
+        missing = sorted(set(SCOPES) - granted) if granted is not None else []
+        if missing:
+            raise ConfigError(
+                "slack.token: the Slack app lacks the scopes "
+                + ", ".join(f"{scope} ({SCOPES[scope]})" for scope in missing)
+                + "; add them (deploy/slack-app-manifest.yaml) and reinstall the app"
+            )
+        if granted is not None:
+            lines.append(f"Slack: token has every scope needed ({', '.join(sorted(SCOPES))})")
         channels = {self.config.slack.channel, *self.config.slack.routes.values()} - {None}
         for channel in sorted(c for c in channels if c):
             info = dest.channel_info(channel)

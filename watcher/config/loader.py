@@ -35,6 +35,7 @@ from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from watcher.config import extras
 from watcher.config.settings import (
     NOTIFICATION_KINDS,
     ORCHESTRATION_TYPES,
@@ -303,6 +304,8 @@ class _Loader:
             return self.routes(key, value)
         if kind == "listen":
             return self.listen(key, self.text(key, value))
+        if kind in ("links", "mention"):
+            return getattr(extras, kind)(key, value, self.error)
         raise AssertionError(f"{key}: no reader for kind {kind!r}")
 
     def text(self, key: str, value: Any) -> str:
@@ -500,7 +503,7 @@ def _show(value: Any, kind: str) -> str:
         return format_duration(value)
     if kind in ("states", "types"):
         return ", ".join(value) or "(any)"
-    if kind == "routes":
+    if kind in ("routes", "links"):
         return ", ".join(f"{k} -> {v}" for k, v in value.items()) or "(none)"
     if kind in ("url", "base_url"):
         return _redact_url(value)

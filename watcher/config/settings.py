@@ -88,6 +88,7 @@ class KebConfig:
     timeout: float = field(default=30.0, metadata=_kind("duration", positive=True))
     concurrency: int = field(default=8, metadata=_kind("count"))
     retries: int = field(default=4, metadata=_kind("count"))
+    name: str | None = field(default=None, metadata=_kind("text"))  #: landscape label: prod-eu
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,22 @@ class SlackConfig:
     base_url: str = field(default="https://slack.com/api/", metadata=_kind("base_url"))
     routes: Mapping[str, str] = field(default_factory=_empty_mapping, metadata=_kind("routes"))
     max_attempts: int = field(default=8, metadata=_kind("count"))
+    #: at most one failure digest per orchestration this often; 0 = every cycle
+    digest_interval: float = field(default=600.0, metadata=_kind("duration"))
+    #: a Slack mention put in failed outcomes and the KEB alert only: ``<!subteam^S0123ABC>``
+    mention_on_failure: str | None = field(default=None, metadata=_kind("mention"))
+
+
+@dataclass(frozen=True, slots=True)
+class LinksConfig:
+    """Links shown in messages: label = URL template with ``{orchestration_id}`` (on the card,
+    digests and outcomes) or ``{operation_id}``, ``{runtime_id}``, ``{shoot}`` (per failed
+    operation in digests). None without configuration."""
+
+    orchestration: Mapping[str, str] = field(
+        default_factory=_empty_mapping, metadata=_kind("links")
+    )
+    operation: Mapping[str, str] = field(default_factory=_empty_mapping, metadata=_kind("links"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +179,7 @@ class Config:
     storage: StorageConfig
     poll: PollConfig
     slack: SlackConfig
+    links: LinksConfig
     templates: TemplatesConfig
     service: ServiceConfig
     source: Path | None
@@ -175,6 +193,7 @@ SECTIONS: Final[Mapping[str, type[Any]]] = MappingProxyType(
         "storage": StorageConfig,
         "poll": PollConfig,
         "slack": SlackConfig,
+        "links": LinksConfig,
         "templates": TemplatesConfig,
         "service": ServiceConfig,
     }

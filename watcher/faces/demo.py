@@ -27,6 +27,7 @@ from watcher.app import Watcher
 from watcher.config import (
     Config,
     KebConfig,
+    LinksConfig,
     PollConfig,
     Secret,
     ServiceConfig,
@@ -49,6 +50,7 @@ def demo_config(url: str, token: str, workdir: Path) -> Config:
         storage=StorageConfig(path=workdir / "watcher.db"),
         poll=PollConfig(interval=1.0, jitter=0.0, full_sweep_every=600.0),
         slack=SlackConfig(channel="#kyma-upgrades"),
+        links=LinksConfig(),
         templates=TemplatesConfig(),
         service=ServiceConfig(),
         source=None,

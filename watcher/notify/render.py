@@ -23,6 +23,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from watcher.core.models import KNOWN_STATES
 from watcher.errors import ConfigError
 from watcher.notify.blocks import Message, escape, plain_message, to_message
+from watcher.notify.links import link_line, slack_date
 
 #: Which template renders which kind of notification.
 TEMPLATES: Final[Mapping[str, str]] = {
@@ -150,7 +151,9 @@ class Rendered:
 class Renderer:
     """Renders notification payloads with the packaged templates and the user's overrides."""
 
-    def __init__(self, override_dir: Path | None = None) -> None:
+    def __init__(
+        self, override_dir: Path | None = None, *, context: Mapping[str, Any] | None = None
+    ) -> None:
         if override_dir is not None and not override_dir.is_dir():
             raise ConfigError(f"templates.dir: {override_dir} is not a directory")
         paths = [str(p) for p in (override_dir, packaged_templates()) if p is not None]
@@ -165,12 +168,21 @@ class Renderer:
         )
         self.env.filters.update(
             duration=duration,
-            when=when,
             bar=bar,
             pct=pct,
             state_icon=state_icon,
             counts_line=counts_line,
+            when=lambda value: Safe(slack_date(value)),
+            links=lambda templates, **values: Safe(link_line(templates, **values)),
         )
+        # What configuration adds to every message: keb.name, [links], the on-call mention.
+        self.env.globals.update(
+            {"keb_name": None, "mention": None, "links": {"orchestration": {}, "operation": {}}}
+        )
+        given = dict(context or {})
+        if given.get("mention"):  # validated by the loader; the only mention a message gets
+            given["mention"] = Safe(given["mention"])
+        self.env.globals.update(given)
 
     def template_for(self, kind: str) -> str:
         try:

@@ -26,6 +26,7 @@ from watcher.clock import utcnow
 from watcher.errors import SlackFailure
 from watcher.notify.blocks import Message, plain_message
 from watcher.notify.budget import RateBudget
+from watcher.notify.pacing import Pacing
 from watcher.notify.render import Renderer, fallback_text
 from watcher.notify.slack import Destination, Posted, metadata
 from watcher.store.outbox import Card, Entry, Outbox
@@ -66,6 +67,7 @@ class Sender:
         clock: Callable[[], datetime] = utcnow,
         rng: Callable[[], float] = random.random,
         on_delivered: Callable[[str], None] | None = None,
+        digest_interval: float = 0.0,
     ) -> None:
         self.outbox = outbox
         self.destination = destination
@@ -77,6 +79,16 @@ class Sender:
         self.clock = clock
         self.rng = rng
         self.on_delivered = on_delivered
+        self.pacing = Pacing(
+            outbox,
+            digest_interval=digest_interval,
+            threads=destination.threads,
+            routed=lambda e: e.channel is None and e.kind in self.routes,
+        )
+        # Backoff belongs to the destination: after a transient error nothing is sent until
+        # this time; the first call that succeeds makes everything that waited due again.
+        self._down_until: datetime | None = None
+        self._probed = False
 
     def channel_for(self, entry: Entry) -> str | None:
         """``track --channel`` wins, then ``[slack.routes]`` for the kind, then the default."""
@@ -104,13 +116,21 @@ class Sender:
         asked before each attempt; delivery stops when it says no (the service lost its lease).
         """
         report = DeliveryReport()
+        await self._probe()
         while True:
             if allowed is not None and not allowed():
                 return report
             self.outbox.supersede_stale_card_updates()
             self.outbox.merge_pending_digests()
+            pending = self.pacing.prepare(self.clock())
             due = self.outbox.due(self.clock())
             remaining = deadline - time.monotonic()
+            down = (self._down_until - self.clock()).total_seconds() if self._down_until else 0
+            if due and down > 0:
+                if down > min(remaining, linger):
+                    return report
+                await sleep(down)
+                continue
             if not due:
                 nxt = self.outbox.next_due_at()
                 if nxt is None:
@@ -123,7 +143,7 @@ class Sender:
             soonest = None
             progressed = False
             for entry in due:
-                if self._waits_for_card(entry):
+                if self._waits_for_card(entry) or self.pacing.waits_for_earlier(entry, pending):
                     continue
                 wait = self.budget.wait(self._method(entry), self.channel_for(entry))
                 if wait > 0:
@@ -134,6 +154,9 @@ class Sender:
                 break  # re-read: priorities and coalescing may have changed
             if progressed:
                 continue
+            later = self._next_in(pending)  # what the waiting replies wait for
+            if later is not None and later <= min(remaining, linger):
+                soonest = later if soonest is None else min(soonest, later)
             if soonest is None or soonest > remaining:
                 return report
             await sleep(soonest)
@@ -156,6 +179,7 @@ class Sender:
             return
         now = self.clock()
         self.outbox.record_attempt(entry, now, method, ok=True)
+        self._recovered(now)
         self.outbox.mark_sent(
             entry, now, posted.channel if posted else None, posted.ts if posted else None
         )
@@ -191,6 +215,7 @@ class Sender:
         elif failure.transient and entry.attempts + 1 < self.max_attempts:
             delay = min(300.0, 2.0 ** (entry.attempts + 1)) * (0.5 + self.rng())
             self.outbox.mark_retry(entry, now + timedelta(seconds=delay), message)
+            self._down_until = now + timedelta(seconds=delay)
             report.retried += 1
             log.warning(
                 "outbox %d: %s; next attempt in %.0fs",
@@ -212,6 +237,37 @@ class Sender:
                 message,
                 extra=_ids(entry),
             )
+
+    def _next_in(self, pending: list[Entry]) -> float | None:
+        """Seconds until the next pending notification that is not due yet comes due."""
+        now = self.clock()
+        later = [e.next_attempt_at for e in pending if e.next_attempt_at]
+        later = [at for at in later if at > now]
+        return (min(later) - now).total_seconds() if later else None
+
+    async def _probe(self) -> None:
+        """Once per sender (a `poll`, the service's start): when notifications wait out a
+        transient error, ask Slack whether it answers again (``auth.test``, which posts
+        nothing); if it does, they are due at once instead of after their backoff."""
+        if self._probed:
+            return
+        self._probed = True
+        for entry, method, left in self.outbox.rate_limits(self.clock()):
+            self.budget.pause(method, self.channel_for(entry), left)
+        if not self.outbox.backing_off(self.clock()):
+            return
+        try:
+            await asyncio.to_thread(self.destination.probe)
+        except SlackFailure as failure:
+            log.warning("Slack still fails (%s); the outbox waits", failure)
+            return
+        self._recovered(self.clock())
+
+    def _recovered(self, now: datetime) -> None:
+        self._down_until = None
+        released = self.outbox.release_backoff(now)
+        if released:
+            log.info("Slack answers again: %d notifications due now", released)
 
     # -- the Slack side: database work here, each Slack call in a worker thread -----------
 

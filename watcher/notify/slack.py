@@ -142,6 +142,19 @@ class Destination(Protocol):
 
     def find_card(self, channel: str | None, orchestration_id: str) -> Posted | None: ...
 
+    def probe(self) -> None:
+        """A call that posts nothing, to tell whether Slack answers (raises SlackFailure)."""
+
+
+#: The scopes the bot token needs, and what for (deploy/slack-app-manifest.yaml lists them).
+SCOPES: Final[Mapping[str, str]] = {
+    "chat:write": "chat.postMessage and chat.update: the card, its edits and thread replies",
+    "channels:read": "conversations.list and conversations.info: a channel name to its ID",
+    "groups:read": "the same for private channels",
+    "channels:history": "conversations.history and replies: find a post made before a crash",
+    "groups:history": "the same for private channels",
+}
+
 
 class BotSlack:
     """A bot token: cards, edits and threads."""
@@ -285,6 +298,24 @@ class BotSlack:
     def auth_test(self) -> dict[str, Any]:
         return self._call("auth.test")
 
+    def granted_scopes(self) -> frozenset[str] | None:
+        """The token's scopes, from the ``x-oauth-scopes`` header Slack sends with every Web API
+        answer (``auth.test`` here); None when the answer has no such header (a proxy)."""
+        try:
+            response = self.client.auth_test()
+        except (SlackApiError, *_NETWORK) as exc:
+            raise _failure("auth.test", exc) from None
+        headers = {str(k).lower(): v for k, v in (response.headers or {}).items()}
+        raw = headers.get("x-oauth-scopes")
+        if isinstance(raw, list):
+            raw = ",".join(raw)
+        if raw is None:
+            return None
+        return frozenset(s.strip() for s in str(raw).split(",") if s.strip())
+
+    def probe(self) -> None:
+        self._call("auth.test")
+
     def channel_info(self, channel: str) -> dict[str, Any]:
         return self._call("conversations.info", channel=self.channel_id(channel))
 
@@ -331,3 +362,6 @@ class WebhookSlack:
 
     def find_card(self, channel: str | None, orchestration_id: str) -> Posted | None:
         return None
+
+    def probe(self) -> None:
+        """A webhook cannot be asked without posting: the next notification is the probe."""

@@ -92,3 +92,6 @@ class TerminalSlack:
 
     def find_card(self, channel: str | None, orchestration_id: str) -> Posted | None:
         return None
+
+    def probe(self) -> None:
+        """The terminal always answers."""

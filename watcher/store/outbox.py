@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from watcher.clock import from_iso, iso
@@ -264,6 +264,85 @@ class Outbox:
     def forget_card(self, orch_id: str) -> None:
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM cards WHERE orchestration_id = ?", (orch_id,))
+
+    # -- pacing: thread order, digests on a clock, the destination's backoff ---------------
+
+    def absorb_digests(self) -> int:
+        """A final summary lists every failure: failure digests of its run still pending (older
+        than the summary) are superseded by it, so that the summary is the run's last reply."""
+        with self.store.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE outbox SET status = 'superseded', last_error = 'absorbed into the final "
+                "summary, outbox ' || (SELECT MIN(f.id) FROM outbox f WHERE f.kind = 'finished' "
+                "AND f.orchestration_id = outbox.orchestration_id AND f.id > outbox.id) "
+                "WHERE status = 'pending' AND kind = 'failure_digest' AND EXISTS (SELECT 1 "
+                "FROM outbox f WHERE f.kind = 'finished' AND f.id > outbox.id "
+                "AND f.orchestration_id = outbox.orchestration_id "
+                "AND f.status IN ('pending', 'sent'))"
+            )
+            return max(cur.rowcount, 0)
+
+    def last_digest_sent(self, orch_id: str) -> datetime | None:
+        """When the newest failure digest of the orchestration's current run was sent (a run
+        ends with its final summary; a retry starts the next one)."""
+        row = self.store.conn.execute(
+            "SELECT MAX(sent_at) FROM outbox WHERE orchestration_id = ? "
+            "AND kind = 'failure_digest' AND status = 'sent' AND id > COALESCE((SELECT MAX(id) "
+            "FROM outbox WHERE orchestration_id = ? AND kind = 'finished'), 0)",
+            (orch_id, orch_id),
+        ).fetchone()
+        return from_iso(row[0])
+
+    def schedule(self, entry: Entry, at: datetime | None) -> None:
+        """Hold a notification that was never attempted until ``at`` (None: due now)."""
+        self._set(entry, "next_attempt_at = ?", [iso(at) if at else None])
+
+    def scheduled(self, now: datetime) -> int:
+        """Failure digests waiting for their clock: pending by design, not undelivered."""
+        row = self.store.conn.execute(
+            "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND kind = 'failure_digest' "
+            "AND attempts = 0 AND next_attempt_at > ?",
+            (iso(now),),
+        ).fetchone()
+        return int(row[0])
+
+    _TRANSIENT_WAIT: Final = (
+        "status = 'pending' AND attempts > 0 AND next_attempt_at > ? AND (SELECT a.retry_after "
+        "FROM attempts a WHERE a.outbox_id = outbox.id ORDER BY a.id DESC LIMIT 1) IS NULL"
+    )
+
+    def backing_off(self, now: datetime) -> int:
+        """Pending notifications waiting out a transient error (not a 429's Retry-After)."""
+        row = self.store.conn.execute(
+            f"SELECT COUNT(*) FROM outbox WHERE {self._TRANSIENT_WAIT}", (iso(now),)
+        ).fetchone()
+        return int(row[0])
+
+    def rate_limits(self, now: datetime) -> list[tuple[Entry, str, float]]:
+        """429s whose ``Retry-After`` has not run out: (entry, method, seconds left). They
+        outlive the process that got them (a later ``poll`` must not call the method early)."""
+        rows = self.store.conn.execute(
+            "SELECT outbox_id, method, at, retry_after FROM attempts "
+            "WHERE retry_after IS NOT NULL AND at > ? ORDER BY id",
+            (iso(now - timedelta(hours=1)),),
+        ).fetchall()
+        found = []
+        for outbox_id, method, at, retry_after in rows:
+            left = (datetime.fromisoformat(at) - now).total_seconds() + float(retry_after)
+            entry = self.get(outbox_id)
+            if left > 0 and entry is not None:
+                found.append((entry, str(method), left))
+        return found
+
+    def release_backoff(self, now: datetime) -> int:
+        """Slack answered again: what waited out a transient error is due now. A 429's
+        ``Retry-After`` still holds for the notifications it was given to."""
+        with self.store.transaction() as conn:
+            cur = conn.execute(
+                f"UPDATE outbox SET next_attempt_at = ? WHERE {self._TRANSIENT_WAIT}",
+                (iso(now), iso(now)),
+            )
+            return max(cur.rowcount, 0)
 
     # -- what users do --------------------------------------------------------------------
 
