@@ -89,8 +89,8 @@ def duration(seconds: float | None) -> str:
 
 def landscape(app: Watcher) -> str:
     """The landscape's label: ``keb.name`` when the configuration has one, else KEB's host."""
-    name = getattr(app.config.keb, "name", None)
-    return str(name) if name else (urlsplit(app.config.keb.url).hostname or app.config.keb.url)
+    name = app.config.keb.name
+    return name if name else (urlsplit(app.config.keb.url).hostname or app.config.keb.url)
 
 
 @dataclass(frozen=True, slots=True)
