@@ -34,7 +34,7 @@ from watcher.config import (
 )
 from watcher.core.durations import format_duration, parse_duration
 from watcher.core.models import is_terminal_orchestration
-from watcher.core.wording import counts_text
+from watcher.core.wording import counts_text, plural
 from watcher.faces.watch.live import StateBar
 from watcher.notify.budget import RateBudget
 from watcher.notify.terminal import TerminalSlack
@@ -105,7 +105,7 @@ async def _follow(
         names = {orch_id: f"orch-{i + 1}" for i, orch_id in enumerate(ids)}
         if board is not None:
             board.names = names
-        click.echo(f"Tracking {len(ids)} orchestrations:")
+        click.echo(f"Tracking {plural(len(ids), 'orchestration')}:")
         for orch_id, name in names.items():
             click.echo(f"  {name} = {orch_id}")
         engine = app.engine(keb)
@@ -116,9 +116,8 @@ async def _follow(
             cycles += 1
             if cycle.transitions:
                 elapsed = format_duration(round(time.monotonic() - started))
-                printer.echo(
-                    f"[{elapsed:>4}] poll {cycles}: {cycle.transitions} transitions recorded"
-                )
+                recorded = plural(cycle.transitions, "transition")
+                printer.echo(f"[{elapsed:>4}] poll {cycles}: {recorded} recorded")
             for failure in cycle.failed:
                 click.echo(f"  poll failed for {failure.orchestration_id}: {failure.error}")
             await app.deliver(deadline=5)
@@ -142,7 +141,7 @@ async def _follow(
         name = names.get(item.orchestration_id, item.orchestration_id)
         click.echo(
             f"  {name}: {item.state}, operations {counts_text(item.counts)}, "
-            f"{len(app.history(item.orchestration_id))} transitions recorded"
+            f"{plural(len(app.history(item.orchestration_id)), 'transition')} recorded"
         )
     click.echo(f"  {cycles} poll cycles, {requests} KEB requests in all.")
     click.echo("")

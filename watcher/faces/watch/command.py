@@ -28,6 +28,7 @@ from watcher.clock import utcnow
 from watcher.config import Config
 from watcher.core.durations import parse_duration
 from watcher.core.watching import Sink, Sleep, Summary, WatchOptions, WatchOutcome
+from watcher.core.wording import plural
 from watcher.errors import StoreError, UsageError, WatcherError
 from watcher.faces.context import Context
 from watcher.faces.watch.live import JsonLines, LiveView, PlainLines
@@ -61,7 +62,8 @@ async def deliver_notifications(summary: Summary, app: Watcher) -> None:
         click.echo(f"watcher: --notify: {error}", err=True)
     if left:
         click.echo(
-            f"watcher: --notify: {left} notifications undelivered (see `watcher outbox`)", err=True
+            f"watcher: --notify: {plural(left, 'notification')} undelivered (see `watcher outbox`)",
+            err=True,
         )
 
 
