@@ -148,7 +148,7 @@ def test_live_view_redraws_on_events_and_restores_the_cursor() -> None:
     assert raw.startswith("\x1b[?25l")  # cursor hidden while live
     assert raw.rstrip().endswith("\x1b[?25h")  # and shown again at the end
     assert "(not seen yet)" in raw  # the first frame, before any poll
-    assert "c-0000001 op-1" in raw
+    assert "c-0000001: in progress -> succeeded" in raw  # below 120 columns: no operation ID
     assert "reconnecting (attempt 2, next in 1.5s)" in raw
     assert "interrupted (Ctrl-C) (exit 130)" in raw
 

@@ -132,6 +132,7 @@ class Watcher:
         self._memory = memory
         self._destination = destination
         self._budget = budget
+        self._scratch: Watcher | None = None
 
     @property
     def store(self) -> Store:
@@ -140,6 +141,9 @@ class Watcher:
         return self._store
 
     def close(self) -> None:
+        if self._scratch is not None:
+            self._scratch.close()
+            self._scratch = None
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -309,23 +313,44 @@ class Watcher:
         sleep: Sleep,
         monotonic: Callable[[], float],
         rng: Callable[[], float],
+        track: bool = False,
     ) -> Summary:
-        """``watcher watch``: follow one orchestration until it is terminal
-        (:func:`watcher.engine.follow.follow`), recording into this watcher's store."""
-        async with self.keb() as keb:
+        """``watcher watch``: follow one orchestration (a full ID: :meth:`resolve`) until it
+        is terminal (:func:`watcher.engine.follow.follow`).
+
+        The tracked set changes only with ``track``. A tracked orchestration is polled and
+        recorded as ``watcher poll`` would; any other is followed in a private in-memory
+        store (:meth:`scratch`) that is gone when the watch ends."""
+        if track:
+            self.track([orch_id], None)
+        app = self if self._memory or orch_id in self.tracked_ids() else self.scratch()
+        if app is not self or self._memory:
+            app.store.track([orch_id], None, app.clock())
+        async with app.keb() as keb:
             from watcher.engine.follow import follow
 
             return await follow(
-                check_ids([orch_id])[0],
-                self.engine(keb),
-                self.store,
+                orch_id,
+                app.engine(keb),
+                app.store,
                 sink,
                 options,
                 sleep=sleep,
                 clock=monotonic,
-                now=self.clock,
+                now=app.clock,
                 rng=rng,
             )
+
+    def recorded(self, orch_id: str) -> bool:
+        """Whether what a watch of ``orch_id`` saw went to the configured database."""
+        return not self._memory and orch_id in self.tracked_ids()
+
+    def scratch(self) -> Watcher:
+        """A watcher like this one over a private in-memory store, for following what is not
+        tracked; closed with this one."""
+        if self._scratch is None:
+            self._scratch = Watcher(self.config, clock=self.clock, memory=True)
+        return self._scratch
 
     # -- notifications --------------------------------------------------------------------
 
