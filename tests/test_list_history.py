@@ -10,8 +10,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from tests.conftest import Cli
 
@@ -68,6 +71,21 @@ def test_last_poll_moves_on_every_successful_poll(cli: Cli, keb_factory: Any) ->
     assert "last poll failed" not in cli("list", "-c", cfg).out
 
 
+@pytest.fixture
+def new_york() -> Iterator[None]:
+    """The local zone is not UTC (a time without a zone must still be read as UTC)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+@pytest.mark.usefixtures("new_york")
 def test_history_since_and_tail(cli: Cli, keb_factory: Any) -> None:
     keb = keb_factory("small")
     cfg = str(keb.config)

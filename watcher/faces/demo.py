@@ -4,17 +4,18 @@ It starts the KEB simulator in-process on a free port, tracks every orchestratio
 polls until they are finished and prints what a Slack channel would get: the same policy,
 outbox, templates and sender as with Slack, with the terminal as the channel. The engine runs
 on the simulator's clock, so durations, throughput and ETAs read as KEB time. Nothing
-outside a temporary directory is touched, and no configuration is needed.
+outside its own folder (`~/.local/state/keb-watcher/demo`, emptied on each run) is touched, and
+no configuration is needed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import click
@@ -53,9 +54,29 @@ def demo_config(url: str, token: str, workdir: Path) -> Config:
     )
 
 
+def demo_dir(env: Mapping[str, str]) -> Path:
+    """One stable place for the demo's files, emptied at the start of each run (so runs never
+    pile up): ``$XDG_STATE_HOME/keb-watcher/demo``, else ``~/.local/state/keb-watcher/demo``."""
+    base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    workdir = base / "keb-watcher" / "demo"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True, mode=0o700)
+    return workdir
+
+
+def own_command() -> str:
+    """How to run this keb-watcher again: ``watcher`` when that is on PATH and is this
+    installation, else this Python with ``-m watcher`` (a venv that is not activated)."""
+    found = shutil.which("watcher")
+    here = Path(sys.executable).parent
+    if found and Path(found).parent.resolve() == here.resolve():
+        return "watcher"
+    return f"{sys.executable} -m watcher"
+
+
 async def run_demo(scenario: str, seed: int, speed: float, interval: float, limit: float) -> int:
     sim = Simulator.from_scenario(scenario, seed=seed, speed=speed)
-    workdir = Path(tempfile.mkdtemp(prefix="keb-watcher-demo-"))
+    workdir = demo_dir(os.environ)
     with SimServer(sim).start() as server:
         config = demo_config(server.url, sim.token, workdir)
         (workdir / "watcher.toml").write_text(
@@ -147,7 +168,7 @@ async def _follow(
     click.echo("")
     click.echo("Everything is recorded. Look at one orchestration's history with:")
     first = ids[0] if ids else "ID"
-    click.echo(f"  watcher --config {workdir / 'watcher.toml'} history {first}")
+    click.echo(f"  {own_command()} --config {workdir / 'watcher.toml'} history {first}")
     unfinished = [t for t in app.due() if not t.state or not is_terminal_orchestration(t.state)]
     return 1 if unfinished else 0
 
