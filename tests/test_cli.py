@@ -95,7 +95,10 @@ def test_check_config_online_reaches_keb(cli: Cli, keb_factory: Any) -> None:
 def test_usage_errors_are_exit_2(cli: Cli, keb_factory: Any) -> None:
     keb = keb_factory("small")
     assert cli("--config", str(keb.config), "track", "not/an/id").code == 2
-    unknown = cli("--config", str(keb.config), "history", "abc")
+    short = cli("--config", str(keb.config), "history", "abc")
+    assert short.code == 2
+    assert "too short" in short.err
+    unknown = cli("--config", str(keb.config), "history", "00000000-0000-4000-8000-000000000000")
     assert unknown.code == 2
     assert "not tracked" in unknown.err
     assert cli("--config", str(keb.config), "list", "--output", "yaml").code == 2
@@ -180,7 +183,7 @@ def test_untrack_keeps_history(cli: Cli, keb_factory: Any) -> None:
     assert cli("--config", cfg, "untrack", orch_id).code == 0
     assert cli("--config", cfg, "list", "-o", "json").json() == []
     assert cli("--config", cfg, "history", orch_id, "-o", "json").json()[0]["kind"] == "baseline"
-    assert cli("--config", cfg, "untrack", "never-tracked").code == 1
+    assert cli("--config", cfg, "untrack", "00000000-0000-4000-8000-000000000000").code == 1
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:

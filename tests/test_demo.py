@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import socket
 import subprocess
 import sys
+from pathlib import Path
+
+from tests.conftest import Cli
 
 
-def test_demo_runs_to_the_end_and_shows_what_slack_would_get() -> None:
+def test_demo_runs_to_the_end_and_shows_what_slack_would_get(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, "-m", "watcher", "demo", "--speed", "600", "--interval", "200ms"],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -26,3 +34,23 @@ def test_demo_runs_to_the_end_and_shows_what_slack_would_get() -> None:
         assert f": {outcome}, operations" in out
     assert "history" in out.splitlines()[-1]
     assert "Traceback" not in done.stderr
+    # the printed command works as printed (no `watcher` on this PATH: python -m watcher)
+    command = shlex.split(out.splitlines()[-1])
+    assert command[:3] == [sys.executable, "-m", "watcher"]
+    again = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "baseline" in again.stdout
+    # one stable folder, not one more temporary folder per run
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keb-watcher"]
+    assert (tmp_path / "keb-watcher" / "demo" / "watcher.db").exists()
+
+
+def test_sim_on_a_busy_port_is_one_line_exit_2(cli: Cli) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = cli("sim", "--port", str(port))
+    assert result.code == 2
+    assert result.err.startswith(f"watcher: --port {port}: cannot listen on 127.0.0.1: ")
+    assert result.err.count("\n") == 1

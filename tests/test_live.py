@@ -148,7 +148,7 @@ def test_live_view_redraws_on_events_and_restores_the_cursor() -> None:
     assert raw.startswith("\x1b[?25l")  # cursor hidden while live
     assert raw.rstrip().endswith("\x1b[?25h")  # and shown again at the end
     assert "(not seen yet)" in raw  # the first frame, before any poll
-    assert "c-0000001 op-1" in raw
+    assert "c-0000001: in progress -> succeeded" in raw  # below 120 columns: no operation ID
     assert "reconnecting (attempt 2, next in 1.5s)" in raw
     assert "interrupted (Ctrl-C) (exit 130)" in raw
 
@@ -267,3 +267,24 @@ def test_json_lines_schema() -> None:
     assert (final["from"], final["to"]) == ("pending", "in progress")
     assert final["failures"] == [{"reason": REASON, "count": 1}]
     assert final["elapsed"] == 125.0
+
+
+def test_at_80_columns_states_and_reasons_are_whole() -> None:
+    """Issue 12: no `pending -> in p…`, no reason cut right after its shared prefix."""
+    quota = (
+        "provisioner client returns failed status: Operation failed: last error: quota exceeded "
+        "for machine type n2-standard-8 in region europe-west3 of project kyma-prod-1234"
+    )
+    limit = "provisioner client returns failed status: operation has reached the time limit: 3h"
+    started = replace(op_done(3, "in progress"), from_state="pending", to_state="in progress")
+    shown = frame(failures=((quota, 12), (limit, 8)), recent=(op_done(1), started))
+    lines = screen(render(shown, 600.0, 80), 80)
+    text = "\n".join(lines)
+    assert all(len(line) <= 80 for line in lines)
+    assert "…" not in text.replace("…Operation failed", "").replace("…operation has", "")
+    assert "12 x …Operation failed: last error: quota exceeded" in text
+    assert "kyma-prod-1234" in text  # too long for one line: wrapped, not cut
+    assert "8 x …operation has reached the time limit: 3h" in text
+    assert "c-0000003: pending -> in progress" in text  # no operation UUID, no cut state
+    wide = "\n".join(screen(render(shown, 600.0, 160), 160))
+    assert "c-0000003 op-3: pending -> in progress" in wide  # room for the UUID at 160

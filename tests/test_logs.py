@@ -15,6 +15,7 @@ from watcher.config import load_config
 from watcher.logs import JsonFormatter, RedactFilter, configure, redact_secrets, secrets_of
 
 KEB_TOKEN = "eyJhbGciOiJub25lIn0.keb-secret-token"
+ORCH = "0a1b2c3d-0000-4000-8000-000000000001"
 SLACK_TOKEN = "xoxb-1234-slack-secret"
 WEBHOOK = "https://hooks.slack.com/services/T000/B000/WEBHOOKSECRET"
 
@@ -111,7 +112,7 @@ def test_log_format_json_from_the_command_line_redacts_the_token(tmp_path: Path)
     logs (here: nothing listens on the port) never carries the token."""
     cfg = write_config(tmp_path / "watcher.toml", "http://127.0.0.1:9", KEB_TOKEN)
     base = [sys.executable, "-m", "watcher", "--config", str(cfg)]
-    subprocess.run([*base, "track", "orch-1"], check=True, capture_output=True)
+    subprocess.run([*base, "track", ORCH], check=True, capture_output=True)
     done = subprocess.run(
         [*base, "--log-format", "json", "--debug", "poll"],
         capture_output=True,
@@ -125,7 +126,7 @@ def test_log_format_json_from_the_command_line_redacts_the_token(tmp_path: Path)
     assert {"time", "level", "logger", "message"} <= set(parsed[0])
     failed = [p for p in parsed if "poll failed" in p["message"]]
     assert failed
-    assert failed[0]["orchestration_id"] == "orch-1"
+    assert failed[0]["orchestration_id"] == ORCH
     assert KEB_TOKEN not in done.stderr
     assert "keb-secret-token" not in done.stderr
 

@@ -211,7 +211,7 @@ def test_slack_errors_and_keb_outages_are_caught_up(
     s.slack.fail_next("chat.postMessage", error="internal_error", status=500, count=50)
     down = cli("--config", cfg, "poll")
     assert down.code == 1
-    assert "notifications undelivered" in down.err
+    assert "1 notification undelivered" in down.err
     pending = cli("--config", cfg, "outbox", "list", "-o", "json").json()
     assert pending
     assert pending[0]["lastError"].startswith("Slack chat.postMessage: ")

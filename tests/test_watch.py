@@ -300,7 +300,7 @@ def test_succeeded_exits_0_and_records_history_like_poll(
 ) -> None:
     keb = keb_factory("small")
     time = SimTime(keb)
-    result = watch(keb, time, orch(keb))
+    result = watch(keb, time, orch(keb), "--track")
     assert result.code == 0, result.err
     assert keb.sim.orchestration_state(orch(keb)) == "succeeded"
     assert f"summary: {orch(keb)}: orchestration succeeded; operations 12: 12" in summary_line(
@@ -629,7 +629,7 @@ def test_notify_sends_the_final_summary_to_slack(keb_factory: Any, watch: Watch)
             + f'\n[slack]\ntoken = "xoxb-test-token"\nchannel = "#kyma-upgrades"\n'
             f'base_url = "{slack.api_url}"\n'
         )
-        result = watch(keb, SimTime(keb), orch(keb), "--notify")
+        result = watch(keb, SimTime(keb), orch(keb), "--notify", "--track")
         assert result.code == 1, result.err  # the orchestration failed
         assert "--notify" not in result.err
         messages = slack.messages("C0KYMA001")

@@ -12,12 +12,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from watcher.clock import Clock, utcnow
 from watcher.config import Config
 from watcher.core.diff import Transition, TransitionKind
+from watcher.core.ids import is_uuid, require_uuids, resolve
 from watcher.core.models import FAILED, Operation, Orchestration, finished_count
 from watcher.core.policy import Reference, failure_groups, summary
 from watcher.core.watching import Sink, Sleep, Summary, WatchOptions
@@ -145,6 +147,7 @@ class Watcher:
         self._memory = memory
         self._destination = destination
         self._budget = budget
+        self._scratch: Watcher | None = None
 
     @property
     def store(self) -> Store:
@@ -153,6 +156,9 @@ class Watcher:
         return self._store
 
     def close(self) -> None:
+        if self._scratch is not None:
+            self._scratch.close()
+            self._scratch = None
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -171,12 +177,27 @@ class Watcher:
     # -- tracking -------------------------------------------------------------------------
 
     def track(self, ids: Sequence[str], channel: str | None) -> list[str]:
-        """Start tracking; returns the IDs that are new (the others resume)."""
-        return self.store.track(check_ids(ids), channel, self.clock())
+        """Start tracking full UUIDs (else :class:`UsageError`); returns the IDs that are new
+        (the others resume)."""
+        return self.store.track(require_uuids(ids), channel, self.clock())
 
-    def untrack(self, ids: Sequence[str]) -> list[str]:
-        """Stop tracking; returns the IDs that were not tracked."""
-        return self.store.untrack(check_ids(ids), self.clock())
+    def resolve(self, value: str) -> str:
+        """The full ID ``value`` names: itself when it is a UUID, else the one known
+        orchestration it is a unique prefix (8 characters or more) of
+        (:func:`watcher.core.ids.resolve`)."""
+        if is_uuid(value):
+            return value.lower()
+        if self.config.source is None and self._store is None:
+            raise UsageError(
+                f"{value!r}: give the full orchestration ID (prefixes are looked up among the "
+                "tracked ones, which needs a configuration file)"
+            )
+        return resolve(value, self.store.ids_starting(value) if len(value) >= 8 else ())
+
+    def untrack(self, ids: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Stop tracking; returns the full IDs, and those of them that were not tracked."""
+        full = list(dict.fromkeys(self.resolve(i) for i in ids))
+        return full, self.store.untrack(full, self.clock())
 
     def tracked(self, *, include_inactive: bool = False) -> list[Tracked]:
         return self.store.tracked(include_inactive=include_inactive)
@@ -187,7 +208,7 @@ class Watcher:
         return self.store.due()
 
     def history(self, orch_id: str) -> list[Transition]:
-        check_ids([orch_id])
+        orch_id = self.resolve(orch_id)
         if not self.store.is_known(orch_id):
             raise UsageError(f"{orch_id} is not tracked and has no history")
         return self.store.history(orch_id)
@@ -245,12 +266,37 @@ class Watcher:
             undelivered=self.outbox().undelivered(),
         )
 
+    def history_from(self, orch_id: str) -> tuple[str, int, list[Transition]]:
+        """The full ID ``orch_id`` names (a unique prefix will do), the last transition row of
+        the database and then its history: :meth:`transitions_after` that row follows on."""
+        orch_id = self.resolve(orch_id)
+        last = self.store.last_transition_id()
+        return orch_id, last, self.history(orch_id)
+
+    def transitions_after(self, orch_id: str, last_id: int) -> tuple[int, list[Transition]]:
+        """The transitions of ``orch_id`` recorded after row ``last_id``, and the new last row."""
+        last_id, new = self.store.transitions_after(last_id)
+        return last_id, [t for t in new if t.orchestration_id == orch_id]
+
     # -- KEB ------------------------------------------------------------------------------
 
     async def status(self, orch_id: str) -> Orchestration:
-        check_ids([orch_id])
+        orch_id = self.resolve(orch_id)
         async with keb_client(self.config) as keb:
             return await keb.get_orchestration(orch_id)
+
+    async def orchestrations(self, states: Sequence[str] = ()) -> list[Orchestration]:
+        """What KEB lists in ``states`` (all if empty), every page, oldest first."""
+        async with keb_client(self.config) as keb:
+            return await keb.list_orchestrations(states)
+
+    def tracked_ids(self) -> set[str]:
+        """The IDs tracked now; empty, and no database created, when there is none yet."""
+        if self._store is None and (
+            self.config.source is None or not Path(self.config.storage.path).exists()
+        ):
+            return set()
+        return {t.orchestration_id for t in self.store.tracked()}
 
     def keb(self, *, observe: ExchangeHook | None = None) -> KebClient:
         """A KEB client for this configuration; use it as an async context manager."""
@@ -344,23 +390,44 @@ class Watcher:
         sleep: Sleep,
         monotonic: Callable[[], float],
         rng: Callable[[], float],
+        track: bool = False,
     ) -> Summary:
-        """``watcher watch``: follow one orchestration until it is terminal
-        (:func:`watcher.engine.follow.follow`), recording into this watcher's store."""
-        async with self.keb() as keb:
+        """``watcher watch``: follow one orchestration (a full ID: :meth:`resolve`) until it
+        is terminal (:func:`watcher.engine.follow.follow`).
+
+        The tracked set changes only with ``track``. A tracked orchestration is polled and
+        recorded as ``watcher poll`` would; any other is followed in a private in-memory
+        store (:meth:`scratch`) that is gone when the watch ends."""
+        if track:
+            self.track([orch_id], None)
+        app = self if self._memory or orch_id in self.tracked_ids() else self.scratch()
+        if app is not self or self._memory:
+            app.store.track([orch_id], None, app.clock())
+        async with app.keb() as keb:
             from watcher.engine.follow import follow
 
             return await follow(
-                check_ids([orch_id])[0],
-                self.engine(keb),
-                self.store,
+                orch_id,
+                app.engine(keb),
+                app.store,
                 sink,
                 options,
                 sleep=sleep,
                 clock=monotonic,
-                now=self.clock,
+                now=app.clock,
                 rng=rng,
             )
+
+    def recorded(self, orch_id: str) -> bool:
+        """Whether what a watch of ``orch_id`` saw went to the configured database."""
+        return not self._memory and orch_id in self.tracked_ids()
+
+    def scratch(self) -> Watcher:
+        """A watcher like this one over a private in-memory store, for following what is not
+        tracked; closed with this one."""
+        if self._scratch is None:
+            self._scratch = Watcher(self.config, clock=self.clock, memory=True)
+        return self._scratch
 
     # -- notifications --------------------------------------------------------------------
 
@@ -432,7 +499,8 @@ class Watcher:
         renderer.template_for(kind)
         if orch_id is None:
             return renderer.render(kind, SAMPLES[kind])
-        head = self.store.load_head(check_ids([orch_id])[0])
+        orch_id = self.resolve(orch_id)
+        head = self.store.load_head(orch_id)
         if head.orchestration is None:
             raise UsageError(f"{orch_id} has no snapshot yet (track it and poll first)")
         payload = self._live_payload(kind, orch_id)

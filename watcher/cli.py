@@ -36,7 +36,84 @@ COMMANDS: Final = {
     "outbox": "watcher.faces.notify:outbox_command",
     "sim": "watcher.faces.sim:sim_command",
     "demo": "watcher.faces.demo:demo_command",
+    "orchestrations": "watcher.faces.orchestrations:orchestrations_command",
+    "completion": "watcher.faces.completion:completion_command",
 }
+
+
+def _obj(ctx: click.Context) -> Context:
+    obj = ctx.find_object(Context)
+    assert obj is not None, "the root group sets the Context before any command parses"
+    return obj
+
+
+def _set_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        _obj(ctx).config_path = value
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        _obj(ctx).debug = True
+        configure(logging.DEBUG, _log_format(ctx))
+
+
+def _set_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and logging.getLogger().getEffectiveLevel() > logging.INFO:
+        configure(logging.INFO, _log_format(ctx))
+
+
+def _set_log_format(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_root().params["log_format"] = value
+        configure(min(logging.getLogger().getEffectiveLevel(), logging.WARNING), value)
+
+
+def _log_format(ctx: click.Context) -> str:
+    return str(ctx.find_root().params.get("log_format") or "text")
+
+
+def global_options() -> list[click.Option]:
+    """The root group's options once more, for after the command (``watcher poll --config
+    PATH`` as kubectl and gh allow). Hidden from each command's help; the root's lists them.
+    They act through callbacks while the command's arguments are parsed, before it runs."""
+    return [
+        click.Option(
+            ["--config", "-c"],
+            type=click.Path(path_type=Path, dir_okay=False),
+            expose_value=False,
+            hidden=True,
+            callback=_set_config,
+        ),
+        click.Option(
+            ["--debug"], is_flag=True, expose_value=False, hidden=True, callback=_set_debug
+        ),
+        click.Option(
+            ["--verbose", "-v"],
+            is_flag=True,
+            expose_value=False,
+            hidden=True,
+            callback=_set_verbose,
+        ),
+        click.Option(
+            ["--log-format"],
+            type=click.Choice(FORMATS),
+            expose_value=False,
+            hidden=True,
+            callback=_set_log_format,
+            is_eager=True,
+        ),
+    ]
+
+
+def with_global_options(command: click.Command) -> click.Command:
+    """Add :func:`global_options` to ``command`` (and to a group's commands), once."""
+    names = {opt for param in command.params for opt in getattr(param, "opts", ())}
+    command.params.extend(o for o in global_options() if not names & set(o.opts))
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            with_global_options(sub)
+    return command
 
 
 class LazyGroup(click.Group):
@@ -55,6 +132,9 @@ class LazyGroup(click.Group):
         module, _, attr = where.partition(":")
         command = getattr(importlib.import_module(module), attr)
         assert isinstance(command, click.Command)
+        if not getattr(command, "_watcher_globals", False):
+            with_global_options(command)
+            command._watcher_globals = True  # type: ignore[attr-defined]
         return command
 
 
@@ -87,8 +167,11 @@ def main(
     Try it with no setup at all:
       watcher demo
     Then against your KEB:
+      watcher --config watcher.toml orchestrations --state inprogress
       watcher --config watcher.toml track 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11
-      watcher poll && watcher history 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11
+      watcher poll && watcher history 5a3f1f5e
+
+    Global options work before or after the command (`watcher poll --config PATH`).
     """
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     configure(level, log_format)

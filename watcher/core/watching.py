@@ -80,6 +80,20 @@ EXIT_CODES: Final[Mapping[WatchOutcome, int]] = {
     WatchOutcome.INTERRUPTED: 130,
 }
 _TERMINAL: Final = {state: WatchOutcome(state) for state in (SUCCEEDED, FAILED, CANCELED)}
+#: With several orchestrations: the first of these codes that any of them ended with wins.
+_PRECEDENCE: Final = (130, 5, 4, 1, 3)
+
+
+def combined_exit_code(codes: Iterable[int]) -> int:
+    """The exit code of a watch of several orchestrations (docs/contract.md §2.3): 0 only
+    when every one succeeded, otherwise the first that applies of 5, 4, 1, 3 (130 when
+    interrupted).
+
+    >>> combined_exit_code([0, 0]), combined_exit_code([3, 1, 0]), combined_exit_code([1, 4, 5])
+    (0, 1, 5)
+    """
+    seen = set(codes)
+    return next((code for code in _PRECEDENCE if code in seen), 0)
 
 
 @dataclass(frozen=True, slots=True)

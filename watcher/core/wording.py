@@ -15,6 +15,15 @@ from watcher.core.models import KNOWN_STATES
 _STATE_ORDER: Final = {state: i for i, state in enumerate(KNOWN_STATES)}
 
 
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """``1 transition``, ``2 transitions``, ``0 notifications``.
+
+    >>> plural(1, "transition"), plural(2, "notification"), plural(3, "reason", "reasons")
+    ('1 transition', '2 notifications', '3 reasons')
+    """
+    return f"{n} {noun if n == 1 else (many or noun + 's')}"
+
+
 def counts_text(counts: Mapping[str, int]) -> str:
     """``120: 13 succeeded, 2 failed, 5 in progress, 100 pending`` (unknown states kept)."""
     total = sum(counts.values())

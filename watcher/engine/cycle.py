@@ -165,6 +165,7 @@ class Engine:
         now = self.clock()
         state = head.orchestration.state if head.orchestration else None
         if outcome.observation is None:
+            self.store.record_success(orch_id, now)
             return PollResult(orch_id, outcome.mode, reason=outcome.reason, state=state)
         assert outcome.previous is not None
         result = diff(outcome.previous, outcome.observation, now)

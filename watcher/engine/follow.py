@@ -128,11 +128,12 @@ async def follow(
     rng: Callable[[], float] = random.random,
 ) -> Summary:
     """Follow ``orch_id`` until :func:`step` says finish; return the summary (also given to
-    ``sink.finish``). Tracks the ID in ``store`` first. Ctrl-C (cancellation) finishes with
+    ``sink.finish``). ``store`` must track the ID already (:meth:`watcher.app.Watcher.follow`
+    decides which store: the configured one, or a private one in memory). Ctrl-C
+    (cancellation) finishes with
     :attr:`WatchOutcome.INTERRUPTED` and re-raises. A :class:`~watcher.errors.StoreError` while
     polling (another process, e.g. `watcher run`, recorded the same change first) is retried
     like a transient KEB error; the next poll diffs against what that process recorded."""
-    store.track([orch_id], None, now())
     watch = _Watch(orch_id, store, options)
     state = Follow(started=clock())
     try:

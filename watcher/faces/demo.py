@@ -4,7 +4,8 @@ It starts the KEB simulator in-process on a free port, tracks every orchestratio
 polls until they are finished and prints what a Slack channel would get: the same policy,
 outbox, templates and sender as with Slack, with the terminal as the channel. The engine runs
 on the simulator's clock, so durations, throughput and ETAs read as KEB time. Nothing
-outside a temporary directory is touched, and no configuration is needed.
+outside its own folder (`~/.local/state/keb-watcher/demo`, emptied on each run) is touched, and
+no configuration is needed.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from watcher.config import (
 )
 from watcher.core.durations import format_duration, parse_duration
 from watcher.core.models import is_terminal_orchestration
-from watcher.core.wording import counts_text
+from watcher.core.wording import counts_text, plural
 from watcher.faces.watch.live import StateBar
 from watcher.notify.budget import RateBudget
 from watcher.notify.terminal import TerminalSlack
@@ -57,6 +58,26 @@ def demo_config(url: str, token: str, workdir: Path) -> Config:
     )
 
 
+def demo_dir(env: Mapping[str, str]) -> Path:
+    """One stable place for the demo's files, emptied at the start of each run (so runs never
+    pile up): ``$XDG_STATE_HOME/keb-watcher/demo``, else ``~/.local/state/keb-watcher/demo``."""
+    base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    workdir = base / "keb-watcher" / "demo"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True, mode=0o700)
+    return workdir
+
+
+def own_command() -> str:
+    """How to run this keb-watcher again: ``watcher`` when that is on PATH and is this
+    installation, else this Python with ``-m watcher`` (a venv that is not activated)."""
+    found = shutil.which("watcher")
+    here = Path(sys.executable).parent
+    if found and Path(found).parent.resolve() == here.resolve():
+        return "watcher"
+    return f"{sys.executable} -m watcher"
+
+
 async def run_demo(
     scenario: str,
     seed: int,
@@ -66,7 +87,7 @@ async def run_demo(
     web: str | None = None,
 ) -> int:
     sim = Simulator.from_scenario(scenario, seed=seed, speed=speed)
-    workdir = Path(tempfile.mkdtemp(prefix="keb-watcher-demo-"))
+    workdir = demo_dir(os.environ)
     with SimServer(sim).start() as server:
         config = demo_config(server.url, sim.token, workdir)
         (workdir / "watcher.toml").write_text(
@@ -140,7 +161,7 @@ async def _follow(
         names = {orch_id: f"orch-{i + 1}" for i, orch_id in enumerate(ids)}
         if board is not None:
             board.names = names
-        click.echo(f"Tracking {len(ids)} orchestrations:")
+        click.echo(f"Tracking {plural(len(ids), 'orchestration')}:")
         for orch_id, name in names.items():
             click.echo(f"  {name} = {orch_id}")
         engine = app.engine(keb)
@@ -151,9 +172,8 @@ async def _follow(
             cycles += 1
             if cycle.transitions:
                 elapsed = format_duration(round(time.monotonic() - started))
-                printer.echo(
-                    f"[{elapsed:>4}] poll {cycles}: {cycle.transitions} transitions recorded"
-                )
+                recorded = plural(cycle.transitions, "transition")
+                printer.echo(f"[{elapsed:>4}] poll {cycles}: {recorded} recorded")
             for failure in cycle.failed:
                 click.echo(f"  poll failed for {failure.orchestration_id}: {failure.error}")
             await app.deliver(deadline=5)
@@ -177,13 +197,13 @@ async def _follow(
         name = names.get(item.orchestration_id, item.orchestration_id)
         click.echo(
             f"  {name}: {item.state}, operations {counts_text(item.counts)}, "
-            f"{len(app.history(item.orchestration_id))} transitions recorded"
+            f"{plural(len(app.history(item.orchestration_id)), 'transition')} recorded"
         )
     click.echo(f"  {cycles} poll cycles, {requests} KEB requests in all.")
     click.echo("")
     click.echo("Everything is recorded. Look at one orchestration's history with:")
     first = ids[0] if ids else "ID"
-    click.echo(f"  watcher --config {workdir / 'watcher.toml'} history {first}")
+    click.echo(f"  {own_command()} --config {workdir / 'watcher.toml'} history {first}")
     unfinished = [t for t in app.due() if not t.state or not is_terminal_orchestration(t.state)]
     return 1 if unfinished else 0
 

@@ -63,23 +63,54 @@ def tracked_json(item: Tracked) -> dict[str, Any]:
         "finished": item.finished_at is not None,
         "notFound": item.not_found,
         "lastSuccessAt": item.last_success_at.isoformat() if item.last_success_at else None,
+        "createdAt": item.created_at.isoformat() if item.created_at else None,
         "lastError": item.last_error,
     }
 
 
-def tracked_lines(items: Sequence[Tracked]) -> list[str]:
+def age_text(seconds: float) -> str:
+    """The two largest units, as ``kubectl get`` shows AGE.
+
+    >>> age_text(42), age_text(754), age_text(11_520), age_text(200_000)
+    ('42s', '12m34s', '3h12m', '2d7h')
+    """
+    s = max(int(seconds), 0)
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"{days}d{hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+    if minutes:
+        return f"{minutes}m{s}s" if s else f"{minutes}m"
+    return f"{s}s"
+
+
+def tracked_lines(items: Sequence[Tracked], now: datetime | None = None) -> list[str]:
+    """The ``list`` table: one row per orchestration, every column as wide as its widest
+    cell. AGE is the time since KEB created the orchestration (``-`` before a baseline)."""
     if not items:
         return ["nothing is tracked; start with: watcher track ORCHESTRATION_ID"]
-    lines = [f"{'ORCHESTRATION':<38}{'STATE':<13}{'LAST POLL':<25}OPERATIONS"]
+    rows = [("ORCHESTRATION", "STATE", "AGE", "LAST POLL", "OPERATIONS")]
     for item in items:
         state = "not found" if item.not_found else (item.state or "(no baseline yet)")
         if item.finished_at is not None:
             state += " *"
-        line = f"{item.orchestration_id:<38}{state:<13}{when(item.last_success_at):<25}"
-        line += counts_text(item.counts) if item.state else "-"
+        age = "-"
+        if now is not None and item.created_at is not None:
+            age = age_text((now - item.created_at).total_seconds())
+        operations = counts_text(item.counts) if item.state else "-"
         if item.last_error:
-            line += f"  [last poll failed: {item.last_error}]"
-        lines.append(line)
+            operations += f"  [last poll failed: {item.last_error}]"
+        rows.append((item.orchestration_id, state, age, when(item.last_success_at), operations))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        + "  "
+        + row[4]
+        for row in rows
+    ]
     if any(item.finished_at for item in items):
         lines.append("* finished: no longer polled (history kept)")
     return lines

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from watcher.errors import UsageError
 from watcher.sim import SCENARIOS, serve_forever
 
 
@@ -45,4 +46,9 @@ def sim_command(port: int, host: str, scenario: str, seed: int, speed: float) ->
       watcher sim --scenario failures --port 8080
       KEB_URL=http://127.0.0.1:8080 KEB_TOKEN=<printed token> watcher status <ID>
     """
-    serve_forever(scenario, seed=seed, speed=speed or None, host=host, port=port, out=sys.stdout)
+    try:
+        serve_forever(
+            scenario, seed=seed, speed=speed or None, host=host, port=port, out=sys.stdout
+        )
+    except OSError as exc:  # the bind: port in use, address not available, no permission
+        raise UsageError(f"--port {port}: cannot listen on {host}: {exc.strerror or exc}") from None

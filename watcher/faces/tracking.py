@@ -10,6 +10,8 @@ import click
 
 from watcher.app import Watcher
 from watcher.config import describe
+from watcher.core.ids import require_uuids, states
+from watcher.core.wording import plural
 from watcher.faces import reports as report
 from watcher.faces.context import OUTPUT, Context, emit_json, run
 
@@ -25,9 +27,10 @@ def track(obj: Context, ids: tuple[str, ...], channel: str | None) -> None:
     Example:
       watcher track 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11 --channel '#kyma-upgrades'
     """
+    full = require_uuids(ids)  # before the database is opened
     with obj.watcher() as app:
-        new = app.track(ids, channel)
-    for orch_id in ids:
+        new = app.track(full, channel)
+    for orch_id in full:
         note = "tracking" if orch_id in new else "tracking again (history kept)"
         click.echo(f"{orch_id}: {note}")
 
@@ -36,36 +39,54 @@ def track(obj: Context, ids: tuple[str, ...], channel: str | None) -> None:
 @click.argument("ids", nargs=-1, required=True, metavar="ID...")
 @click.pass_obj
 def untrack(obj: Context, ids: tuple[str, ...]) -> None:
-    """Stop tracking orchestrations (their history is kept).
+    """Stop tracking orchestrations (their history is kept). IDs may be unique prefixes of
+    at least 8 characters. Exits 1 if one of them was not tracked.
 
     \b
     Example:
       watcher untrack 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11
+      watcher untrack 5a3f1f5e
     """
     with obj.watcher() as app:
-        unknown = app.untrack(ids)
-    for orch_id in ids:
+        full, unknown = app.untrack(ids)
+    for orch_id in full:
         click.echo(f"{orch_id}: {'was not tracked' if orch_id in unknown else 'untracked'}")
     if unknown:
         sys.exit(1)
 
 
 @click.command(name="list")
+@click.option(
+    "--state",
+    "-s",
+    "wanted",
+    multiple=True,
+    metavar="S",
+    help="Only orchestrations in this state (repeatable; kcp's inprogress works).",
+)
 @OUTPUT
 @click.pass_obj
-def list_(obj: Context, output: str) -> None:
-    """Tracked orchestrations with their last known state and counts.
+def list_(obj: Context, wanted: tuple[str, ...], output: str) -> None:
+    """Tracked orchestrations with their last known state and counts, their age and the
+    time of the last successful poll.
 
     \b
     Example:
+      watcher list --state inprogress --state failed
       watcher list --output json
     """
+    chosen = states(wanted)
     with obj.watcher() as app:
         items = app.tracked()
+        now = app.clock()
+    if chosen:
+        items = [item for item in items if item.state in chosen and not item.not_found]
     if output == "json":
         emit_json([report.tracked_json(item) for item in items])
+    elif chosen and not items:
+        click.echo(f"no tracked orchestration is {' or '.join(chosen)}")
     else:
-        click.echo("\n".join(report.tracked_lines(items)))
+        click.echo("\n".join(report.tracked_lines(items, now)))
 
 
 @click.command()
@@ -75,7 +96,8 @@ def list_(obj: Context, output: str) -> None:
 def status(obj: Context, orchestration_id: str, output: str) -> None:
     """Fetch one orchestration from KEB now and summarise it.
 
-    Works without a config file when KEB_URL and KEB_TOKEN are set.
+    Works without a config file when KEB_URL and KEB_TOKEN are set. ID may be a unique prefix
+    (8 characters or more) of a tracked orchestration.
 
     \b
     Example:
@@ -91,21 +113,55 @@ def status(obj: Context, orchestration_id: str, output: str) -> None:
 
 @click.command()
 @click.argument("orchestration_id", metavar="ID")
+@click.option(
+    "--since",
+    metavar="DUR|TIME",
+    help="Only transitions recorded in the last DUR (2h) or since TIME (ISO 8601, UTC if no zone).",
+)
+@click.option("--tail", type=click.IntRange(min=0), metavar="N", help="Only the last N.")
+@click.option(
+    "--follow",
+    "-f",
+    "follow",
+    is_flag=True,
+    help="Keep printing new transitions as `poll` or `run` record them, until Ctrl-C "
+    "(with --output json: one object per line).",
+)
 @OUTPUT
 @click.pass_obj
-def history(obj: Context, orchestration_id: str, output: str) -> None:
+def history(
+    obj: Context,
+    orchestration_id: str,
+    since: str | None,
+    tail: int | None,
+    follow: bool,
+    output: str,
+) -> None:
     """The recorded transitions of one orchestration, oldest first.
+
+    ID may be a unique prefix (8 characters or more).
 
     \b
     Example:
       watcher history 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11 --output json
+      watcher history 5a3f1f5e --since 2h --follow
     """
+    from watcher.faces import history as hist
+
     with obj.watcher() as app:
-        items = app.history(orchestration_id)
+        start = hist.parse_since(since, app.clock()) if since else None
+        orch_id, last, everything = app.history_from(orchestration_id)
+        items = hist.choose(everything, start, tail)
+        if follow:
+            hist.emit(items, output)
+            hist.follow(app, orch_id, last, {t.key for t in everything}, output)
+            return
     if output == "json":
         emit_json([report.transition_json(t) for t in items])
-    else:
+    elif items or not everything:
         click.echo("\n".join(report.history_lines(items)))
+    else:
+        click.echo(f"no transitions match (of {plural(len(everything), 'transition')} recorded)")
 
 
 @click.command()
@@ -128,7 +184,7 @@ def poll(obj: Context) -> None:
         if result.ok:
             click.echo(
                 f"{result.orchestration_id}: {result.state or '-'}, "
-                f"{result.transitions} transitions ({result.mode}: {result.reason})"
+                f"{plural(result.transitions, 'transition')} ({result.mode}: {result.reason})"
             )
     for result in cycle.failed:
         click.echo(f"watcher: {result.orchestration_id}: {result.error}", err=True)
@@ -142,7 +198,7 @@ def poll(obj: Context) -> None:
             click.echo(f"watcher: {error}", err=True)
     if outcome.undelivered:
         click.echo(
-            f"watcher: {outcome.undelivered} notifications undelivered "
+            f"watcher: {plural(outcome.undelivered, 'notification')} undelivered "
             "(kept in the outbox; see `watcher outbox list`)",
             err=True,
         )

@@ -28,6 +28,7 @@ from watcher.core.models import (
     Operation,
     is_terminal_orchestration,
     operation_stats,
+    parse_keb_time,
 )
 from watcher.errors import StoreError
 from watcher.store.board import BoardQueries
@@ -146,12 +147,14 @@ class Store(SnapshotQueries, BoardQueries):
         return new
 
     def untrack(self, ids: Iterable[str], now: datetime) -> list[str]:
-        """Stop polling; history is kept. Returns the IDs that were not tracked."""
+        """Stop polling; history is kept. Returns the IDs that were not tracked (never, or no
+        longer)."""
         unknown: list[str] = []
         with self.transaction() as conn:
             for orch_id in ids:
                 cur = conn.execute(
-                    "UPDATE tracked SET active = 0, untracked_at = ? WHERE orchestration_id = ?",
+                    "UPDATE tracked SET active = 0, untracked_at = ? "
+                    "WHERE orchestration_id = ? AND active = 1",
                     (iso(now), orch_id),
                 )
                 if cur.rowcount == 0:
@@ -161,7 +164,8 @@ class Store(SnapshotQueries, BoardQueries):
     def tracked(self, *, include_inactive: bool = False) -> list[Tracked]:
         sql = (
             "SELECT t.*, o.state, o.description, o.type, o.counts, o.operation_count, "
-            "t.not_found FROM tracked t LEFT JOIN orchestrations o USING (orchestration_id)"
+            "t.not_found, json_extract(o.raw, '$.createdAt') AS created_at "
+            "FROM tracked t LEFT JOIN orchestrations o USING (orchestration_id)"
         )
         if not include_inactive:
             sql += " WHERE t.active = 1"
@@ -185,6 +189,7 @@ class Store(SnapshotQueries, BoardQueries):
                     counts=json.loads(row["counts"]) if row["counts"] else {},
                     operation_count=row["operation_count"] or 0,
                     not_found=bool(row["not_found"]),
+                    created_at=parse_keb_time(row["created_at"]),
                 )
             )
         return out
@@ -200,6 +205,17 @@ class Store(SnapshotQueries, BoardQueries):
             (orch_id, orch_id),
         ).fetchone()
         return row is not None
+
+    def ids_starting(self, prefix: str) -> list[str]:
+        """The IDs of tracked (or untracked, with history) orchestrations that start with
+        ``prefix`` (hex digits and hyphens: no LIKE wildcards)."""
+        pattern = prefix.lower() + "%"
+        rows = self.conn.execute(
+            "SELECT orchestration_id FROM tracked WHERE lower(orchestration_id) LIKE ? "
+            "UNION SELECT orchestration_id FROM transitions WHERE lower(orchestration_id) LIKE ?",
+            (pattern, pattern),
+        ).fetchall()
+        return sorted(row[0] for row in rows)
 
     def commit_diff(
         self,
@@ -344,6 +360,16 @@ class Store(SnapshotQueries, BoardQueries):
             ],
         )
         return max(cur.rowcount, 0)
+
+    def record_success(self, orch_id: str, now: datetime) -> None:
+        """Remember a poll that found nothing new: one UPDATE of one row, so that ``list``
+        shows a LAST POLL that moves and an earlier error is cleared."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE tracked SET last_attempt_at = ?1, last_success_at = ?1, "
+                "last_error = NULL, consecutive_failures = 0 WHERE orchestration_id = ?2",
+                (iso(now), orch_id),
+            )
 
     def record_failure(self, orch_id: str, error: str, now: datetime) -> None:
         """Remember that polling this orchestration failed; its snapshot is untouched."""

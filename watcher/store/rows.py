@@ -41,6 +41,8 @@ class Tracked:
     counts: Mapping[str, int]
     operation_count: int
     not_found: bool
+    #: When KEB created the orchestration (its ``createdAt``), once a poll has seen it.
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

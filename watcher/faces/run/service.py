@@ -40,7 +40,7 @@ from watcher.core.cadence import Standing, discover, due
 from watcher.core.durations import format_duration
 from watcher.core.models import MaintenanceWindow
 from watcher.core.pace import idle_pending
-from watcher.core.wording import transition_text
+from watcher.core.wording import plural, transition_text
 from watcher.engine.cycle import CycleReport, Engine
 from watcher.errors import KebError, StoreError, WatcherError
 from watcher.faces.run.health import HealthServer, Pages, Readiness
@@ -141,7 +141,7 @@ class Service:
         when = f"cron {poll.cron!r}" if poll.cron else f"every {format_duration(poll.interval)}"
         parts = [
             f"keb-watcher run: polling {when} (jitter {format_duration(poll.jitter)})",
-            f"{len(self.store.due())} orchestrations tracked",
+            plural(len(self.store.due()), "orchestration") + " tracked",
             "discovery on" if poll.discover else "discovery off",
             "notifications on" if self._sender is not None else "notifications off",
         ]

@@ -23,11 +23,19 @@ from datetime import datetime
 import click
 from rich.console import Console
 
-from watcher.app import Watcher, check_ids
+from watcher.app import Watcher
 from watcher.clock import utcnow
 from watcher.config import Config
 from watcher.core.durations import parse_duration
-from watcher.core.watching import Sink, Sleep, Summary, WatchOptions, WatchOutcome
+from watcher.core.watching import (
+    Sink,
+    Sleep,
+    Summary,
+    WatchOptions,
+    WatchOutcome,
+    combined_exit_code,
+)
+from watcher.core.wording import plural
 from watcher.errors import StoreError, UsageError, WatcherError
 from watcher.faces.context import Context
 from watcher.faces.watch.live import JsonLines, LiveView, PlainLines
@@ -61,7 +69,8 @@ async def deliver_notifications(summary: Summary, app: Watcher) -> None:
         click.echo(f"watcher: --notify: {error}", err=True)
     if left:
         click.echo(
-            f"watcher: --notify: {left} notifications undelivered (see `watcher outbox`)", err=True
+            f"watcher: --notify: {plural(left, 'notification')} undelivered (see `watcher outbox`)",
+            err=True,
         )
 
 
@@ -81,13 +90,18 @@ class WatchHooks:
     on_finished: OnFinished = deliver_notifications
 
 
-def make_sink(output: str, orch_id: str, hooks: WatchHooks) -> Sink:
-    """``json``: JSON lines. ``auto`` and ``text``: the live view on a terminal, else lines."""
+def make_sink(output: str, ids: list[str], hooks: WatchHooks) -> Sink:
+    """``json``: JSON lines. ``auto`` and ``text``: the live view on a terminal (a board
+    for several orchestrations), else lines (tagged with the ID for several)."""
     if output == "json":
         return JsonLines(sys.stdout, sys.stderr)
     if hooks.terminal():
-        return LiveView(Console(), orch_id, hooks.clock)
-    return PlainLines(sys.stdout, sys.stderr)
+        if len(ids) > 1:
+            from watcher.faces.watch.board import WatchBoard
+
+            return WatchBoard(Console(), ids, hooks.clock)
+        return LiveView(Console(), ids[0], hooks.clock)
+    return PlainLines(sys.stdout, sys.stderr, tagged=len(ids) > 1)
 
 
 @contextmanager
@@ -119,58 +133,83 @@ def _seconds(value: str | None, option: str, *, positive: bool = False) -> float
 async def _run(
     app: Watcher,
     sink: Sink,
-    orch_id: str,
+    ids: list[str],
     options: WatchOptions,
     hooks: WatchHooks,
     notify: bool,
-) -> Summary:
-    summary = await app.follow(
-        orch_id, sink, options, sleep=hooks.sleep, monotonic=hooks.clock, rng=hooks.rng
+    track: bool,
+) -> list[Summary]:
+    summaries = list(
+        await asyncio.gather(
+            *(
+                app.follow(
+                    orch_id,
+                    sink,
+                    options,
+                    sleep=hooks.sleep,
+                    monotonic=hooks.clock,
+                    rng=hooks.rng,
+                    track=track,
+                )
+                for orch_id in ids
+            )
+        )
     )
     if notify:
-        try:
-            await hooks.on_finished(summary, app)
-        except WatcherError as exc:
-            click.echo(f"watcher: --notify: {exc}", err=True)
-    return summary
+        unrecorded = [s.orchestration_id for s in summaries if not app.recorded(s.orchestration_id)]
+        configured = slack_configured(app.config)
+        for orch_id in unrecorded if configured else ():
+            click.echo(
+                f"watcher: --notify: {orch_id} is not tracked, so nothing about it was "
+                "recorded to send (add --track, or `watcher track` it first)",
+                err=True,
+            )
+        if len(unrecorded) < len(summaries) or not configured:
+            try:
+                await hooks.on_finished(summaries[-1], app)
+            except WatcherError as exc:
+                click.echo(f"watcher: --notify: {exc}", err=True)
+    return summaries
 
 
 def run_watch(
     obj: Context,
-    orch_id: str,
+    given: tuple[str, ...],
     options: WatchOptions,
     *,
     output: str,
     notify: bool,
     hooks: WatchHooks,
+    track: bool = False,
 ) -> int:
-    """Follow ``orch_id``; return the exit code. Usage and configuration errors raise
-    (exit 2 through :func:`watcher.cli.entrypoint`)."""
-    check_ids([orch_id])
+    """Follow the orchestrations ``given`` (IDs or unique prefixes); return the exit code.
+    Usage and configuration errors raise (exit 2 through :func:`watcher.cli.entrypoint`)."""
     config = obj.config(keb_env=True)
-    # With a config file, record where `watcher poll` does and with its notification policy:
-    # intents for what this watch records wait in the outbox for the next poll or run.
-    # Without one, the record lives in memory for the length of the watch.
-    summary: Summary | None = None
+    # With a config file, a tracked orchestration is recorded where `watcher poll` records
+    # it, with its notification policy (intents wait in the outbox for the next poll or
+    # run); anything else (and everything without a file) is followed in memory.
+    summaries: list[Summary] | None = None
     try:
         with Watcher(config, clock=hooks.now, memory=config.source is None) as app:
+            ids = list(dict.fromkeys(app.resolve(i) for i in given))
             app.store  # noqa: B018 - open it now: an unusable storage.path is a usage error
             with quiet_engine_logs():
-                sink = make_sink(output, orch_id, hooks)
+                sink = make_sink(output, ids, hooks)
                 try:
-                    summary = asyncio.run(_run(app, sink, orch_id, options, hooks, notify))
+                    summaries = asyncio.run(_run(app, sink, ids, options, hooks, notify, track))
                 except KeyboardInterrupt:
                     pass
                 finally:
                     sink.close()
     except StoreError as exc:
         raise UsageError(str(exc)) from None
-    if summary is None:
+    if summaries is None:
         click.echo("watcher: interrupted", err=True)
         return 130
-    if summary.outcome in _ERRORS:
-        click.echo(f"watcher: {orch_id}: {summary.reason}", err=True)
-    return summary.exit_code
+    for summary in summaries:
+        if summary.outcome in _ERRORS:
+            click.echo(f"watcher: {summary.orchestration_id}: {summary.reason}", err=True)
+    return combined_exit_code(s.exit_code for s in summaries)
 
 
 def make_watch_command(hooks: WatchHooks | None = None) -> click.Command:
@@ -178,7 +217,7 @@ def make_watch_command(hooks: WatchHooks | None = None) -> click.Command:
     seams = hooks or WatchHooks()
 
     @click.command(name="watch")
-    @click.argument("orchestration_id", metavar="ID")
+    @click.argument("orchestration_ids", metavar="ID...", nargs=-1, required=True)
     @click.option(
         "--interval",
         metavar="DUR",
@@ -201,35 +240,61 @@ def make_watch_command(hooks: WatchHooks | None = None) -> click.Command:
         show_default=True,
         help="auto/text: a live view on a terminal, plain lines otherwise; json: JSON lines.",
     )
-    @click.option("--notify", is_flag=True, help="Send the final summary to Slack.")
+    @click.option(
+        "--notify",
+        is_flag=True,
+        help="Deliver what was recorded, the final summary included, to Slack (tracked "
+        "orchestrations only).",
+    )
+    @click.option(
+        "--track",
+        "track",
+        is_flag=True,
+        help="Also track the orchestrations (as `watcher track` does), so that `poll` and "
+        "`run` keep following them and Slack hears about them.",
+    )
     @click.pass_obj
     def watch(
         obj: Context,
-        orchestration_id: str,
+        orchestration_ids: tuple[str, ...],
         interval: str | None,
         timeout: str | None,
         give_up_after: str,
         output: str,
         notify: bool,
+        track: bool,
     ) -> None:
-        """Follow one orchestration until it ends; the exit code says how it ended.
+        """Follow one or more orchestrations until they end; the exit code says how.
 
         Exit codes: 0 succeeded, 1 failed, 3 canceled, 4 --timeout reached, 5 KEB cannot
         answer (unknown ID, token rejected, unreachable longer than --give-up-after), 2 usage
-        or configuration error, 130 interrupted. Works without a config file when KEB_URL
-        and KEB_TOKEN are set.
+        or configuration error, 130 interrupted. With several IDs: 0 only when all
+        succeeded, else the first that applies of 5, 4, 1, 3.
+
+        It never changes the tracked set unless --track is given: a tracked orchestration
+        is recorded as `watcher poll` records it, any other is followed in memory. IDs of
+        tracked orchestrations may be unique prefixes (8+ characters). Works without a
+        config file when KEB_URL and KEB_TOKEN are set.
 
         \b
         Example:
           watcher watch 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11 --timeout 6h && echo upgraded
-          watcher watch 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11 --output json | jq .type
+          watcher watch 5a3f1f5e 4ab15fee 9d7cc285 -o json | jq -c 'select(.type == "summary")'
         """
         options = WatchOptions(
             interval=_seconds(interval, "--interval", positive=True),
             timeout=_seconds(timeout, "--timeout"),
             give_up_after=_seconds(give_up_after, "--give-up-after") or 0.0,
         )
-        code = run_watch(obj, orchestration_id, options, output=output, notify=notify, hooks=seams)
+        code = run_watch(
+            obj,
+            orchestration_ids,
+            options,
+            output=output,
+            notify=notify,
+            hooks=seams,
+            track=track,
+        )
         raise SystemExit(code)
 
     return watch

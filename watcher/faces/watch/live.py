@@ -154,12 +154,37 @@ def _counts(counts: Mapping[str, int]) -> Text:
     return text
 
 
-def _recent_line(t: Transition) -> str:
-    return f"{t.at:%H:%M:%S}  {transition_text(t)}"
+def _recent_line(t: Transition, narrow: bool = False) -> str:
+    """``narrow``: without the operation's UUID (the shoot names the operation), so that
+    the states fit in 80 columns."""
+    text = transition_text(t)
+    if narrow and t.operation_id:
+        text = text.replace(f" {t.operation_id}:", ":", 1)
+    return f"{t.at:%H:%M:%S}  {text}"
 
 
-def render(frame: Frame, now: float) -> RenderableType:
-    """The live panel at monotonic time ``now``."""
+def shorten_reasons(reasons: Sequence[str]) -> list[str]:
+    """Reasons with the prefix they all share (up to its last ``": "``) replaced by an
+    ellipsis, so that what tells them apart shows.
+
+    >>> shorten_reasons(["provisioner: failed status: quota", "provisioner: failed status: x"])
+    ['…quota', '…x']
+    >>> shorten_reasons(["quota exceeded"])
+    ['quota exceeded']
+    """
+    if len(reasons) < 2:
+        return list(reasons)
+    shared = reasons[0]
+    for reason in reasons[1:]:
+        while not reason.startswith(shared):
+            shared = shared[:-1]
+    cut = shared.rfind(": ") + 2 if ": " in shared else 0
+    return [f"…{r[cut:]}" if cut else r for r in reasons]
+
+
+def render(frame: Frame, now: float, width: int | None = None) -> RenderableType:
+    """The live panel at monotonic time ``now``; below 120 columns (``width``) the recent
+    transitions leave out operation UUIDs. Long lines wrap instead of being cut."""
     orch, summary = frame.orchestration, frame.summary
     elapsed = summary.elapsed if summary else now - frame.started
     grid = Table.grid(padding=(0, 2), expand=True)
@@ -195,13 +220,13 @@ def render(frame: Frame, now: float) -> RenderableType:
     parts: list[RenderableType] = [grid]
     if frame.recent:
         parts.append(Text("Latest transitions", style="bold"))
-        parts.extend(
-            Text(f"  {_recent_line(t)}", no_wrap=True, overflow="ellipsis") for t in frame.recent
-        )
+        narrow = width is not None and width < 120
+        parts.extend(Text(f"  {_recent_line(t, narrow)}", overflow="fold") for t in frame.recent)
     if frame.failures:
         parts.append(Text("Failures by reason", style="bold"))
-        for reason, n in frame.failures[:FAILURE_REASONS]:
-            parts.append(Text(f"  {n} x {reason}", style="red", no_wrap=True, overflow="ellipsis"))
+        groups = frame.failures[:FAILURE_REASONS]
+        for (_, n), reason in zip(groups, shorten_reasons([r for r, _ in groups]), strict=True):
+            parts.append(Text(f"  {n} x {reason}", style="red", overflow="fold"))
         if len(frame.failures) > FAILURE_REASONS:
             parts.append(Text(f"  +{len(frame.failures) - FAILURE_REASONS} more reasons"))
     return Panel(Group(*parts), title="watcher watch", title_align="left", expand=True)
@@ -216,7 +241,7 @@ class LiveView:
         self.frame = Frame(orchestration_id, started=clock())
         self._live = Live(
             console=console,
-            get_renderable=lambda: render(self.frame, self.clock()),
+            get_renderable=lambda: render(self.frame, self.clock(), console.width),
             refresh_per_second=1.0,
             transient=False,
         )
@@ -278,21 +303,31 @@ class _Lines:
 
 
 class PlainLines(_Lines):
-    """One line per transition and a summary line; the human format without a terminal."""
+    """One line per transition and a summary line; the human format without a terminal.
+    ``tagged`` (several orchestrations): each transition line starts with ``[ID prefix]``."""
+
+    def __init__(self, out: TextIO, err: TextIO, *, tagged: bool = False) -> None:
+        super().__init__(out, err)
+        self.tagged = tagged
+
+    def _tag(self, orchestration_id: str) -> str:
+        return f"[{orchestration_id[:8]}] " if self.tagged else ""
 
     def progress(self, p: Progress) -> None:
         baseline = any(t.kind is TransitionKind.BASELINE for t in p.new)
+        tag = self._tag(p.orchestration_id)
         if p.first and p.orchestration is not None and not baseline:
             state = p.orchestration.state
-            self._print(f"{when(p.at)}  watching: {state}, operations {counts_text(p.counts)}")
+            counts = counts_text(p.counts)
+            self._print(f"{when(p.at)}  {tag}watching: {state}, operations {counts}")
         for t in p.new:
-            self._print(transition_line(t))
+            self._print(f"{when(t.at)}  {tag}{transition_text(t)}" if tag else transition_line(t))
         if p.recovered_after:
             self._print(f"{when(p.at)}  KEB reachable again", err=True)
 
     def reconnecting(self, orchestration_id: str, r: Reconnect, at: datetime) -> None:
         line = f"reconnecting (attempt {r.attempt}, next in {seconds_text(r.seconds)}): {r.reason}"
-        self._print(f"{when(at)}  {line}", err=True)
+        self._print(f"{when(at)}  {self._tag(orchestration_id)}{line}", err=True)
 
     def finish(self, summary: Summary) -> None:
         for line in summary_lines(summary):

@@ -1,0 +1,135 @@
+"""``watcher orchestrations``: what KEB itself lists, like ``kcp orchestrations``: how a user
+finds the IDs to track.
+
+KEB filters by state on the server (``GET /orchestrations?state=...``, docs/keb-api.md §2.1)
+but not by type, so ``--type`` filters here. Every page is read; KEB lists oldest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import click
+
+from watcher.core.ids import states
+from watcher.core.models import Orchestration
+from watcher.core.wording import plural
+from watcher.faces.context import OUTPUT, Context, emit_json, run
+
+#: ``--type`` values: KEB's own and the words ``kcp`` prints.
+TYPES: Final = {
+    "upgradeCluster": "upgradeCluster",
+    "cluster": "upgradeCluster",
+    "upgradeKyma": "upgradeKyma",
+    "kyma": "upgradeKyma",
+}
+_TYPE_WORDS: Final = {"upgradeCluster": "cluster upgrade", "upgradeKyma": "kyma upgrade"}
+
+
+def details(orch: Orchestration) -> str:
+    """``K8S: 1.29.4`` or ``Kyma: 2.20.0``, as ``kcp`` shows them (docs/keb-api.md §7)."""
+    if orch.kubernetes_version:
+        return f"K8S: {orch.kubernetes_version}"
+    kyma = orch.parameters.get("kyma")
+    version = kyma.get("version") if isinstance(kyma, dict) else None
+    return f"Kyma: {version}" if version else "-"
+
+
+def table(items: Sequence[Orchestration], tracked: set[str]) -> list[str]:
+    """One row per orchestration, each column as wide as its widest cell."""
+    rows = [("ORCHESTRATION ID", "TYPE", "CREATED (UTC)", "STATE", "TRACKED", "DETAILS")]
+    for o in items:
+        created = o.created_at.strftime("%Y-%m-%d %H:%M:%S") if o.created_at else "-"
+        rows.append(
+            (
+                o.orchestration_id,
+                _TYPE_WORDS.get(o.type, o.type or "-"),
+                created,
+                o.state or "-",
+                "yes" if o.orchestration_id in tracked else "-",
+                details(o),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[5]
+        for row in rows
+    ]
+
+
+def orchestration_json(orch: Orchestration, tracked: set[str]) -> dict[str, Any]:
+    """KEB's ``StatusResponse`` as listed (no ``operationStats``), plus ``tracked``."""
+    return {**orch.to_json(), "tracked": orch.orchestration_id in tracked}
+
+
+@click.command(name="orchestrations")
+@click.option(
+    "--state",
+    "-s",
+    "wanted",
+    multiple=True,
+    metavar="S",
+    help="Only this state (repeatable): pending, inprogress, canceling, retrying, succeeded, "
+    "failed, canceled.",
+)
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(sorted(TYPES)),
+    help="Only cluster upgrades or only Kyma upgrades.",
+)
+@click.option(
+    "--sort",
+    type=click.Choice(["oldest", "newest"]),
+    default="oldest",
+    show_default=True,
+    help="oldest first, as KEB lists them, or newest first.",
+)
+@click.option("--track", "track", is_flag=True, help="Also track every orchestration listed.")
+@click.option("--channel", help="With --track: the Slack channel for them (name or ID).")
+@OUTPUT
+@click.pass_obj
+def orchestrations_command(
+    obj: Context,
+    wanted: tuple[str, ...],
+    kind: str | None,
+    sort: str,
+    track: bool,
+    channel: str | None,
+    output: str,
+) -> None:
+    """List the orchestrations KEB serves (every page), marking the ones already tracked.
+
+    Works without a config file when KEB_URL and KEB_TOKEN are set (--track needs one).
+
+    \b
+    Example:
+      watcher orchestrations --state inprogress --state pending
+      watcher orchestrations --state inprogress --type cluster --track
+      watcher orchestrations --sort newest --output json | jq -r '.[0].orchestrationID'
+    """
+    chosen = states(wanted)
+    with obj.watcher(keb_env=not track) as app:
+        items = run(app.orchestrations(chosen))
+        if kind is not None:
+            items = [o for o in items if o.type == TYPES[kind]]
+        if sort == "newest":
+            items.reverse()
+        tracked = app.tracked_ids()
+        new: list[str] = []
+        if track and items:
+            new = app.track([o.orchestration_id for o in items], channel)
+            tracked |= {o.orchestration_id for o in items}
+    if output == "json":
+        emit_json([orchestration_json(o, tracked) for o in items])
+    elif items:
+        click.echo("\n".join(table(items, tracked)))
+    else:
+        click.echo("KEB lists no orchestration" + (" that matches" if chosen or kind else ""))
+    if track:
+        again = len(items) - len(new)
+        note = f"now tracking {plural(len(new), 'more orchestration')}"
+        if again:
+            note += f" ({again} already tracked)"
+        click.echo(note, err=output == "json")
