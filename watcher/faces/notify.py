@@ -31,7 +31,7 @@ def notify_test_command(ctx: click.Context, channel: str | None) -> None:
       watcher --config watcher.toml notify-test --channel '#kyma-upgrades'
     """
     with _app(ctx) as app:
-        answer = app.notify_test(channel)
+        answer = app.notifications.notify_test(channel)
     click.echo(json.dumps(answer, indent=2, default=str))
 
 
@@ -63,7 +63,7 @@ def render_command(ctx: click.Context, kind: str, orch_id: str | None, output: s
         rendered = Renderer().render(kind, SAMPLES[kind])  # no configuration needed for samples
     else:
         with _app(ctx) as app:
-            rendered = app.render(kind, orch_id)
+            rendered = app.notifications.render(kind, orch_id)
     message = rendered.message
     if output == "json":
         click.echo(

@@ -220,7 +220,7 @@ def check_config(obj: Context, online: bool) -> None:
     for line in describe(config):
         click.echo(line)
     app = Watcher(config)
-    errors = app.check_templates()
+    errors = app.notifications.check_templates()
     for error in errors:
         click.echo(f"watcher: {error}", err=True)
     if errors:
@@ -237,6 +237,6 @@ def check_config(obj: Context, online: bool) -> None:
 
         count = run(reach())
         click.echo(f"KEB: reachable, token accepted, {count} orchestrations")
-        for line in app.check_slack():
+        for line in app.notifications.check_slack():
             click.echo(line)
     click.echo("configuration OK")

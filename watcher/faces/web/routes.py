@@ -111,7 +111,7 @@ class Dashboard:
                 return reply
             return self._page(401, "login.html", {"error": "", "next": target})
         try:
-            with self.app.reader() as app:
+            with self.app.dashboard.reader() as app:
                 return self._route(app, path, query)
         except WatcherError as exc:
             log.warning("dashboard: %s: %s", path, exc)
@@ -159,7 +159,7 @@ class Dashboard:
             state = query.get("state", [""])[0]
             return self._page(200, "overview.html", views.overview(app, state, self.stale_after))
         if path == "/api/board":
-            board = views.board(app, app.board_state(), self.stale_after)
+            board = views.board(app, app.dashboard.board_state(), self.stale_after)
             keys = ("revision", "stale", "last_poll", "last_poll_at")
             return self._json(200, {key: board[key] for key in keys})
         if path == "/api/orchestrations":

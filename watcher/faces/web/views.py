@@ -144,8 +144,8 @@ def board(app: Watcher, state: BoardState, stale_after: float) -> dict[str, Any]
 
 def _row(app: Watcher, item: Tracked, now: datetime) -> dict[str, Any]:
     orch_id = item.orchestration_id
-    numbers = app.progress(orch_id) or {}
-    reasons = app.failure_reasons(orch_id) if item.counts.get("failed") else []
+    numbers = app.dashboard.progress(orch_id) or {}
+    reasons = app.dashboard.failure_reasons(orch_id) if item.counts.get("failed") else []
     counts = dict(item.counts)
     state = "not found" if item.not_found else (item.state or "")
     return {
@@ -180,7 +180,7 @@ def overview(app: Watcher, state_filter: str, stale_after: float) -> dict[str, A
     rows = [_row(app, t, now) for t in items if not state_filter or t.state == state_filter]
     rows.sort(key=lambda r: (r["created"] or r["tracked"], r["tracked"]), reverse=True)
     return {
-        "board": board(app, app.board_state(), stale_after),
+        "board": board(app, app.dashboard.board_state(), stale_after),
         "rows": rows,
         "tracked": len(items),
         "states": [*KNOWN_STATES, *present],
@@ -210,7 +210,7 @@ def _said(t: Transition) -> dict[str, Any]:
 def _failures(app: Watcher, orch_id: str) -> list[dict[str, Any]]:
     """Failed operations grouped by description, most frequent first, every shoot listed."""
     groups: dict[str, list[dict[str, str]]] = {}
-    for op in app.failed_operations(orch_id):
+    for op in app.dashboard.failed_operations(orch_id):
         groups.setdefault(op.description or "(no description)", []).append(
             {
                 "shoot": shown(op.shoot_name or "-"),
@@ -228,10 +228,11 @@ def detail(
     """``/orchestrations/{id}``: the card in full, timeline, operations, failures, commands."""
     now = app.clock()
     orch_id = item.orchestration_id
-    orch = app.orchestration(orch_id)
-    timeline, recent = app.timeline(orch_id, RECENT)
-    page = app.find_operations(orch_id, states=states, search=search, limit=OPERATION_ROWS)
-    numbers = app.progress(orch_id) or {}
+    orch = app.dashboard.orchestration(orch_id)
+    timeline, recent = app.dashboard.timeline(orch_id, RECENT)
+    reads = app.dashboard
+    page = reads.find_operations(orch_id, states=states, search=search, limit=OPERATION_ROWS)
+    numbers = app.dashboard.progress(orch_id) or {}
     rate = numbers.get("throughput_per_hour")
     facts = [
         ("Landscape", landscape(app)),
@@ -251,7 +252,7 @@ def detail(
         ("Slack channel", item.channel or "(configured default)"),
     ]
     return {
-        "board": board(app, app.board_state(), stale_after),
+        "board": board(app, app.dashboard.board_state(), stale_after),
         "row": _row(app, item, now),
         "facts": [(label, shown(value)) for label, value in facts],
         "timeline": _runs(timeline),
