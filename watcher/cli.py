@@ -19,7 +19,7 @@ import click
 
 from watcher.app import Watcher
 from watcher.config.loader import Config, describe, load_config
-from watcher.errors import WatcherError
+from watcher.errors import KebNoOrchestrationApi, WatcherError
 from watcher.faces import reports as report
 from watcher.faces.demo import demo_command
 from watcher.faces.notify import notify_test_command, outbox_command, render_command
@@ -155,10 +155,11 @@ def list_(obj: Context, output: str) -> None:
     """
     with obj.watcher() as app:
         items = app.tracked()
+        window = app.config.poll.retry_window
     if output == "json":
-        emit_json([report.tracked_json(item) for item in items])
+        emit_json([report.tracked_json(item, window) for item in items])
     else:
-        click.echo("\n".join(report.tracked_lines(items)))
+        click.echo("\n".join(report.tracked_lines(items, window)))
 
 
 @main.command()
@@ -223,8 +224,12 @@ def poll(obj: Context) -> None:
                 f"{result.orchestration_id}: {result.state or '-'}, "
                 f"{result.transitions} transitions ({result.mode}: {result.reason})"
             )
+    no_api = [r for r in cycle.failed if isinstance(r.exception, KebNoOrchestrationApi)]
+    if no_api:  # one line, not one per orchestration: the endpoint itself is the problem
+        click.echo(f"watcher: {no_api[0].error}", err=True)
     for result in cycle.failed:
-        click.echo(f"watcher: {result.orchestration_id}: {result.error}", err=True)
+        if result not in no_api:
+            click.echo(f"watcher: {result.orchestration_id}: {result.error}", err=True)
     if not cycle.results:
         click.echo("nothing to poll (track an orchestration first)")
     delivery = outcome.delivery

@@ -7,7 +7,7 @@ shapes are documented in the README and are part of the product contract.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from watcher.core.diff import Transition, TransitionKind
@@ -60,7 +60,8 @@ def orchestration_lines(orch: Orchestration) -> list[str]:
     return [f"{label:<14}{value}" for label, value in rows]
 
 
-def tracked_json(item: Tracked) -> dict[str, Any]:
+def tracked_json(item: Tracked, retry_window: float = 0.0) -> dict[str, Any]:
+    until = item.retries_watched_until(retry_window)
     return {
         "orchestrationID": item.orchestration_id,
         "state": item.state,
@@ -71,22 +72,30 @@ def tracked_json(item: Tracked) -> dict[str, Any]:
         "channel": item.channel,
         "trackedAt": item.tracked_at.isoformat(),
         "finished": item.finished_at is not None,
+        "watchingForRetriesUntil": until.isoformat() if until else None,
         "notFound": item.not_found,
         "lastSuccessAt": item.last_success_at.isoformat() if item.last_success_at else None,
         "lastError": item.last_error,
     }
 
 
-def tracked_lines(items: Sequence[Tracked]) -> list[str]:
+def tracked_lines(items: Sequence[Tracked], retry_window: float = 0.0) -> list[str]:
+    """One line per tracked orchestration; LAST POLL is the last successful check (a failed
+    orchestration waiting for a retry is checked too, and says until when)."""
     if not items:
         return ["nothing is tracked; start with: watcher track ORCHESTRATION_ID"]
     lines = [f"{'ORCHESTRATION':<38}{'STATE':<13}{'LAST POLL':<25}OPERATIONS"]
     for item in items:
         state = "not found" if item.not_found else (item.state or "(no baseline yet)")
-        if item.finished_at is not None:
+        until = item.retries_watched_until(retry_window)
+        if until is not None and until <= datetime.now(UTC):
+            until = None  # the retry window is over: finished like the others
+        if item.finished_at is not None and until is None:
             state += " *"
         line = f"{item.orchestration_id:<38}{state:<13}{when(item.last_success_at):<25}"
         line += counts_text(item.counts) if item.state else "-"
+        if until is not None:
+            line += f"  [failed, watching for retries until {when(until)}]"
         if item.last_error:
             line += f"  [last poll failed: {item.last_error}]"
         lines.append(line)

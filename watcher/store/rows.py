@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -49,6 +49,17 @@ class Tracked:
     counts: Mapping[str, int]
     operation_count: int
     not_found: bool
+
+    def retries_watched_until(self, retry_window: float) -> datetime | None:
+        """Until when a finished ``failed`` orchestration is still polled for a retry
+        (``None``: it is not a failed one whose final summary went out)."""
+        if self.finished_at is None or self.state != "failed" or self.not_found:
+            return None
+        return self.finished_at + timedelta(seconds=retry_window)
+
+    def watching_for_retries(self, now: datetime, retry_window: float) -> bool:
+        until = self.retries_watched_until(retry_window)
+        return until is not None and now < until
 
 
 @dataclass(frozen=True, slots=True)
