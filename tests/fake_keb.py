@@ -1,10 +1,14 @@
 """A small, fast, in-process model of one KEB orchestration for property tests.
 
-It follows KEB's rules (docs/keb-api.md §3.4, §4): operations move forward only, lists are oldest
-first and filtered by exact state, ``operationStats`` has per-instance ``failed``, retries append
-new operations, cancel cancels pending ones, the cleaning step can delete rows. It records the
-ground truth of every state an operation and the orchestration passed through. Between any two
-requests it can apply more world steps (``interleave``), which is how paging races are made.
+It follows KEB's rules (docs/keb-api.md §3.4, §4, §12): operations move forward only, lists are
+oldest first and filtered by exact state, ``operationStats`` has per-instance ``failed``, retries
+append new operations (rows one at a time, before the description says so; also while the
+orchestration is still in progress, beyond ``workers``), pending operations start anywhere in the
+list when ``spread`` (maintenance windows), ``canceling`` cancels them one by one before the bulk,
+the cleaning step can delete rows. It records the ground truth of every state an operation and
+the orchestration passed through. Between any two requests, and between the two queries KEB
+runs for one response (a page and its ``totalCount``, an orchestration and its stats), it can
+apply more world steps (``interleave``), which is how races are made.
 
 This is a test double of KEB, the external system; the real-HTTP simulator (``watcher.sim``) is
 used by the end-to-end tests.
@@ -30,7 +34,7 @@ from watcher.core.models import (
     Page,
     operation_stats,
 )
-from watcher.errors import KebNotFound
+from watcher.errors import KebNotFound, KebResponseError
 
 REASONS = (
     "provisioner client returns failed status: shoot reconciliation timed out",
@@ -60,7 +64,16 @@ class FakeKeb:
     truth: dict[str, list[str]] = field(default_factory=dict)
     orch_truth: list[str] = field(default_factory=lambda: [PENDING])
     retried: bool = False
+    spread: bool = False
     requests: int = 0
+    #: Runtimes whose retry rows are still to be inserted (one per step), then the
+    #: description changes: KEB's write order (§12.2).
+    staged: list[str] = field(default_factory=list)
+    staged_total: int = 0
+    #: Operations created by a retry (for runtimes whose operation failed).
+    retry_ops: set[str] = field(default_factory=set)
+    #: Runtimes deprovisioned (their operations deleted by the cleaning step).
+    gone: set[str] = field(default_factory=set)
     interleave: Callable[[], None] | None = None
     _counter: int = 0
 
@@ -84,6 +97,17 @@ class FakeKeb:
         if description is not None:
             self.description = description
 
+    def marks(self) -> tuple[int, dict[str, int]]:
+        """How far each truth has got: taken around the baseline poll, they bound which truth
+        position the baseline saw."""
+        return len(self.orch_truth), {op_id: len(t) for op_id, t in self.truth.items()}
+
+    def _retryable(self) -> list[str]:
+        live = self._live()
+        failed = {op.runtime for op in live if op.state == FAILED}
+        cleared = {op.runtime for op in live if op.state in (SUCCEEDED, IN_PROGRESS, PENDING)}
+        return sorted(failed - cleared - self.gone)
+
     def _live(self) -> list[_Op]:
         return [op for op in self.ops if not op.vanished]
 
@@ -105,33 +129,52 @@ class FakeKeb:
         if self.state == FAILED and not self.retried:
             self.retried = True
             self._set_orch(RETRYING, self.description + ", retrying")
+            self.staged = self._retryable()
+            self.staged_total = len(self.staged)
+            return
+        if self.staged:
+            self.retry_ops.add(self._new_op(self.staged.pop(0)).op_id)
             return
         if self.state == RETRYING:
-            failed = {op.runtime for op in live if op.state == FAILED}
-            cleared = {op.runtime for op in live if op.state in (SUCCEEDED, IN_PROGRESS)}
-            runtimes = sorted(failed - cleared)
-            for runtime in runtimes:
-                self._new_op(runtime)
             base = self.description.removesuffix(", retrying")
-            self._set_orch(IN_PROGRESS, f"{base}, retried {len(runtimes)} operations")
+            self._set_orch(IN_PROGRESS, f"{base}, retried {self.staged_total} operations")
+            return
+        if self.staged_total and self.state == IN_PROGRESS and "retried" not in self.description:
+            self.description += f", retried {self.staged_total} operations"
+            self.staged_total = 0
             return
         if self.state not in (IN_PROGRESS, CANCELING):
             return
         pending = [op for op in live if op.state == PENDING]
         running = [op for op in live if op.state == IN_PROGRESS]
         roll = rng.random()
-        if self.state == CANCELING and pending:
+        if self.state == CANCELING and pending and roll < 0.6:
+            # Workers still pick up operations that come due and cancel each (§12.5).
+            self._move(rng.choice(pending), CANCELED, f"orchestration {self.orch_id} was canceled")
+        elif self.state == CANCELING and pending:
             for op in pending:
                 self._move(op, CANCELED, "Operation was canceled")
         elif roll < 0.01 and self.state == IN_PROGRESS:
             self._set_orch(CANCELING, "Orchestration was canceled")
         elif roll < 0.03 and live:
-            victim = rng.choice(live)
-            if victim.state != IN_PROGRESS:
-                victim.vanished = True
-                self.truth[victim.op_id].append("vanished")
-        elif roll < 0.5 and pending and len(running) < self.workers:
-            op = pending[0] if rng.random() < 0.85 else rng.choice(pending)
+            # The cleaning step deletes every operation of a deprovisioned instance (§2.10);
+            # a deprovisioned runtime is not retried.
+            runtime = rng.choice(live).runtime
+            doomed = [op for op in live if op.runtime == runtime]
+            if all(op.state != IN_PROGRESS for op in doomed):
+                for op in doomed:
+                    op.vanished = True
+                    self.truth[op.op_id].append("vanished")
+                self.gone.add(runtime)
+                self.staged = [r for r in self.staged if r != runtime]
+        elif roll < 0.035 and self.state == IN_PROGRESS and not self.retried and self._retryable():
+            # A retry while still in progress: new rows first, the description later (§12.2).
+            self.retried = True
+            self.staged = self._retryable()
+            self.staged_total = len(self.staged)
+        elif roll < 0.5 and pending and (len(running) < self.workers or self.staged_total):
+            spread = self.spread or rng.random() >= 0.85
+            op = rng.choice(pending) if spread else pending[0]
             self._move(op, IN_PROGRESS, "Operation created")
         elif roll < 0.55 and running:
             rng.choice(running).description = "Performing post-upgrade tasks"
@@ -142,7 +185,7 @@ class FakeKeb:
             else:
                 self._move(op, SUCCEEDED, "Operation succeeded")
         live = self._live()
-        if not any(op.state in (PENDING, IN_PROGRESS) for op in live):
+        if not self.staged and not any(op.state in (PENDING, IN_PROGRESS) for op in live):
             if self.state == CANCELING:
                 self._set_orch(CANCELED)
             else:
@@ -170,12 +213,15 @@ class FakeKeb:
 
     async def get_orchestration(self, orchestration_id: str) -> Orchestration:
         self._request(orchestration_id)
+        state, description = self.state, self.description
+        if self.interleave is not None:  # the row and its stats are two queries (§12.6)
+            self.interleave()
         stats = operation_stats((op.runtime, op.state) for op in self._live())
         return Orchestration(
             self.orch_id,
             type="upgradeCluster",
-            state=self.state,
-            description=self.description,
+            state=state,
+            description=description,
             parameters={"strategy": {"parallel": {"workers": self.workers}}},
             operation_stats=stats,
         )
@@ -193,8 +239,10 @@ class FakeKeb:
     ) -> Page[Operation]:
         self._request(orchestration_id)
         items = self._filtered(states)
-        chunk = items[(page - 1) * page_size : page * page_size]
-        return Page([self._op(op) for op in chunk], len(chunk), len(items))
+        chunk = [self._op(op) for op in items[(page - 1) * page_size : page * page_size]]
+        if self.interleave is not None:  # the page and its totalCount are two queries (§12.6)
+            self.interleave()
+        return Page(chunk, len(chunk), len(self._filtered(states)))
 
     async def list_operations(
         self, orchestration_id: str, states: Sequence[str] = ()
@@ -214,7 +262,7 @@ class FakeKeb:
             ids = [op.operation_id for op in items]
             if ok and len(set(ids)) == len(ids) == total:
                 return items
-        raise AssertionError("fake KEB list kept changing")
+        raise KebResponseError("fake KEB: the list kept changing while paging")
 
     async def get_operation(self, orchestration_id: str, operation_id: str) -> OperationDetail:
         self._request(orchestration_id)

@@ -1,17 +1,19 @@
-"""Compare a recorded history with the ground truth of what KEB did.
+"""Compare a recorded history with the ground truth of what KEB did, exactly.
 
 A recorded *path* is the state at the baseline followed by every passed-through and target
-state of each transition. It must equal the truth from that state on: each completion
-exactly once, no regressions, nothing lost. Two things cannot be observed by any poller and
-are accepted: what happened to an operation between the last poll and its deletion, and a
-whole "in progress -> failed -> retrying -> in progress" detour missed between two polls
-(KEB shows the same descriptions and new operations as for a retry of an orchestration that
-was still in progress).
+state of each transition. It must equal the truth from the state at the baseline on (the
+caller says which truth positions the baseline can have seen: ``starts``); an operation
+created after the baseline must be recorded from its creation (``pending``) on, as a retry
+exactly when it is one. Each completion exactly once, no regressions, nothing lost. Two things
+cannot be observed by any poller and are accepted: what happened to an operation between the
+last poll and its deletion, and a whole "in progress -> failed -> retrying -> in progress"
+detour missed between two polls (KEB shows the same descriptions and new operations as for a
+retry of an orchestration that was still in progress).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 Path = list[str]
@@ -40,10 +42,13 @@ def recorded_paths(history: Iterable[Mapping[str, Any]]) -> tuple[Path, dict[str
     return orch_path, op_paths
 
 
-def is_suffix(recorded: Path, truth: Path) -> bool:
-    return bool(recorded) and any(
-        recorded == truth[start:] for start, state in enumerate(truth) if state == recorded[0]
-    )
+def first_kinds(history: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """The kind of the first transition recorded for each operation."""
+    kinds: dict[str, str] = {}
+    for t in history:
+        if t["operationID"] is not None:
+            kinds.setdefault(t["operationID"], t["kind"])
+    return kinds
 
 
 def observable(truth: Path) -> list[Path]:
@@ -55,29 +60,51 @@ def observable(truth: Path) -> list[Path]:
     return out
 
 
-def check_orchestration(recorded: Path, truth: Path) -> None:
-    assert any(is_suffix(recorded, t) for t in observable(truth)), (
-        f"orchestration: recorded {recorded}, truth {truth}"
-    )
+def check_orchestration(recorded: Path, truth: Path, starts: Sequence[int] | None = None) -> None:
+    """``recorded`` equals the truth from one of ``starts`` (any position if ``None``)."""
+    positions = range(len(truth)) if starts is None else starts
+    assert any(
+        recorded == variant
+        for k in positions
+        if 0 <= k < len(truth)
+        for variant in observable(truth[k:])
+    ), f"orchestration: recorded {recorded}, truth {truth}, baseline at {list(positions)}"
 
 
 def check_operation(
-    op_id: str, recorded: Path | None, truth: Path, final_state: str | None
+    op_id: str,
+    recorded: Path | None,
+    truth: Path,
+    final_state: str | None,
+    *,
+    first_kind: str | None = None,
+    retry: bool | None = None,
+    starts: Sequence[int] | None = None,
 ) -> None:
     """``recorded`` is None when no transition was recorded for the operation; then its
-    stored state (``final_state``) must be the truth's last state."""
+    stored state (``final_state``) must be the truth's last state.
+
+    An operation recorded as added (or as a retry) must have its whole truth recorded, and be
+    a retry exactly when ``retry`` says so. Otherwise it existed at the baseline: its path
+    starts at one of ``starts`` (the truth positions the baseline can have seen; any if
+    ``None``, which operations allow as their states never repeat)."""
     if recorded is None:
         assert final_state == truth[-1] or truth[-1] == "vanished", (op_id, final_state, truth)
         return
+    if first_kind in ("operation_added", "operation_retry"):
+        if retry is not None:
+            expected = "operation_retry" if retry else "operation_added"
+            assert first_kind == expected, f"{op_id}: recorded as {first_kind}, is {expected}"
+        positions: Sequence[int] = [0]
+    else:
+        positions = range(len(truth)) if starts is None else starts
     if truth[-1] == "vanished" and recorded[-1] == "vanished":
         seen = recorded[:-1]
-        assert any(truth[i : i + len(seen)] == seen for i in range(len(truth))), (
-            op_id,
-            recorded,
-            truth,
-        )
+        assert any(truth[k : k + len(seen)] == seen for k in positions), (op_id, recorded, truth)
         return
-    assert is_suffix(recorded, truth), f"{op_id}: recorded {recorded}, truth {truth}"
+    assert any(recorded == truth[k:] for k in positions if 0 <= k < len(truth)), (
+        f"{op_id}: recorded {recorded}, truth {truth}, baseline at {list(positions)}"
+    )
 
 
 def check_completions(history: Iterable[Mapping[str, Any]]) -> None:

@@ -14,6 +14,7 @@ from tests.history_check import (
     check_completions,
     check_operation,
     check_orchestration,
+    first_kinds,
     recorded_paths,
 )
 from watcher.sim import TruthEvent
@@ -34,8 +35,8 @@ def truth_paths(events: Iterable[TruthEvent]) -> tuple[list[str], dict[str, list
 
 
 def follow(keb: Keb, cli: Cli, steps: Iterable[float], *, max_polls: int = 400) -> int:
-    """Poll until KEB is done, advancing virtual time between polls. Like an operator who
-    retried a failed orchestration, track it again when KEB runs it again."""
+    """Poll until KEB is done, advancing virtual time between polls. A failed orchestration
+    stays watched for retries by itself (``poll.retry_window``)."""
     ids = keb.sim.orchestration_ids()
     assert cli("--config", str(keb.config), "track", *ids).code == 0
     for polls, step in enumerate(itertools.cycle(steps), start=1):
@@ -45,12 +46,6 @@ def follow(keb: Keb, cli: Cli, steps: Iterable[float], *, max_polls: int = 400) 
             t["orchestrationID"]: t
             for t in cli("--config", str(keb.config), "list", "-o", "json").json()
         }
-        for orch_id in ids:
-            if (
-                tracked[orch_id]["finished"]
-                and keb.sim.orchestration_state(orch_id) not in TERMINAL
-            ):
-                cli("--config", str(keb.config), "track", orch_id)
         if keb.sim.all_finished() and all(t["finished"] for t in tracked.values()):
             return polls
         assert polls < max_polls, "the scenario did not finish"
@@ -58,9 +53,9 @@ def follow(keb: Keb, cli: Cli, steps: Iterable[float], *, max_polls: int = 400) 
     raise AssertionError("unreachable")
 
 
-def check_against_truth(keb: Keb, cli: Cli) -> dict[str, Any]:
+def check_against_truth(keb: Keb, cli: Cli, ids: Iterable[str] = ()) -> dict[str, Any]:
     summary: dict[str, Any] = {}
-    for orch_id in keb.sim.orchestration_ids():
+    for orch_id in ids or keb.sim.orchestration_ids():
         history = cli("--config", str(keb.config), "history", orch_id, "-o", "json").json()
         orch_truth, op_truth = truth_paths(keb.sim.truth(orch_id))
         orch_path, op_paths = recorded_paths(history)
@@ -69,8 +64,23 @@ def check_against_truth(keb: Keb, cli: Cli) -> dict[str, Any]:
             op["operationID"]: op["state"]
             for op in keb.sim.list_operations(orch_id, 1, 100)["data"]
         }
+        kinds = first_kinds(history)
+        runtimes: set[str] = set()
+        retries: set[str] = set()
+        for e in keb.sim.truth(orch_id):
+            if e.operation_id is not None and e.from_state is None:
+                if e.runtime_id in runtimes:
+                    retries.add(e.operation_id)  # a new operation for a runtime seen before
+                runtimes.add(e.runtime_id)
         for op_id, truth in op_truth.items():
-            check_operation(op_id, op_paths.get(op_id), truth, final.get(op_id))
+            check_operation(
+                op_id,
+                op_paths.get(op_id),
+                truth,
+                final.get(op_id),
+                first_kind=kinds.get(op_id),
+                retry=op_id in retries,
+            )
         check_completions(history)
         assert orch_path[-1] == keb.sim.orchestration_state(orch_id)
         summary[orch_id] = orch_path

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from watcher.core.diff import NotFound, Observation, Snapshot, diff
 from watcher.core.models import Operation, Orchestration
-from watcher.core.policy import PRIORITY, Reference, decide, failure_groups, health_intent, summary
+from watcher.core.policy import (
+    PRIORITY,
+    Reference,
+    decide,
+    failure_groups,
+    health_intent,
+    runs_from,
+    summary,
+)
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
@@ -73,9 +82,45 @@ def test_terminal_state_gives_a_final_summary_with_failures_by_reason() -> None:
 
 
 def test_state_change_that_is_not_the_end() -> None:
-    prev = Snapshot("o1", orch("failed"), ops("failed"), revision=1)
-    kinds = intents_for(prev, Observation(orch("retrying", "x, retrying"), ops("failed")))
+    prev = Snapshot("o1", orch("in progress"), ops("pending"), revision=1)
+    kinds = intents_for(prev, Observation(orch("canceling", "canceled"), ops("pending")))
     assert [k for k, _ in kinds] == ["progress", "state_changed"]
+
+
+def test_a_retry_of_a_failed_orchestration_is_announced_as_a_new_run() -> None:
+    prev = Snapshot("o1", orch("failed"), ops("failed"), revision=1)
+    retried_at = NOW - timedelta(minutes=10)
+    retrying = replace(orch("retrying", "x, retrying"), updated_at=retried_at)
+    result = diff(prev, Observation(retrying, ops("failed")), NOW)
+    intents = decide(result, channel=None, now=NOW, reference=None)
+    assert [i.kind for i in intents] == ["progress", "retried"]
+    retried = intents[1].payload
+    assert retried["change"]["from"] == "failed"
+    assert retried["run"] == 2
+    assert retried["elapsed_seconds"] == 600.0  # the new run's, from the retry request
+
+    # It ends again, an hour later: a second final summary, timed from the retry.
+    ended_at = NOW + timedelta(hours=1)
+    again = replace(orch("succeeded", "x, retried 1 operations"), updated_at=ended_at)
+    new_ops = {**ops("failed"), "op9": Operation("op9", runtime_id="r0", state="succeeded")}
+    result2 = diff(result.snapshot, Observation(again, new_ops), ended_at)
+    run = runs_from(result.transitions)
+    finals = decide(result2, channel=None, now=ended_at, reference=None, run=run)
+    final = next(i for i in finals if i.kind == "finished")
+    assert final.payload["run"] == 2
+    assert final.payload["elapsed_seconds"] == 4200.0
+    first_final_key = "o1:finished:o1:rev1:state"
+    assert final.key != first_final_key
+
+
+def test_a_retry_that_ran_and_failed_between_two_polls_gives_both_replies() -> None:
+    prev = Snapshot("o1", orch("failed"), ops("failed"), revision=1)
+    new_ops = {**ops("failed"), "op9": Operation("op9", runtime_id="r0", state="failed")}
+    result = diff(prev, Observation(orch("failed", "x, retried 1 operations"), new_ops), NOW)
+    kinds = [i.kind for i in decide(result, channel=None, now=NOW, reference=None)]
+    assert kinds == ["progress", "retried", "finished"]
+    final = decide(result, channel=None, now=NOW, reference=None)[-1]
+    assert final.payload["elapsed_seconds"] is None  # the new run's start was not seen
 
 
 def test_not_found_once() -> None:

@@ -559,18 +559,18 @@ GOLDEN_PLAIN = """\
 2024-05-14 08:05:00 UTC  c-e6c3f33 <id12>: added pending
 2024-05-14 08:05:00 UTC  c-e6c3f33 <id12>: pending -> in progress -> succeeded "Operation succeeded"
 2024-05-14 08:10:00 UTC  c-64b2d2b <id3>: pending -> in progress
-2024-05-14 08:10:00 UTC  c-6ec9d28 <id4>: in progress -> succeeded
+2024-05-14 08:10:00 UTC  c-6ec9d28 <id4>: in progress -> succeeded "Operation succeeded"
 2024-05-14 08:10:00 UTC  c-81f9c1f <id5>: pending -> in progress
-2024-05-14 08:10:00 UTC  c-a11d459 <id7>: pending -> in progress -> succeeded
-2024-05-14 08:10:00 UTC  c-b9d179e <id8>: in progress -> succeeded
-2024-05-14 08:10:00 UTC  c-c2cd789 <id9>: in progress -> succeeded
+2024-05-14 08:10:00 UTC  c-a11d459 <id7>: pending -> in progress -> succeeded "Operation succeeded"
+2024-05-14 08:10:00 UTC  c-b9d179e <id8>: in progress -> succeeded "Operation succeeded"
+2024-05-14 08:10:00 UTC  c-c2cd789 <id9>: in progress -> succeeded "Operation succeeded"
 2024-05-14 08:10:00 UTC  c-e1fab9d <id11>: pending -> in progress
 2024-05-14 08:15:00 UTC  c-3b6fe50 <id1>: pending -> in progress
-2024-05-14 08:15:00 UTC  c-64b2d2b <id3>: in progress -> succeeded
-2024-05-14 08:15:00 UTC  c-81f9c1f <id5>: in progress -> succeeded
+2024-05-14 08:15:00 UTC  c-64b2d2b <id3>: in progress -> succeeded "Operation succeeded"
+2024-05-14 08:15:00 UTC  c-81f9c1f <id5>: in progress -> succeeded "Operation succeeded"
 2024-05-14 08:15:00 UTC  c-9403560 <id6>: pending -> in progress
 2024-05-14 08:15:00 UTC  c-d707107 <id10>: pending -> in progress
-2024-05-14 08:15:00 UTC  c-e1fab9d <id11>: in progress -> succeeded
+2024-05-14 08:15:00 UTC  c-e1fab9d <id11>: in progress -> succeeded "Operation succeeded"
 2024-05-14 08:20:00 UTC  c-3b6fe50 <id1>: in progress -> succeeded "Operation succeeded"
 2024-05-14 08:20:00 UTC  c-9403560 <id6>: in progress -> succeeded "Operation succeeded"
 2024-05-14 08:20:00 UTC  c-d707107 <id10>: in progress -> succeeded "Operation succeeded"
@@ -582,9 +582,9 @@ GOLDEN_JSON = """\
 {"type":"transition","time":"2024-05-14T08:10:00+00:00","orchestrationID":"<id1>","state":"in progress","kind":"baseline","operationID":null,"runtimeID":null,"shootName":null,"from":null,"to":"in progress","via":[],"description":"Scheduled 12 operations","detail":{"operations":12,"counts":{"in progress":3,"pending":3,"succeeded":6}},"key":"<id1>:baseline","counts":{"in progress":3,"pending":3,"succeeded":6}}
 {"type":"status","time":"2024-05-14T08:10:00+00:00","orchestrationID":"<id1>","state":"in progress","orchestrationType":"upgradeCluster","description":"Scheduled 12 operations","operations":12,"counts":{"in progress":3,"pending":3,"succeeded":6},"elapsed":0.0,"interval":300.0}
 {"type":"reconnecting","time":"2024-05-14T08:15:00+00:00","orchestrationID":"<id1>","state":"in progress","attempt":1,"nextIn":0.75,"failingFor":0.0,"reason":"KEB GET /orchestrations/<id1>: 500 Internal Server Error: while getting orchestrations: dbr: failed to connect to database: connection refused (simulated fault)","counts":{"in progress":3,"pending":3,"succeeded":6}}
-{"type":"transition","time":"2024-05-14T08:15:00.750000+00:00","orchestrationID":"<id1>","state":"in progress","kind":"operation_completed","operationID":"<id2>","runtimeID":"<id3>","shootName":"c-64b2d2b","from":"in progress","to":"succeeded","via":[],"description":"","detail":{},"key":"<id1>:op:<id2>:in progress>succeeded","counts":{"in progress":3,"succeeded":9}}
-{"type":"transition","time":"2024-05-14T08:15:00.750000+00:00","orchestrationID":"<id1>","state":"in progress","kind":"operation_completed","operationID":"<id4>","runtimeID":"<id5>","shootName":"c-e1fab9d","from":"in progress","to":"succeeded","via":[],"description":"","detail":{},"key":"<id1>:op:<id4>:in progress>succeeded","counts":{"in progress":3,"succeeded":9}}
-{"type":"transition","time":"2024-05-14T08:15:00.750000+00:00","orchestrationID":"<id1>","state":"in progress","kind":"operation_completed","operationID":"<id6>","runtimeID":"<id7>","shootName":"c-81f9c1f","from":"in progress","to":"succeeded","via":[],"description":"","detail":{},"key":"<id1>:op:<id6>:in progress>succeeded","counts":{"in progress":3,"succeeded":9}}
+{"type":"transition","time":"2024-05-14T08:15:00.750000+00:00","orchestrationID":"<id1>","state":"in progress","kind":"operation_completed","operationID":"<id2>","runtimeID":"<id3>","shootName":"c-64b2d2b","from":"in progress","to":"succeeded","via":[],"description":"Operation succeeded","detail":{},"key":"<id1>:op:<id2>:in progress>succeeded","counts":{"in progress":3,"succeeded":9}}
+{"type":"transition","time":"2024-05-14T08:15:00.750000+00:00","orchestrationID":"<id1>","state":"in progress","kind":"operation_completed","operationID":"<id4>","runtimeID":"<id5>","shootName":"c-e1fab9d","from":"in progress","to":"succeeded","via":[],"description":"Operation succeeded","detail":{},"key":"<id1>:op:<id4>:in progress>succeeded","counts":{"in progress":3,"succeeded":9}}
+{"type":"transition","time":"2024-05-14T08:15:00.750000+00:00","orchestrationID":"<id1>","state":"in progress","kind":"operation_completed","operationID":"<id6>","runtimeID":"<id7>","shootName":"c-81f9c1f","from":"in progress","to":"succeeded","via":[],"description":"Operation succeeded","detail":{},"key":"<id1>:op:<id6>:in progress>succeeded","counts":{"in progress":3,"succeeded":9}}
 {"type":"transition","time":"2024-05-14T08:15:00.750000+00:00","orchestrationID":"<id1>","state":"in progress","kind":"operation_state","operationID":"<id8>","runtimeID":"<id9>","shootName":"c-3b6fe50","from":"pending","to":"in progress","via":[],"description":"cluster upgrade in progress","detail":{},"key":"<id1>:op:<id8>:pending>in progress","counts":{"in progress":3,"succeeded":9}}
 {"type":"transition","time":"2024-05-14T08:15:00.750000+00:00","orchestrationID":"<id1>","state":"in progress","kind":"operation_state","operationID":"<id10>","runtimeID":"<id11>","shootName":"c-d707107","from":"pending","to":"in progress","via":[],"description":"cluster upgrade in progress","detail":{},"key":"<id1>:op:<id10>:pending>in progress","counts":{"in progress":3,"succeeded":9}}
 {"type":"transition","time":"2024-05-14T08:15:00.750000+00:00","orchestrationID":"<id1>","state":"in progress","kind":"operation_state","operationID":"<id12>","runtimeID":"<id13>","shootName":"c-9403560","from":"pending","to":"in progress","via":[],"description":"cluster upgrade in progress","detail":{},"key":"<id1>:op:<id12>:pending>in progress","counts":{"in progress":3,"succeeded":9}}

@@ -22,7 +22,12 @@ the offending input and never contains a secret.
         │                             (truncated JSON, an HTML error page)
         └── KebPermanentError         retrying cannot fix it
             ├── KebAuthError          401/403 from the gateway ("Jwt is expired", "RBAC: ...")
-            ├── KebNotFound           404 (also a LookupError)
+            ├── KebNotFound           KEB's own JSON 404: no such orchestration/operation
+            │                         (also a LookupError)
+            ├── KebNoOrchestrationApi a plain-text 404: this endpoint serves no orchestration
+            │                         API (KEB 1.15.1 and later, or a wrong keb.url)
+            ├── KebUnsupportedType    500 "unsupported orchestration type" (legacy upgradeKyma)
+            ├── KebLimitExceeded      an answer beyond a sanity limit (body size, JSON depth)
             └── KebRequestError       other 4xx (400 bad paging, 415, ...)
 """
 
@@ -143,6 +148,23 @@ class KebAuthError(KebPermanentError):
 
 class KebNotFound(KebPermanentError, LookupError):
     """KEB does not know the orchestration or operation (404)."""
+
+
+class KebNoOrchestrationApi(KebPermanentError):
+    """A 404 that is not KEB's JSON ``{"error": ...}``: the gateway routed the request to a
+    server without orchestration routes (KEB 1.15.1 removed them; keb-api.md §12.7), or the
+    base URL is wrong. Nothing is known about the orchestration: it is *not* gone."""
+
+
+class KebUnsupportedType(KebPermanentError):
+    """KEB refuses to list the operations of an orchestration type it no longer processes:
+    500 ``unsupported orchestration type: upgradeKyma`` from 1.8.9 on, forever (§12.8)."""
+
+
+class KebLimitExceeded(KebPermanentError):
+    """KEB's answer goes beyond what KEB ever sends: a body above the size cap, JSON nested
+    deeper than its types nest. Retrying the same request within the cycle would only repeat
+    the cost; the next cycle asks again."""
 
 
 class KebRequestError(KebPermanentError):

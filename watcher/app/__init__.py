@@ -215,6 +215,7 @@ class Watcher:
             policy=notification_policy(self.store) if notifying else None,
             alert_after=self.config.poll.alert_after if notifying else None,
             keb_url=self.config.keb.url,
+            retry_window=self.config.poll.retry_window,
         )
 
     def sender(self) -> Sender | None:

@@ -20,6 +20,7 @@ NOTIFICATION_KINDS: Final = (
     "progress",
     "failure_digest",
     "state_changed",
+    "retried",
     "finished",
     "not_found",
     "keb_unhealthy",
@@ -105,6 +106,8 @@ class PollConfig:
 
     ``alert_after``: KEB unreachable or rejecting for longer than this gives one alert.
     ``full_sweep_every`` ``0`` means every cycle. Empty ``discover_*`` tuples mean "any".
+    ``retry_window``: a ``failed`` orchestration stays polled this long after its final summary
+    was delivered, since operators retry failed orchestrations (keb-api.md §12.4).
     """
 
     interval: float = field(default=60.0, metadata=_kind("duration", positive=True))
@@ -116,6 +119,7 @@ class PollConfig:
     discover_states: tuple[str, ...] = field(default=(), metadata=_kind("states"))
     discover_types: tuple[str, ...] = field(default=(), metadata=_kind("types"))
     alert_after: float = field(default=600.0, metadata=_kind("duration"))
+    retry_window: float = field(default=7 * 86400.0, metadata=_kind("duration"))
 
 
 @dataclass(frozen=True, slots=True)

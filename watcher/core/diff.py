@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
@@ -224,13 +224,21 @@ def state_counts(operations: Mapping[str, Operation]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _retried(prev: Snapshot, new: Orchestration, added: list[Operation]) -> bool:
+def _retried(
+    prev: Snapshot, new: Orchestration, added: list[Operation], failed_runtimes: frozenset[str]
+) -> bool:
     old = prev.orchestration
     assert old is not None
     if "retried" in new.description and new.description != old.description:
         return True
-    failed_runtimes = prev.runtimes_with_failures()
-    return any(op.runtime_id in failed_runtimes for op in added)
+    if any(op.runtime_id in failed_runtimes for op in added):
+        return True
+    # KEB inserts the retry rows before it writes the new state (keb-api.md §12.2): a retrying
+    # orchestration with unfinished operations was picked up, so it ran again even if we
+    # only see it canceling now.
+    return old.state == RETRYING and any(
+        op.state in (PENDING, IN_PROGRESS) for op in prev.operations.values()
+    )
 
 
 def diff(prev: Snapshot, observed: Observation | NotFound, now: datetime) -> Diff:
@@ -273,6 +281,9 @@ def diff(prev: Snapshot, observed: Observation | NotFound, now: datetime) -> Dif
             detail={"operations": len(new_ops), "counts": counts},
         )
         snapshot = _complete(orch_id, new_orch, new_ops, prev.revision + 1)
+        if not observed.complete:
+            # Operations KEB will not list (a legacy type): its own stats are the expectation.
+            snapshot = replace(snapshot, expected_stats=new_orch.operation_stats)
         return Diff(snapshot, [transition], list(new_ops.values()), [])
 
     op_transitions: list[Transition] = []
@@ -280,7 +291,13 @@ def diff(prev: Snapshot, observed: Observation | NotFound, now: datetime) -> Dif
     added: list[Operation] = []
     if observed.complete and not prev.complete:
         raise ValueError("a complete observation needs a complete previous snapshot")
-    failed_runtimes = prev.runtimes_with_failures()
+    # A new operation for a runtime whose operation failed, before or since the last poll
+    # (KEB can fail an operation and take the retry between two polls), is its retry.
+    failed_runtimes = prev.runtimes_with_failures() | {
+        op.runtime_id
+        for op_id, op in new_ops.items()
+        if op.state == FAILED and op_id in prev.operations
+    }
     counts = prev.state_counts()
     for op_id, op in new_ops.items():
         old = prev.operations.get(op_id)
@@ -310,7 +327,7 @@ def diff(prev: Snapshot, observed: Observation | NotFound, now: datetime) -> Dif
     revision = prev.revision
     head: list[Transition] = []
     tail: list[Transition] = []
-    retried = _retried(prev, new_orch, added)
+    retried = _retried(prev, new_orch, added, failed_runtimes)
     if old_orch.state != new_orch.state or (retried and new_orch.state == FAILED):
         revision += 1
         transition = Transition(
@@ -324,6 +341,7 @@ def diff(prev: Snapshot, observed: Observation | NotFound, now: datetime) -> Dif
                 old_orch.state, new_orch.state, retried=retried, has_operations=bool(new_ops)
             ),
             description=new_orch.description,
+            detail=_run_detail(old_orch, new_orch),
         )
         # Operations finish before their orchestration does; a restart comes before them.
         (tail if is_terminal_orchestration(new_orch.state) else head).append(transition)
@@ -359,6 +377,17 @@ def diff(prev: Snapshot, observed: Observation | NotFound, now: datetime) -> Dif
             | {op.runtime_id for op in new_ops.values() if op.state == FAILED},
         )
     return Diff(snapshot, head + op_transitions + tail, changed, removed)
+
+
+def _run_detail(old: Orchestration, new: Orchestration) -> Mapping[str, Any]:
+    """For a failed orchestration that runs again (a retry, keb-api.md §12.4): when the new
+    run started. A retry request sets ``updatedAt`` and the pickup does not touch it (§4.5),
+    so while the new run goes on ``updatedAt`` is its start; once it has ended again,
+    ``updatedAt`` is the end and the start was not seen (``None``)."""
+    if old.state != FAILED:
+        return _NO_DETAIL
+    started = new.updated_at if new.state in (RETRYING, IN_PROGRESS, CANCELING) else None
+    return {"run_started": started.isoformat() if started else None}
 
 
 def _complete(

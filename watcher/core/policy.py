@@ -10,6 +10,8 @@ contract (docs/contract.md §4):
   their description, with counts, a few example shoots and operation IDs, and "+K more".
 * **Terminal outcome**: succeeded, failed or canceled gives a final summary (counts,
   duration, failures by reason) that notifies people.
+* **Failed is not final**: a retry of a failed orchestration gives a ``retried`` reply, and
+  the new outcome its own final summary, with the duration of the new run.
 * Every intent has a stable once-per ``key`` derived from the transitions that caused it, so
   the same logical notification is never enqueued twice.
 """
@@ -40,6 +42,7 @@ PRIORITY: Final[Mapping[str, int]] = {
     "keb_unhealthy": 0,
     "keb_recovered": 0,
     "finished": 1,
+    "retried": 1,
     "failure_digest": 2,
     "not_found": 2,
     "state_changed": 3,
@@ -48,6 +51,35 @@ PRIORITY: Final[Mapping[str, int]] = {
 }
 EXAMPLES: Final = 3  # example shoots per failure reason
 REASONS: Final = 10  # failure reasons listed before "+K more reasons"
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Which run of a retried orchestration this is (1: never retried) and, for a retry, when
+    it started (``None``: not seen). A failed orchestration that is retried runs again; the
+    duration shown is that run's, not ``updatedAt - createdAt`` (a retry bumps ``updatedAt``,
+    keb-api.md §12.3)."""
+
+    number: int = 1
+    started: datetime | None = None
+
+
+def runs_from(transitions: Iterable[Transition], before: Run | None = None) -> Run:
+    """The run after ``transitions``: each transition out of ``failed`` starts a new one.
+
+    >>> from datetime import UTC
+    >>> t = Transition(TransitionKind.ORCHESTRATION_STATE, "o", "o:rev3:state",
+    ...                datetime(2026, 1, 2, tzinfo=UTC), from_state="failed", to_state="retrying",
+    ...                detail={"run_started": "2026-01-02T00:00:00+00:00"})
+    >>> runs_from([t])
+    Run(number=2, started=datetime.datetime(2026, 1, 2, 0, 0, tzinfo=datetime.timezone.utc))
+    """
+    run = before or Run()
+    for t in transitions:
+        if t.kind is TransitionKind.ORCHESTRATION_STATE and t.from_state == FAILED:
+            started = t.detail.get("run_started")
+            run = Run(run.number + 1, datetime.fromisoformat(started) if started else None)
+    return run
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +128,20 @@ def summary(
     counts: Mapping[str, int],
     now: datetime,
     reference: Reference | None,
+    run: Run | None = None,
 ) -> dict[str, Any]:
-    """The numbers every message about an orchestration shows."""
+    """The numbers every message about an orchestration shows. ``elapsed_seconds`` is the
+    current run's: from the retry for a retried orchestration (``None`` when its start was
+    not seen), else from ``createdAt``."""
     total = sum(counts.values())
     done = finished_count(counts)
     started = orch.created_at
+    retried = run is not None and run.number > 1
+    if retried:
+        started = run.started if run is not None else None
     elapsed = (now - started).total_seconds() if started else None
     if is_terminal_orchestration(orch.state) and started and orch.updated_at:
-        elapsed = (orch.updated_at - started).total_seconds()
+        elapsed = max(0.0, (orch.updated_at - started).total_seconds())
     rate = eta = None
     if reference is not None and done > reference.done:
         seconds = (now - reference.at).total_seconds()
@@ -133,6 +171,7 @@ def summary(
         "elapsed_seconds": elapsed,
         "throughput_per_hour": rate,
         "eta_seconds": eta,
+        "run": run.number if run is not None else 1,
         "now": now.isoformat(),
     }
 
@@ -158,8 +197,13 @@ def decide(
     channel: str | None,
     now: datetime,
     reference: Reference | None,
+    run: Run | None = None,
 ) -> list[Intent]:
-    """The notification intents for one orchestration's cycle (empty when nothing changed)."""
+    """The notification intents for one orchestration's cycle (empty when nothing changed).
+
+    ``run`` is the run before this cycle (:func:`runs_from` over the recorded history). A
+    retry of a failed orchestration gives a ``retried`` thread reply, and its outcome a new
+    final summary: a second run in the same thread."""
     snap = result.snapshot
     orch = snap.orchestration
     transitions = result.transitions
@@ -178,7 +222,7 @@ def decide(
         return intents
     assert orch is not None
     counts = snap.state_counts()
-    base = summary(orch, counts, now, reference)
+    base = summary(orch, counts, now, reference, runs_from(transitions, run))
     base["last_change"] = _last_change(transitions)
     cause = _digest(t.key for t in transitions)
 
@@ -222,6 +266,9 @@ def decide(
             "via": list(t.via),
             "description": t.description,
         }
+        retry = t.kind is TransitionKind.ORCHESTRATION_STATE and t.from_state == FAILED
+        if retry and not baseline:
+            add("retried", f"{orch_id}:retried:{t.key}", {**base, "change": change})
         if t.kind is TransitionKind.ORCHESTRATION_STATE and is_terminal_orchestration(
             t.to_state or ""
         ):
@@ -245,7 +292,7 @@ def decide(
                     "more_reasons": max(0, len(groups) - REASONS),
                 },
             )
-        elif not baseline:
+        elif not baseline and not retry:
             add("state_changed", f"{orch_id}:state:{t.key}", {**base, "change": change})
     return intents
 

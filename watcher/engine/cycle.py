@@ -21,10 +21,16 @@ from typing import Protocol, runtime_checkable
 from watcher.clock import utcnow
 from watcher.core.diff import Diff, NotFound, diff
 from watcher.core.intents import Intent
-from watcher.core.models import finished_count, is_terminal_orchestration
-from watcher.core.policy import Reference, decide, health_intent
+from watcher.core.models import FAILED, finished_count, is_terminal_orchestration
+from watcher.core.policy import Reference, decide, health_intent, runs_from
 from watcher.engine.observer import KebReader, Mode, Observer
-from watcher.errors import KebAuthError, KebError, KebTransientError, StoreError
+from watcher.errors import (
+    KebAuthError,
+    KebError,
+    KebNoOrchestrationApi,
+    KebTransientError,
+    StoreError,
+)
 from watcher.keb import RequestStats
 from watcher.store.database import Store, Tracked
 
@@ -45,7 +51,8 @@ def notification_policy(store: Store) -> Policy:
         if found is not None:
             at, counts = found
             reference = Reference(at, finished_count(counts))
-        return decide(result, channel=tracked.channel, now=now, reference=reference)
+        run = runs_from(store.state_transitions(tracked.orchestration_id))
+        return decide(result, channel=tracked.channel, now=now, reference=reference, run=run)
 
     return policy
 
@@ -103,6 +110,7 @@ class Engine:
         policy: Policy | None = None,
         alert_after: float | None = None,
         keb_url: str = "",
+        retry_window: float = 7 * 86400.0,
     ) -> None:
         self.store = store
         self.observer = Observer(keb, store)
@@ -112,6 +120,7 @@ class Engine:
         self.policy = policy
         self.alert_after = alert_after
         self.keb_url = keb_url
+        self.retry_window = retry_window
 
     async def poll_once(self, select: Selector | None = None) -> CycleReport:
         """Exactly one cycle over every tracked, unfinished orchestration (those of them that
@@ -120,7 +129,7 @@ class Engine:
         t0 = time.perf_counter()
         requests_before = _requests(self.observer.keb)
         cycle_id = self.store.begin_cycle(started)
-        due = self.store.due()
+        due = self.store.due(started, self.retry_window)
         if select is not None:
             due = list(select(due))
         gate = asyncio.Semaphore(self.concurrency)
@@ -130,6 +139,9 @@ class Engine:
                 return await self.poll_orchestration(tracked, cycle_id)
 
         results = list(await asyncio.gather(*(one(t) for t in due)))
+        self.store.record_checks(
+            [r.orchestration_id for r in results if r.ok and r.mode == "unchanged"], self.clock()
+        )
         self._watch_keb(results)
         report = CycleReport(cycle_id, started, time.perf_counter() - t0, results)
         self.store.finish_cycle(
@@ -146,9 +158,11 @@ class Engine:
         orch_id = tracked.orchestration_id
         head = self.store.load_head(orch_id)
         now = self.clock()
-        force_full = (
-            tracked.last_full_sweep_at is None
-            or now - tracked.last_full_sweep_at >= self.full_sweep_every
+        # A failed orchestration waiting for a retry was swept when it ended; until its
+        # state moves, the unchanged path (one request) is the whole check.
+        waiting = head.orchestration is not None and head.orchestration.state == FAILED
+        force_full = tracked.last_full_sweep_at is None or (
+            not waiting and now - tracked.last_full_sweep_at >= self.full_sweep_every
         )
         try:
             outcome = await self.observer.observe(head, force_full=force_full)
@@ -164,8 +178,12 @@ class Engine:
             return PollResult(orch_id, None, error=message, exception=exc)
         now = self.clock()
         state = head.orchestration.state if head.orchestration else None
+        if outcome.mode == "deferred":
+            self.store.request_full_sweep(orch_id)
         if outcome.observation is None:
-            self.store.record_success(orch_id, now)
+            if cycle_id is None and outcome.mode == "unchanged":
+                # `watch` polls one at a time; a cycle records its unchanged checks together.
+                self.store.record_checks([orch_id], now)
             return PollResult(orch_id, outcome.mode, reason=outcome.reason, state=state)
         assert outcome.previous is not None
         result = diff(outcome.previous, outcome.observation, now)
@@ -220,7 +238,9 @@ class Engine:
             return
         now = self.clock()
         since, error, alerted = self.store.health()
-        keb_down = [r for r in results if isinstance(r.exception, KebTransientError | KebAuthError)]
+        # A plain-text 404 on every path (no orchestration API) is an outage like any other.
+        down = KebTransientError | KebAuthError | KebNoOrchestrationApi
+        keb_down = [r for r in results if isinstance(r.exception, down)]
         if len(keb_down) == len(results):
             since = since or now
             error = keb_down[0].error

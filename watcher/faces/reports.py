@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from watcher.clock import utcnow
 from watcher.core.diff import Transition
 from watcher.core.models import KNOWN_STATES, Orchestration
 from watcher.core.wording import counts_text, transition_text
@@ -50,7 +51,8 @@ def orchestration_lines(orch: Orchestration) -> list[str]:
     return [f"{label:<14}{value}" for label, value in rows]
 
 
-def tracked_json(item: Tracked) -> dict[str, Any]:
+def tracked_json(item: Tracked, retry_window: float = 0.0) -> dict[str, Any]:
+    until = item.retries_watched_until(retry_window)
     return {
         "orchestrationID": item.orchestration_id,
         "state": item.state,
@@ -61,6 +63,7 @@ def tracked_json(item: Tracked) -> dict[str, Any]:
         "channel": item.channel,
         "trackedAt": item.tracked_at.isoformat(),
         "finished": item.finished_at is not None,
+        "watchingForRetriesUntil": until.isoformat() if until else None,
         "notFound": item.not_found,
         "lastSuccessAt": item.last_success_at.isoformat() if item.last_success_at else None,
         "createdAt": item.created_at.isoformat() if item.created_at else None,
@@ -87,20 +90,29 @@ def age_text(seconds: float) -> str:
     return f"{s}s"
 
 
-def tracked_lines(items: Sequence[Tracked], now: datetime | None = None) -> list[str]:
+def tracked_lines(
+    items: Sequence[Tracked], now: datetime | None = None, retry_window: float = 0.0
+) -> list[str]:
     """The ``list`` table: one row per orchestration, every column as wide as its widest
-    cell. AGE is the time since KEB created the orchestration (``-`` before a baseline)."""
+    cell. AGE is the time since KEB created the orchestration (``-`` before a baseline);
+    LAST POLL is the last successful check (a failed orchestration waiting for a retry is
+    checked too, and says until when)."""
     if not items:
         return ["nothing is tracked; start with: watcher track ORCHESTRATION_ID"]
     rows = [("ORCHESTRATION", "STATE", "AGE", "LAST POLL", "OPERATIONS")]
     for item in items:
         state = "not found" if item.not_found else (item.state or "(no baseline yet)")
-        if item.finished_at is not None:
+        until = item.retries_watched_until(retry_window)
+        if until is not None and until <= (now or utcnow()):
+            until = None  # the retry window is over: finished like the others
+        if item.finished_at is not None and until is None:
             state += " *"
         age = "-"
         if now is not None and item.created_at is not None:
             age = age_text((now - item.created_at).total_seconds())
         operations = counts_text(item.counts) if item.state else "-"
+        if until is not None:
+            operations += f"  [failed, watching for retries until {when(until)}]"
         if item.last_error:
             operations += f"  [last poll failed: {item.last_error}]"
         rows.append((item.orchestration_id, state, age, when(item.last_success_at), operations))

@@ -34,7 +34,13 @@ def _scenario_help() -> str:
     show_default=True,
     help="Virtual seconds per real second (0: the clock only moves via POST /_sim/advance).",
 )
-def sim_command(port: int, host: str, scenario: str, seed: int, speed: float) -> None:
+@click.option(
+    "--no-api",
+    is_flag=True,
+    help="Behave like KEB 1.15.1 and later: a plain-text 404 on every /orchestrations* path "
+    "(DELETE /_sim/faults brings the API back).",
+)
+def sim_command(port: int, host: str, scenario: str, seed: int, speed: float, no_api: bool) -> None:
     """Serve a simulated KEB orchestration API (as KEB 1.8.12-1.15.0 served it).
 
     It prints the URL and a bearer token accepted by its gateway. Faults can be injected
@@ -48,7 +54,13 @@ def sim_command(port: int, host: str, scenario: str, seed: int, speed: float) ->
     """
     try:
         serve_forever(
-            scenario, seed=seed, speed=speed or None, host=host, port=port, out=sys.stdout
+            scenario,
+            seed=seed,
+            speed=speed or None,
+            host=host,
+            port=port,
+            out=sys.stdout,
+            faults=("no-api",) if no_api else (),
         )
     except OSError as exc:  # the bind: port in use, address not available, no permission
         raise UsageError(f"--port {port}: cannot listen on {host}: {exc.strerror or exc}") from None

@@ -9,6 +9,7 @@ import sys
 import click
 
 from watcher.app import Watcher
+from watcher.errors import KebNoOrchestrationApi
 from watcher.config import describe
 from watcher.core.ids import require_uuids, states
 from watcher.core.wording import plural
@@ -79,14 +80,15 @@ def list_(obj: Context, wanted: tuple[str, ...], output: str) -> None:
     with obj.watcher() as app:
         items = app.tracked()
         now = app.clock()
+        window = app.config.poll.retry_window
     if chosen:
         items = [item for item in items if item.state in chosen and not item.not_found]
     if output == "json":
-        emit_json([report.tracked_json(item) for item in items])
+        emit_json([report.tracked_json(item, window) for item in items])
     elif chosen and not items:
         click.echo(f"no tracked orchestration is {' or '.join(chosen)}")
     else:
-        click.echo("\n".join(report.tracked_lines(items, now)))
+        click.echo("\n".join(report.tracked_lines(items, now, window)))
 
 
 @click.command()
@@ -186,8 +188,12 @@ def poll(obj: Context) -> None:
                 f"{result.orchestration_id}: {result.state or '-'}, "
                 f"{plural(result.transitions, 'transition')} ({result.mode}: {result.reason})"
             )
+    no_api = [r for r in cycle.failed if isinstance(r.exception, KebNoOrchestrationApi)]
+    if no_api:  # one line, not one per orchestration: the endpoint itself is the problem
+        click.echo(f"watcher: {no_api[0].error}", err=True)
     for result in cycle.failed:
-        click.echo(f"watcher: {result.orchestration_id}: {result.error}", err=True)
+        if result not in no_api:
+            click.echo(f"watcher: {result.orchestration_id}: {result.error}", err=True)
     if not cycle.results:
         click.echo("nothing to poll (track an orchestration first)")
     delivery = outcome.delivery

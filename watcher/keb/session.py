@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -27,11 +27,14 @@ import httpx
 from watcher.errors import (
     KebAuthError,
     KebError,
+    KebLimitExceeded,
+    KebNoOrchestrationApi,
     KebNotFound,
     KebRequestError,
     KebResponseError,
     KebTransientError,
     KebUnavailable,
+    KebUnsupportedType,
     TokenError,
 )
 from watcher.keb.auth import TokenProvider
@@ -190,12 +193,16 @@ class Session:
             token = attempt.token = await self._auth.token()
             headers = {**dict(req.headers), "Authorization": f"Bearer {token}"}
             started = time.monotonic()
+            request = self._http.build_request(
+                req.method, req.path, params=req.params, content=req.content, headers=headers
+            )
             try:
                 async with asyncio.timeout(self._timeout):
-                    response = await self._http.request(
-                        req.method, req.path, params=req.params, content=req.content,
-                        headers=headers,
-                    )  # fmt: skip
+                    response = await self._http.send(request, stream=True)
+                    try:
+                        content = await _read_capped(response, req)
+                    finally:
+                        await response.aclose()
             except (httpx.HTTPError, TimeoutError) as exc:
                 err = self._transport_error(req, exc, token)
                 log.debug(
@@ -207,29 +214,43 @@ class Session:
             "KEB %s -> %d in %.0f ms (attempt %d)",
             req.label, response.status_code, _ms(started), attempt.number,
         )  # fmt: skip
-        return self._interpret(req, response, token)
+        return self._interpret(req, response, content, token)
 
-    def _interpret(self, req: Request, response: httpx.Response, token: str) -> object:
+    def _interpret(
+        self, req: Request, response: httpx.Response, content: bytes, token: str
+    ) -> object:
         status = response.status_code
         head = f"KEB {req.label}: {status}" + (
             f" {response.reason_phrase}" if response.reason_phrase else ""
         )
         if 200 <= status < 300:
             try:
-                return json.loads(response.content)
+                body = json.loads(content)
+                if _too_deep(body):
+                    raise RecursionError
+                return body
+            except RecursionError:
+                raise KebLimitExceeded(
+                    f"{head}: JSON nested deeper than KEB ever nests", status=status
+                ) from None
             except ValueError as exc:
-                what = describe_not_json(
-                    response.content, response.headers.get("content-type", ""), exc
-                )
+                what = describe_not_json(content, response.headers.get("content-type", ""), exc)
                 raise KebResponseError(redact(f"{head}: {what}", token), status=status) from None
-        detail = describe_body(response.content, response.headers.get("content-type", ""))
+        detail = describe_body(content, response.headers.get("content-type", ""))
         if 300 <= status < 400 and "location" in response.headers:
             detail = f"redirected to {response.headers['location'].split('?')[0]}"
         message = redact(f"{head}: {detail}" if detail else head, token)
         if status in (401, 403):
             raise KebAuthError(message, status=status)
         if status == 404:
+            if _keb_error(content) is None:
+                raise KebNoOrchestrationApi(
+                    redact(f"{head}: {NO_API}", token) + (f" ({detail})" if detail else ""),
+                    status=status,
+                )
             raise KebNotFound(message, status=status)
+        if status == 500 and "unsupported orchestration type" in (_keb_error(content) or ""):
+            raise KebUnsupportedType(message, status=status)
         if status == 429 or status >= 500:
             retry_after = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
             raise KebUnavailable(message, status=status, retry_after=retry_after)
@@ -251,6 +272,80 @@ class Session:
         else:
             what = f"{type(exc).__name__}: {one_line(str(exc))}"
         return KebUnavailable(redact(f"KEB {req.label}: {what}", token))
+
+
+#: The largest answer read: a full page of 100 operations is about 100 KB; nothing KEB sends
+#: comes near this, so a larger body is a misrouted download or an attack, not data.
+MAX_BODY_BYTES = 50 * 1024 * 1024
+
+
+async def _read_capped(response: httpx.Response, req: Request) -> bytes:
+    """The body, refused beyond :data:`MAX_BODY_BYTES` (announced or actual) without reading
+    the rest."""
+    announced = response.headers.get("content-length", "")
+    if announced.isdigit() and int(announced) > MAX_BODY_BYTES:
+        raise KebLimitExceeded(
+            f"KEB {req.label}: answer of {int(announced)} bytes exceeds the "
+            f"{MAX_BODY_BYTES // (1024 * 1024)} MB limit",
+            status=response.status_code,
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise KebLimitExceeded(
+                f"KEB {req.label}: answer exceeds the {MAX_BODY_BYTES // (1024 * 1024)} MB limit",
+                status=response.status_code,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+#: KEB's deepest answer (an orchestration's parameters) nests about 5 levels.
+MAX_JSON_DEPTH = 32
+
+
+def _too_deep(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``value`` nests containers deeper than ``limit`` (iteratively: no recursion).
+
+    >>> _too_deep({"a": [{"b": 1}]}), _too_deep(json.loads("[" * 40 + "]" * 40))
+    (False, True)
+    """
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+#: What a plain-text 404 means (keb-api.md §12.7).
+NO_API = (
+    "this endpoint serves no orchestration API "
+    "(KEB 1.15.1 and later removed it, or keb.url is wrong)"
+)
+
+
+def _keb_error(content: bytes) -> str | None:
+    """The text of KEB's own error body ``{"error": "..."}``, or ``None`` when the body is
+    something else (a router's plain ``404 page not found``, an HTML page)."""
+    if len(content) > 64 * 1024:
+        return None
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return str(body["error"])
+    return None
 
 
 def _may_resend(req: Request, err: KebTransientError) -> bool:

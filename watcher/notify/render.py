@@ -31,6 +31,7 @@ TEMPLATES: Final[Mapping[str, str]] = {
     "progress": "card.j2",
     "failure_digest": "failure_digest.j2",
     "state_changed": "state_changed.j2",
+    "retried": "retried.j2",
     "finished": "finished.j2",
     "not_found": "not_found.j2",
     "keb_unhealthy": "keb_unhealthy.j2",

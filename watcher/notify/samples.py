@@ -64,6 +64,16 @@ def sample_payload(kind: str) -> dict[str, Any]:
                 "description": "Scheduled 120 operations, retried 2 operations",
             }
         )
+    elif kind == "retried":
+        base.update(
+            run=2,
+            change={
+                "from": "failed",
+                "to": "retrying",
+                "via": [],
+                "description": "Scheduled 120 operations, retrying",
+            },
+        )
     elif kind == "finished":
         ended = replace(SAMPLE_ORCHESTRATION, state="failed", updated_at=NOW)
         counts = {"failed": 6, "succeeded": 114}

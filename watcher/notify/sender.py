@@ -33,7 +33,7 @@ from watcher.store.outbox import Card, Entry, Outbox
 
 log = logging.getLogger("watcher.notify")
 
-THREAD_KINDS = frozenset({"failure_digest", "state_changed", "finished", "not_found"})
+THREAD_KINDS = frozenset({"failure_digest", "state_changed", "retried", "finished", "not_found"})
 CARD_KINDS = frozenset({"tracking_started", "progress"})
 
 

@@ -95,6 +95,8 @@ class Manager:
         self.ops: dict[str, OperationRecord] = {}
         self._latest: dict[str, OperationRecord] = {}  # newest operation per runtime
         self._inventory = Inventory()
+        #: Formatted maintenance windows by (hour, from, now): 80,000 operations share 24.
+        self._window_memo: dict[tuple[int, int, int], tuple[str, str, int]] = {}
         #: Scripted actions not yet fired or dropped.
         self.pending_actions = 0
         #: Operation truth events that changed the state (creation and vanishing included).
@@ -236,8 +238,14 @@ class Manager:
         """``(begin, end, ready_us)`` of a new operation (docs/keb-api.md §3.5)."""
         now = self.now_us
         if orch.maintenance_window:
-            begin, end = next_window(runtime.window_hour, max(now, orch.schedule_time_us or 0))
-            return format_us(begin), format_us(end), max(begin, now)
+            key = (runtime.window_hour, max(now, orch.schedule_time_us or 0), now)
+            found = self._window_memo.get(key)
+            if found is None:
+                begin, end = next_window(key[0], key[1])
+                found = self._window_memo[key] = (format_us(begin), format_us(end), max(begin, now))
+                if len(self._window_memo) > 4096:
+                    self._window_memo.clear()
+            return found
         if orch.schedule_time_us is None:
             return ZERO_TIME, ZERO_TIME, now
         stamp = format_us(orch.schedule_time_us)
@@ -318,8 +326,15 @@ class Manager:
             return
         # pending -> in progress does not touch updatedAt (docs/keb-api.md §4.5).
         self._set_orch(orch, IN_PROGRESS, orch.description, bump=False)
+        # One event per distinct window start, not per operation (80,000 in "large").
+        later: dict[int, list[OperationRecord]] = {}
         for op in orch.ops:
-            self._make_ready(orch, op)
+            if op.ready_us <= self.now_us:
+                heapq.heappush(orch.ready, (op.seq, op))
+            else:
+                later.setdefault(op.ready_us, []).append(op)
+        for ready_us, ops in later.items():
+            self._push(ready_us, partial(self._on_ready_all, orch, ops))
         self._dispatch(orch)
         self._maybe_complete(orch)
 
@@ -334,6 +349,12 @@ class Manager:
             heapq.heappush(orch.ready, (op.seq, op))
             self._dispatch(orch)
 
+    def _on_ready_all(self, orch: OrchestrationRecord, ops: list[OperationRecord]) -> None:
+        for op in ops:
+            if not op.vanished and op.state == PENDING:
+                heapq.heappush(orch.ready, (op.seq, op))
+        self._dispatch(orch)
+
     def _dispatch(self, orch: OrchestrationRecord) -> None:
         """Start ready operations in creation order while workers are free.
 
@@ -342,6 +363,8 @@ class Manager:
         """
         if orch.state != IN_PROGRESS or orch.strategy_type != "parallel":
             return
+        if orch.profile.legacy_kyma:
+            return  # KEB 1.8.9 and later no longer process upgradeKyma (keb-api.md §12.8)
         while orch.running < orch.workers and orch.ready:
             _, op = heapq.heappop(orch.ready)
             if op.vanished or op.state != PENDING:

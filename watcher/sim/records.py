@@ -22,6 +22,8 @@ ZERO_TIME: Final = "0001-01-01T00:00:00Z"
 #: The pseudo state of a truth event for a row the cleaning step deleted.
 VANISHED: Final = "vanished"
 UPGRADE_CLUSTER: Final = "upgradeCluster"
+#: Legacy Kyma upgrades: KEB 1.8.9 and later refuse to list their operations (§12.8).
+UPGRADE_KYMA: Final = "upgradeKyma"
 
 DESC_QUEUED: Final = "queued for processing"
 DESC_OP_CREATED: Final = "Operation created"
@@ -253,7 +255,7 @@ class OrchestrationRecord:
         """``StatusResponse``; ``operationStats`` only for the single GET (§2.1, §2.2)."""
         out: dict[str, Any] = {
             "orchestrationID": self.orchestration_id,
-            "type": UPGRADE_CLUSTER,
+            "type": UPGRADE_KYMA if self.profile.legacy_kyma else UPGRADE_CLUSTER,
             "state": self.state,
             "description": self.description,
             "createdAt": format_us(self.created_us),

@@ -87,6 +87,8 @@ class OrchestrationSpec:
     kubernetes_version: str = "1.28.9"
     plans: tuple[str, ...] = ("azure", "aws", "gcp")
     actions: tuple[ScriptedAction, ...] = ()
+    #: A legacy ``upgradeKyma`` orchestration: its operations list answers 500 (§12.8).
+    legacy_kyma: bool = False
 
     def __post_init__(self) -> None:
         if self.created > 0:
@@ -176,6 +178,8 @@ def _demo() -> tuple[OrchestrationSpec, ...]:
 
 
 def _large() -> tuple[OrchestrationSpec, ...]:
+    """Maintenance windows that begin every hour of the day: the operations that start in
+    one poll interval are spread over the whole pending list (keb-api.md §12.1)."""
     return tuple(
         OrchestrationSpec(
             ops=2000,
@@ -185,6 +189,8 @@ def _large() -> tuple[OrchestrationSpec, ...]:
             reasons=ALL_REASONS,
             start_delay=0.0,
             created=-float(40 - i),
+            maintenance_window=True,
+            window_hours=tuple(range(24)),
         )
         for i in range(40)
     )
@@ -212,6 +218,19 @@ SCENARIOS: Final[dict[str, ScenarioSpec]] = {
             "retry",
             "1 orchestration, 20 operations, 3 fail, retried 2 min after it fails",
             (_RETRY,),
+        ),
+        ScenarioSpec(
+            "late-retry",
+            "1 orchestration, 20 operations, 3 fail, retried 3 hours after it failed",
+            (replace(_RETRY, actions=(ScriptedAction("retry", after_terminal=3 * 3600.0),)),),
+        ),
+        ScenarioSpec(
+            "legacy",
+            "a legacy upgradeKyma orchestration (operations: 500) beside a small cluster one",
+            (
+                replace(_SMALL, ops=6, legacy_kyma=True, created=-2.0),
+                replace(_SMALL, created=-1.0),
+            ),
         ),
         ScenarioSpec(
             "maintenance",

@@ -34,7 +34,7 @@ from watcher.sim.api import (
     encode_json,
     parse_paging,
 )
-from watcher.sim.faults import ERROR_500_JSON, HTML_200_LOGIN, HTML_502, Fault
+from watcher.sim.faults import ERROR_500_JSON, HTML_200_LOGIN, HTML_502, INFLATED_TOTAL, Fault
 from watcher.sim.tokens import BODY_EXPIRED, BODY_RBAC, check_authorization, gateway_reply
 from watcher.sim.world import Simulator
 
@@ -57,6 +57,22 @@ _ROUTES: Final = (
 )
 
 Reply = tuple[int, str, bytes, dict[str, str]]
+
+
+def _rewrite_list(reply: Reply, kind: str) -> Reply:
+    """A list answer with a claimed ``totalCount`` far above the rows, or no rows at all."""
+    status, content_type, payload, headers = reply
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        return reply
+    if status != 200 or not isinstance(body, dict) or "totalCount" not in body:
+        return reply
+    if kind == "inflated-total":
+        body["totalCount"] = INFLATED_TOTAL
+    else:
+        body["data"], body["count"] = [], 0
+    return status, content_type, json.dumps(body, separators=(",", ":")).encode(), headers
 
 
 def _json_reply(status: int, value: object) -> Reply:
@@ -205,6 +221,8 @@ class _ApiHandler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "truncated":
             _status, content_type, payload, headers = reply
             reply = (200, content_type, payload[: len(payload) // 2], headers)
+        if fault is not None and fault.kind in ("inflated-total", "empty-page"):
+            reply = _rewrite_list(reply, fault.kind)
         self._send(*reply)
 
     def _answer_fault(self, fault: Fault) -> bool:
@@ -213,8 +231,14 @@ class _ApiHandler(BaseHTTPRequestHandler):
         if kind == "slow":
             time.sleep(fault.delay)
             return False
-        if kind == "truncated":
+        if kind in ("truncated", "inflated-total", "empty-page"):
             return False
+        if kind == "no-api":
+            self._send(404, TEXT_GO, b"404 page not found\n", {"X-Content-Type-Options": "nosniff"})
+            return True
+        if kind == "deep-json":
+            self._send(200, JSON, b"[" * 1000 + b"]" * 1000, {})
+            return True
         if kind == "reset":
             self._reset()
         elif kind == "5xx":
@@ -398,10 +422,20 @@ class SimServer:
 
 
 def serve_forever(
-    scenario: str, *, seed: int, speed: float | None, host: str, port: int, out: TextIO
+    scenario: str,
+    *,
+    seed: int,
+    speed: float | None,
+    host: str,
+    port: int,
+    out: TextIO,
+    faults: Sequence[str] = (),
 ) -> None:
-    """Run ``watcher sim``: print how to connect, then serve until Ctrl-C."""
+    """Run ``watcher sim``: print how to connect, then serve until Ctrl-C. ``faults`` are
+    injected for good at start (``no-api``: a KEB without the orchestration API)."""
     sim = Simulator.from_scenario(scenario, seed=seed, speed=speed)
+    for kind in faults:
+        sim.faults.inject(kind, count=None, path_prefix="/orchestrations")
     with SimServer(sim, host=host, port=port) as server:
         pace = "manual clock (POST /_sim/advance?seconds=N)" if speed is None else f"{speed:g}x"
         print(f"KEB simulator: scenario {scenario!r}, seed {seed}, {pace}", file=out)

@@ -21,11 +21,11 @@ from typing import Any
 
 from watcher.core.models import TERMINAL_ORCHESTRATION_STATES
 from watcher.errors import UsageError
-from watcher.sim.api import operation_not_found, validate_upgrade
+from watcher.sim.api import SimApiError, operation_not_found, validate_upgrade
 from watcher.sim.faults import Faults
 from watcher.sim.inventory import US_PER_SECOND
 from watcher.sim.manager import Manager
-from watcher.sim.records import TruthEvent, format_us, from_us
+from watcher.sim.records import UPGRADE_KYMA, TruthEvent, format_us, from_us
 from watcher.sim.scenarios import SCENARIOS, ScenarioSpec
 from watcher.sim.tokens import make_token
 
@@ -160,11 +160,13 @@ class Simulator:
             ]
 
     def all_finished(self) -> bool:
-        """Every orchestration terminal and no scripted cancel or retry still to come."""
+        """Every orchestration terminal (but legacy ``upgradeKyma`` ones, which KEB no longer
+        processes) and no scripted cancel or retry still to come."""
         with self._lock:
             self._sync()
             return self._engine.pending_actions == 0 and all(
-                o.state in TERMINAL_ORCHESTRATION_STATES for o in self._engine.orchs.values()
+                o.state in TERMINAL_ORCHESTRATION_STATES or o.profile.legacy_kyma
+                for o in self._engine.orchs.values()
             )
 
     def state_summary(self) -> dict[str, Any]:
@@ -222,7 +224,10 @@ class Simulator:
         """``OperationResponseList`` in creation order (§2.3); O(page) without a filter."""
         with self._lock:
             self._sync()
-            ops = self._engine.get(orchestration_id).ops
+            orch = self._engine.get(orchestration_id)
+            if orch.profile.legacy_kyma:
+                raise SimApiError(500, f"unsupported orchestration type: {UPGRADE_KYMA}")
+            ops = orch.ops
             if states:
                 wanted = set(states)
                 ops = [op for op in ops if op.state in wanted]

@@ -194,9 +194,14 @@ class Store(SnapshotQueries, BoardQueries):
             )
         return out
 
-    def due(self) -> list[Tracked]:
-        """Tracked orchestrations the next cycle polls: active and not finished."""
-        return [t for t in self.tracked() if t.finished_at is None]
+    def due(self, now: datetime | None = None, retry_window: float = 0.0) -> list[Tracked]:
+        """Tracked orchestrations the next cycle polls: active and not finished, and failed
+        ones whose final summary went out less than ``retry_window`` seconds before ``now``
+        (a failed orchestration can still be retried, keb-api.md §12.4)."""
+        watching = [t for t in self.tracked() if t.finished_at is None]
+        if now is not None:
+            watching += [t for t in self.tracked() if t.watching_for_retries(now, retry_window)]
+        return sorted(watching, key=lambda t: (t.tracked_at, t.orchestration_id))
 
     def is_known(self, orch_id: str) -> bool:
         row = self.conn.execute(
@@ -361,16 +366,6 @@ class Store(SnapshotQueries, BoardQueries):
         )
         return max(cur.rowcount, 0)
 
-    def record_success(self, orch_id: str, now: datetime) -> None:
-        """Remember a poll that found nothing new: one UPDATE of one row, so that ``list``
-        shows a LAST POLL that moves and an earlier error is cleared."""
-        with self.transaction() as conn:
-            conn.execute(
-                "UPDATE tracked SET last_attempt_at = ?1, last_success_at = ?1, "
-                "last_error = NULL, consecutive_failures = 0 WHERE orchestration_id = ?2",
-                (iso(now), orch_id),
-            )
-
     def record_failure(self, orch_id: str, error: str, now: datetime) -> None:
         """Remember that polling this orchestration failed; its snapshot is untouched."""
         with self.transaction() as conn:
@@ -378,6 +373,26 @@ class Store(SnapshotQueries, BoardQueries):
                 "UPDATE tracked SET last_attempt_at = ?, last_error = ?, "
                 "consecutive_failures = consecutive_failures + 1 WHERE orchestration_id = ?",
                 (iso(now), error, orch_id),
+            )
+
+    def record_checks(self, orch_ids: Sequence[str], now: datetime) -> None:
+        """Remember that these orchestrations were polled and found unchanged (one
+        transaction for all of them: the unchanged path stays one request and one write)."""
+        if not orch_ids:
+            return
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE tracked SET last_attempt_at = ?1, last_success_at = ?1, "
+                "last_error = NULL, consecutive_failures = 0 WHERE orchestration_id = ?2",
+                [(iso(now), orch_id) for orch_id in orch_ids],
+            )
+
+    def request_full_sweep(self, orch_id: str) -> None:
+        """Make the next cycle sweep this orchestration fully (an incremental proof failed)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE tracked SET last_full_sweep_at = NULL WHERE orchestration_id = ?",
+                (orch_id,),
             )
 
     def mark_finished(self, orch_id: str, now: datetime) -> None:
@@ -395,6 +410,17 @@ class Store(SnapshotQueries, BoardQueries):
             transition_from_row(row)
             for row in self.db.query(
                 "SELECT * FROM transitions WHERE orchestration_id = ? ORDER BY id", [orch_id]
+            )
+        ]
+
+    def state_transitions(self, orch_id: str) -> list[Transition]:
+        """The orchestration's recorded state changes, oldest first (runs, retries)."""
+        return [
+            transition_from_row(row)
+            for row in self.db.query(
+                "SELECT * FROM transitions WHERE orchestration_id = ? "
+                "AND kind = 'orchestration_state' ORDER BY id",
+                [orch_id],
             )
         ]
 

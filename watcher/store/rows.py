@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -43,6 +43,17 @@ class Tracked:
     not_found: bool
     #: When KEB created the orchestration (its ``createdAt``), once a poll has seen it.
     created_at: datetime | None = None
+
+    def retries_watched_until(self, retry_window: float) -> datetime | None:
+        """Until when a finished ``failed`` orchestration is still polled for a retry
+        (``None``: it is not a failed one whose final summary went out)."""
+        if self.finished_at is None or self.state != "failed" or self.not_found:
+            return None
+        return self.finished_at + timedelta(seconds=retry_window)
+
+    def watching_for_retries(self, now: datetime, retry_window: float) -> bool:
+        until = self.retries_watched_until(retry_window)
+        return until is not None and now < until
 
 
 @dataclass(frozen=True, slots=True)

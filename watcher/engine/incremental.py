@@ -1,0 +1,392 @@
+"""The incremental proof: what moved since the last snapshot, read in few requests, or nothing.
+
+Called when ``operationStats`` changed but the orchestration's state and description did not.
+It must not depend on where in the pending list operations start: with maintenance windows the
+operations that leave ``pending`` in one interval are spread over the whole list (keb-api.md
+§12.1). So the pending list is *not* read first. Instead (every list is read after the GET
+that gave the stats, KEB facts from §2.10, §3.4, §4.3 and §12):
+
+1. The ``in progress`` list (bounded by ``workers``, though retries can exceed it, §12.10),
+   the ``canceled`` list when the canceled count grew, the ``failed`` list when the number of
+   failed runtimes grew, and the *tail* of the whole list: operations are appended in
+   creation order (retries, re-resolved targets), so every operation created since the last
+   poll is on its last page(s), whatever its state. The tail's ``totalCount`` must equal the
+   old count plus what the tail shows as new, which also rules out deletions.
+2. Raw counts then say how many previously pending operations left ``pending`` without
+   appearing in any list read (they went straight to ``succeeded``, say). Only then is the
+   whole pending list read, to name them.
+3. Operations that left ``in progress`` (or ``pending``) unseen are resolved by the terminal
+   count deltas, single GETs or the failed list (failures carry their reason).
+4. The predicted operations must reproduce KEB's ``operationStats`` exactly (``failed`` per
+   runtime). As operations only move forward and every list was read after the GET, that also
+   proves that nothing moved while the lists were read.
+
+A cycle never costs more than a full sweep plus one request: before the pending list is read
+the cost so far is compared with a full sweep, and when a proof fails after lists were read,
+the observation is *deferred*: nothing is recorded now, and the next cycle sweeps fully (a
+failed proof is never followed by a full sweep in the same cycle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from watcher.core.diff import Observation, Snapshot
+from watcher.core.models import (
+    CANCELED,
+    FAILED,
+    IN_PROGRESS,
+    PENDING,
+    SUCCEEDED,
+    Operation,
+    OperationDetail,
+    Orchestration,
+    Page,
+    is_terminal_operation,
+    operation_stats,
+)
+from watcher.errors import KebNotFound
+from watcher.store.rows import SnapshotHead
+
+PAGE_SIZE = 100  # KEB's maximum page size (MaxPaginationPage).
+#: Pages of new operations read at the tail before a full sweep is the better proof.
+TAIL_PAGES = 2
+
+
+class KebReader(Protocol):
+    """The read side of :class:`watcher.keb.KebClient` that observing needs."""
+
+    async def get_orchestration(self, orchestration_id: str) -> Orchestration: ...
+
+    async def list_operations(
+        self, orchestration_id: str, states: Sequence[str] = ()
+    ) -> list[Operation]: ...
+
+    async def list_operations_page(
+        self,
+        orchestration_id: str,
+        *,
+        page: int = 1,
+        page_size: int = 100,
+        states: Sequence[str] = (),
+    ) -> Page[Operation]: ...
+
+    async def get_operation(self, orchestration_id: str, operation_id: str) -> OperationDetail: ...
+
+
+class SnapshotReader(Protocol):
+    """The read side of :class:`watcher.store.database.Store` that observing needs."""
+
+    def load_snapshot(self, head: SnapshotHead) -> Snapshot: ...
+
+    def operations_in_state(self, orch_id: str, state: str) -> dict[str, Operation]: ...
+
+    def operation_ids_in_state(
+        self, orch_id: str, state: str, *, offset: int = 0, limit: int = -1
+    ) -> list[str]: ...
+
+    def operations_by_id(self, orch_id: str, ids: Iterable[str]) -> dict[str, Operation]: ...
+
+    def runtime_states(
+        self, orch_id: str, runtimes: Iterable[str]
+    ) -> list[tuple[str, str, str]]: ...
+
+
+class Unproven(Exception):
+    """The incremental observation could not prove consistency.
+
+    ``spent``: requests beyond the orchestration's GET were made, so a full sweep now would
+    cost more than a full sweep; the caller defers to the next cycle instead.
+    """
+
+    def __init__(self, message: str, *, spent: bool) -> None:
+        super().__init__(message)
+        self.spent = spent
+
+
+def full_sweep_cost(operation_count: int) -> int:
+    """Requests of a full sweep: the GET, every page, the closing GET.
+
+    >>> full_sweep_cost(0), full_sweep_cost(2000), full_sweep_cost(2001)
+    (3, 22, 23)
+    """
+    return 2 + max(1, math.ceil(operation_count / PAGE_SIZE))
+
+
+def pages(n: int) -> int:
+    return max(1, math.ceil(n / PAGE_SIZE))
+
+
+class Incremental:
+    """One incremental observation of one orchestration (see the module docstring)."""
+
+    def __init__(
+        self, keb: KebReader, snapshots: SnapshotReader, orch: Orchestration, head: SnapshotHead
+    ) -> None:
+        self.keb = keb
+        self.snapshots = snapshots
+        self.orch = orch
+        self.head = head
+        self.orch_id = orch.orchestration_id
+        self.stats = dict(orch.operation_stats or {})
+        self.counts = dict(head.counts)
+        self.requests = 1  # the GET that gave the stats
+
+    def _fail(self, message: str) -> Unproven:
+        return Unproven(message, spent=self.requests > 1)
+
+    async def _list(self, state: str, expected: int) -> list[Operation]:
+        self.requests += pages(expected)
+        return await self.keb.list_operations(self.orch_id, [state])
+
+    async def run(self) -> tuple[Observation, Snapshot]:
+        orch_id, counts, stats = self.orch_id, self.counts, self.stats
+        for state in counts:
+            if state not in (PENDING, IN_PROGRESS) and not is_terminal_operation(state):
+                raise self._fail(f"operations in state {state!r}")
+        for state in stats:
+            if state not in (PENDING, IN_PROGRESS) and not is_terminal_operation(state):
+                raise self._fail(f"KEB counts operations in state {state!r}")
+        old_failed = (self.head.expected_stats or {}).get(FAILED, 0)
+        want_canceled = stats.get(CANCELED, 0) > counts.get(CANCELED, 0)
+        want_failed = stats.get(FAILED, 0) > old_failed
+        reads = [
+            self._list(IN_PROGRESS, stats.get(IN_PROGRESS, 0)),
+            self._tail(),
+            self._list(CANCELED, stats.get(CANCELED, 0)) if want_canceled else _nothing(),
+            self._list(FAILED, counts.get(FAILED, 0) + 1) if want_failed else _nothing(),
+        ]
+        in_progress, tail, canceled, failed = await asyncio.gather(*reads)
+        seen: dict[str, Operation] = {}
+        for op in (*tail, *canceled, *failed, *in_progress):
+            other = seen.get(op.operation_id)
+            if other is not None and other.state != op.state:
+                raise self._fail(f"operation {op.operation_id} moved while the lists were read")
+            seen[op.operation_id] = op
+
+        in_progress_old = self.snapshots.operations_in_state(orch_id, IN_PROGRESS)
+        previous: dict[str, Operation] = dict(in_progress_old)
+        unknown = [i for i in seen if i not in previous]
+        previous.update(self.snapshots.operations_by_id(orch_id, unknown))
+        added = {i for i in seen if i not in previous}
+        if added - {op.operation_id for op in tail}:
+            raise self._fail("a new operation is not at the end of the list")
+        for op_id, op in seen.items():
+            old = previous.get(op_id)
+            if old is not None and old.state != op.state and not _forward(old.state, op.state):
+                raise self._fail(f"operation {op_id} went from {old.state!r} to {op.state!r}")
+        updates = {i: op for i, op in seen.items() if i in added or previous[i] != op}
+        left_pending = {
+            i
+            for i, op in seen.items()
+            if i in previous and previous[i].state == PENDING and op.state != PENDING
+        }
+        added_pending = sum(1 for i in added if seen[i].state == PENDING)
+        unseen = counts.get(PENDING, 0) - len(left_pending) + added_pending - stats.get(PENDING, 0)
+        if unseen < 0:
+            raise self._fail("more operations are pending than the counts allow")
+        departed = {i for i in in_progress_old if i not in seen}
+        if unseen:
+            added_ids = {i for i in added if seen[i].state == PENDING}
+            gone = await self._pending_removals(left_pending, added_ids, unseen)
+            previous.update(self.snapshots.operations_by_id(orch_id, gone))
+            departed |= gone
+        if departed:
+            known = dict(counts)
+            for op_id, op in updates.items():
+                old = previous.get(op_id)
+                if old is not None:
+                    known[old.state] = known.get(old.state, 0) - 1
+                known[op.state] = known.get(op.state, 0) + 1
+            await self._resolve_departed(previous, departed, known, updates)
+        order = {op_id: i for i, op_id in enumerate(previous)}
+        changed = {
+            i: updates[i]
+            for i in sorted(updates, key=lambda i: (order.get(i, len(order)), i))
+            if previous.get(i) != updates[i]
+        }
+        failed_runtimes = self._check_counts(previous, changed)
+        head = self.head
+        snapshot = Snapshot(
+            orch_id,
+            head.orchestration,
+            previous,
+            head.revision,
+            head.not_found,
+            complete=False,
+            counts=head.counts,
+            expected_stats=head.expected_stats,
+            failed_runtimes=failed_runtimes,
+        )
+        return Observation(self.orch, changed, complete=False), snapshot
+
+    async def _tail(self) -> list[Operation]:
+        """The last page(s) of the whole list: every operation created since the last poll.
+
+        The total must be the old one plus the new operations shown (pages and ``totalCount``
+        are separate queries in KEB, §12.6, so both are checked against each other).
+        """
+        known = self.head.operation_count
+        first = known // PAGE_SIZE + 1  # the page that holds the first new operation
+        items: list[Operation] = []
+        total = -1
+        for number in range(first, first + TAIL_PAGES):
+            self.requests += 1
+            page = await self.keb.list_operations_page(
+                self.orch_id, page=number, page_size=PAGE_SIZE
+            )
+            if total not in (-1, page.total_count):
+                raise self._fail("the operation count changed while the tail was read")
+            total = page.total_count
+            items.extend(page.items)
+            expected_here = min(PAGE_SIZE, max(0, total - (number - 1) * PAGE_SIZE))
+            if len(page.items) != expected_here:
+                raise self._fail(
+                    f"page {number} holds {len(page.items)} operations for totalCount {total}"
+                )
+            if total <= number * PAGE_SIZE:
+                break
+        else:
+            raise self._fail("too many new operations for an incremental observation")
+        offset = (first - 1) * PAGE_SIZE
+        new = max(0, total - known)
+        if total < known or len(items) != total - offset:
+            raise self._fail(f"operations were deleted or the list shifted ({known} -> {total})")
+        stored = self.snapshots.operations_by_id(self.orch_id, (op.operation_id for op in items))
+        fresh = [op for op in items if op.operation_id not in stored]
+        if len(fresh) != new or any(op.operation_id in stored for op in items[len(items) - new :]):
+            raise self._fail(f"{len(fresh)} new operations on the tail, {new} by the count")
+        return items
+
+    async def _pending_removals(
+        self, left_seen: set[str], added: set[str], unseen: int
+    ) -> set[str]:
+        """Name the ``unseen`` previously pending operations that left ``pending`` without
+        showing up in any list read: the whole pending list, if that keeps the cycle within
+        a full sweep plus one request."""
+        pending_now = self.stats.get(PENDING, 0)
+        budget = full_sweep_cost(self.head.operation_count) + 1
+        if self.requests + pages(pending_now) > budget:
+            raise self._fail(f"{unseen} operations left the pending list unseen")
+        listed = await self._list(PENDING, pending_now)
+        now = {op.operation_id for op in listed}
+        old = set(self.snapshots.operation_ids_in_state(self.orch_id, PENDING))
+        if not now - old <= added:
+            raise self._fail("the pending list changed while it was read")
+        gone = old - now - left_seen
+        if len(gone) != unseen or len(listed) != pending_now:
+            raise self._fail("pending removals do not match the counts")
+        return gone
+
+    async def _resolve_departed(
+        self,
+        previous: Mapping[str, Operation],
+        departed: set[str],
+        counts: Mapping[str, int],
+        updates: dict[str, Operation],
+    ) -> None:
+        """Find the terminal state of operations that left pending/in progress unseen.
+
+        ``succeeded`` and ``canceled`` are plain counts, so their deltas tell how many went
+        where; ``failed`` is de-duplicated and only checked at the end. Failed operations are
+        always read (their description is the failure reason); when the deltas say everything
+        succeeded (or was canceled) nothing more is read. An operation is never declared
+        vanished here: without its own 404 the proof fails instead.
+        """
+        stats = self.stats
+        n = len(departed)
+        to_succeeded = stats.get(SUCCEEDED, 0) - counts.get(SUCCEEDED, 0)
+        to_canceled = stats.get(CANCELED, 0) - counts.get(CANCELED, 0)
+        for state, delta in ((SUCCEEDED, to_succeeded), (CANCELED, to_canceled)):
+            if delta == n:
+                for op_id in departed:
+                    updates[op_id] = _inferred(previous[op_id], state)
+                return
+        if to_succeeded < 0 or to_canceled < 0 or to_succeeded + to_canceled > n:
+            raise self._fail("terminal counts went down")
+        failed_pages = pages(counts.get(FAILED, 0) + n)
+        canceled_pages = pages(stats.get(CANCELED, 0)) if to_canceled else 0
+        if n <= failed_pages + canceled_pages:
+            self.requests += n
+            details = await asyncio.gather(*(self._get_or_none(i) for i in departed))
+            for op_id, op in zip(departed, details, strict=True):
+                if op is None:
+                    raise self._fail(f"operation {op_id} vanished")
+                updates[op_id] = op
+            return
+        found: dict[str, Operation] = {}
+        states = (FAILED, CANCELED) if to_canceled else (FAILED,)
+        for state in states:
+            for op in await self._list(state, counts.get(state, 0) + n):
+                if op.operation_id in departed:
+                    found[op.operation_id] = op
+        for op_id in departed:
+            updates[op_id] = found.get(op_id) or _inferred(previous[op_id], SUCCEEDED)
+
+    async def _get_or_none(self, op_id: str) -> Operation | None:
+        try:
+            return (await self.keb.get_operation(self.orch_id, op_id)).operation
+        except KebNotFound:
+            return None
+
+    def _check_counts(
+        self, previous: Mapping[str, Operation], changed: Mapping[str, Operation]
+    ) -> frozenset[str]:
+        """Prove that the predicted operations reproduce KEB's ``operationStats``.
+
+        Raw counts follow from the moves; ``failed`` is per runtime, so it is recomputed for
+        the runtimes the changed operations belong to only. Returns the runtimes among those
+        that had a failed operation before (for retry detection).
+        """
+        counts, stats = dict(self.counts), self.stats
+        for op_id, op in changed.items():
+            old = previous.get(op_id)
+            if old is not None:
+                counts[old.state] = counts.get(old.state, 0) - 1
+            counts[op.state] = counts.get(op.state, 0) + 1
+        raw = {k: v for k, v in counts.items() if v and k != FAILED}
+        kebs = {k: v for k, v in stats.items() if v and k != FAILED}
+        if raw != kebs:
+            raise self._fail(f"counts do not add up (KEB {stats}, predicted {counts})")
+        runtimes = {op.runtime_id for op in changed.values()}
+        before = {
+            op_id: (rt, state)
+            for op_id, rt, state in self.snapshots.runtime_states(self.orch_id, runtimes)
+        }
+        after = dict(before)
+        after.update((op_id, (op.runtime_id, op.state)) for op_id, op in changed.items())
+        old_failed = operation_stats(before.values())[FAILED]
+        new_failed = operation_stats(after.values())[FAILED]
+        expected = (self.head.expected_stats or {}).get(FAILED, 0) - old_failed + new_failed
+        if expected != stats.get(FAILED, 0):
+            raise self._fail(
+                f"failed runtimes do not add up (KEB {stats.get(FAILED, 0)}, predicted {expected})"
+            )
+        return frozenset(rt for rt, state in before.values() if state == FAILED)
+
+
+_FORWARD = {PENDING: (IN_PROGRESS, SUCCEEDED, FAILED, CANCELED), IN_PROGRESS: (SUCCEEDED, FAILED)}
+
+
+def _forward(old: str, new: str) -> bool:
+    """Can a cluster operation move from ``old`` to ``new`` (§4.3)?
+
+    >>> _forward("pending", "succeeded"), _forward("succeeded", "in progress")
+    (True, False)
+    """
+    return new in _FORWARD.get(old, ())
+
+
+async def _nothing() -> list[Operation]:
+    return []
+
+
+def _inferred(op: Operation, state: str) -> Operation:
+    """An operation whose new state was proven by counting, not read: its description is
+    unknown until the next full sweep (the final one, when the orchestration ends, at the
+    latest), so it is left empty rather than showing the stale one."""
+    return replace(op, state=state, description="")
