@@ -9,10 +9,10 @@ import sys
 import click
 
 from watcher.app import Watcher
-from watcher.errors import KebNoOrchestrationApi
 from watcher.config import describe
 from watcher.core.ids import require_uuids, states
 from watcher.core.wording import plural
+from watcher.errors import KebNoOrchestrationApi
 from watcher.faces import reports as report
 from watcher.faces.context import OUTPUT, Context, emit_json, run
 

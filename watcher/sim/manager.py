@@ -15,7 +15,6 @@ modelled only for retry pickup and for concluding a cancel.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import random
@@ -48,6 +47,7 @@ from watcher.sim.inventory import (
     next_window,
     year0_window,
 )
+from watcher.sim.operator import ScriptedOperator
 from watcher.sim.records import (
     DESC_DRY_RUN,
     DESC_OP_CANCELED,
@@ -69,7 +69,6 @@ from watcher.sim.scenarios import (
     PROVISIONER_PREFIX,
     OrchestrationSpec,
     ScenarioSpec,
-    ScriptedAction,
 )
 
 #: The orchestration manager polls every minute (docs/keb-api.md §9): retries are picked up, and a
@@ -98,7 +97,8 @@ class Manager:
         #: Formatted maintenance windows by (hour, from, now): 80,000 operations share 24.
         self._window_memo: dict[tuple[int, int, int], tuple[str, str, int]] = {}
         #: Scripted actions not yet fired or dropped.
-        self.pending_actions = 0
+        #: The scenario's scripted operator (cancels and retries at set moments).
+        self.operator = ScriptedOperator(self)
         #: Operation truth events that changed the state (creation and vanishing included).
         self.op_changes = 0
         accounts = [
@@ -113,12 +113,13 @@ class Manager:
             # Sub-second jitter so that timestamps look like real ones (``...:03.512345Z``).
             created = self.epoch_us + round(spec.created * US_PER_SECOND)
             created -= self._rng.randrange(US_PER_SECOND // 2)
-            self._push(created, partial(self._create_scripted, spec, account))
+            self.schedule(created, partial(self._create_scripted, spec, account))
         # Scenario history before the epoch (creations, immediate starts) is played now.
         self.now_us = min((event[0] for event in self.events), default=self.epoch_us)
         self.run_until(self.epoch_us)
 
-    def _push(self, at_us: int, action: Callable[[], None]) -> None:
+    def schedule(self, at_us: int, action: Callable[[], None]) -> None:
+        """Run ``action`` at virtual time ``at_us`` (in order of scheduling at equal times)."""
         heapq.heappush(self.events, (at_us, next(self._event_seq), action))
 
     def run_until(self, target_us: int) -> None:
@@ -159,7 +160,7 @@ class Manager:
         )
         self._register(orch)
         delay = round(POSTED_PROFILE.start_delay * US_PER_SECOND)
-        self._push(now + delay, partial(self._start, orch))
+        self.schedule(now + delay, partial(self._start, orch))
         return orch
 
     def delete_operation(self, orchestration_id: str, operation_id: str) -> None:
@@ -205,12 +206,7 @@ class Manager:
     def _register(self, orch: OrchestrationRecord) -> None:
         self.orchs[orch.orchestration_id] = orch
         orch.truth.append((self.now_us, None, "", None, PENDING, DESC_QUEUED))
-        for action in orch.profile.actions:
-            orch.actions.append(action)
-            self.pending_actions += 1
-            if action.at is not None:
-                at_us = self.epoch_us + round(action.at * US_PER_SECOND)
-                self._push(max(at_us, self.now_us), partial(self._fire, orch, action))
+        self.operator.register(orch)
 
     def _create_scripted(self, spec: OrchestrationSpec, account: str) -> None:
         now = self.now_us
@@ -232,7 +228,7 @@ class Manager:
             updated_us=now,
         )
         self._register(orch)
-        self._push(now + round(spec.start_delay * US_PER_SECOND), partial(self._start, orch))
+        self.schedule(now + round(spec.start_delay * US_PER_SECOND), partial(self._start, orch))
 
     def _windows(self, orch: OrchestrationRecord, runtime: Runtime) -> tuple[str, str, int]:
         """``(begin, end, ready_us)`` of a new operation (docs/keb-api.md §3.5)."""
@@ -312,7 +308,7 @@ class Manager:
         if start_at is not None and start_at > self.now_us:
             self._set_orch(orch, PENDING, description, bump=False)
             polls = -(-(start_at - self.now_us) // SCHEDULE_POLL_US)
-            self._push(self.now_us + polls * SCHEDULE_POLL_US, partial(self._begin, orch))
+            self.schedule(self.now_us + polls * SCHEDULE_POLL_US, partial(self._begin, orch))
         else:
             orch.description = description
             self._begin(orch)
@@ -322,7 +318,7 @@ class Manager:
             return
         if not orch.ops:  # nothing matched the targets: straight to succeeded (§4.3)
             self._set_orch(orch, SUCCEEDED, orch.description, bump=True)
-            self._on_terminal(orch)
+            self.operator.on_terminal(orch)
             return
         # pending -> in progress does not touch updatedAt (docs/keb-api.md §4.5).
         self._set_orch(orch, IN_PROGRESS, orch.description, bump=False)
@@ -334,7 +330,7 @@ class Manager:
             else:
                 later.setdefault(op.ready_us, []).append(op)
         for ready_us, ops in later.items():
-            self._push(ready_us, partial(self._on_ready_all, orch, ops))
+            self.schedule(ready_us, partial(self._on_ready_all, orch, ops))
         self._dispatch(orch)
         self._maybe_complete(orch)
 
@@ -342,7 +338,7 @@ class Manager:
         if op.ready_us <= self.now_us:
             heapq.heappush(orch.ready, (op.seq, op))
         else:
-            self._push(op.ready_us, partial(self._on_ready, orch, op))
+            self.schedule(op.ready_us, partial(self._on_ready, orch, op))
 
     def _on_ready(self, orch: OrchestrationRecord, op: OperationRecord) -> None:
         if not op.vanished and op.state == PENDING:
@@ -373,11 +369,11 @@ class Manager:
             # The description stays "Operation created" until the provisioner call.
             self._record_op(orch, op, IN_PROGRESS, DESC_OP_CREATED)
             if op.dry_run:
-                self._push(self.now_us + op.duration_us, partial(self._finish, orch, op))
+                self.schedule(self.now_us + op.duration_us, partial(self._finish, orch, op))
                 continue
             op.kubernetes_version = (orch.kubernetes or {}).get("kubernetesVersion", "")
             lead = max(US_PER_SECOND, op.duration_us // 20)
-            self._push(self.now_us + lead, partial(self._upgrading, orch, op))
+            self.schedule(self.now_us + lead, partial(self._upgrading, orch, op))
 
     def _upgrading(self, orch: OrchestrationRecord, op: OperationRecord) -> None:
         if op.vanished:
@@ -386,16 +382,18 @@ class Manager:
         rest = op.duration_us - max(US_PER_SECOND, op.duration_us // 20)
         if op.failure is not None and not op.failure.startswith(PROVISIONER_PREFIX):
             # A timeout fires while the upgrade is still running: no post-upgrade stage.
-            self._push(self.now_us + max(1, rest), partial(self._finish, orch, op))
+            self.schedule(self.now_us + max(1, rest), partial(self._finish, orch, op))
         else:
             upgrade = max(1, rest * 5 // 6)
-            self._push(self.now_us + upgrade, partial(self._post_upgrade, orch, op, rest - upgrade))
+            self.schedule(
+                self.now_us + upgrade, partial(self._post_upgrade, orch, op, rest - upgrade)
+            )
 
     def _post_upgrade(self, orch: OrchestrationRecord, op: OperationRecord, rest: int) -> None:
         if op.vanished:
             return
         self._record_op(orch, op, IN_PROGRESS, DESC_POST_UPGRADE)
-        self._push(self.now_us + max(1, rest), partial(self._finish, orch, op))
+        self.schedule(self.now_us + max(1, rest), partial(self._finish, orch, op))
 
     def _finish(self, orch: OrchestrationRecord, op: OperationRecord) -> None:
         if op.vanished:
@@ -407,7 +405,7 @@ class Manager:
         orch.running -= 1
         orch.unfinished -= 1
         orch.finished += 1
-        self._check_progress_actions(orch)
+        self.operator.on_progress(orch)
         self._dispatch(orch)
         self._maybe_complete(orch)
 
@@ -417,10 +415,10 @@ class Manager:
                 # failed iff the de-duplicated per-instance count says so (§3.4).
                 final = FAILED if orch.stats()[FAILED] > 0 else SUCCEEDED
                 self._set_orch(orch, final, orch.description, bump=True)
-                self._on_terminal(orch)
+                self.operator.on_terminal(orch)
         elif orch.state == CANCELING and orch.running == 0 and not orch.finalize_pending:
             orch.finalize_pending = True
-            self._push(self.now_us + CANCEL_CONCLUDE_US, partial(self._conclude_cancel, orch))
+            self.schedule(self.now_us + CANCEL_CONCLUDE_US, partial(self._conclude_cancel, orch))
 
     def _conclude_cancel(self, orch: OrchestrationRecord) -> None:
         orch.finalize_pending = False
@@ -432,7 +430,7 @@ class Manager:
                 orch.unfinished -= 1
         orch.ready.clear()
         self._set_orch(orch, CANCELED, orch.description, bump=True)
-        self._on_terminal(orch)
+        self.operator.on_terminal(orch)
 
     def cancel(self, orch: OrchestrationRecord) -> None:
         """``PUT .../cancel``: no change when terminal or already canceling (§2.5)."""
@@ -466,7 +464,7 @@ class Manager:
             self._set_orch(orch, RETRYING, orch.description + ", retrying", bump=True)
         if orch.state in (RETRYING, IN_PROGRESS) and not orch.pickup_pending:
             orch.pickup_pending = True
-            self._push(self.now_us + RETRY_PICKUP_US, partial(self._pickup, orch))
+            self.schedule(self.now_us + RETRY_PICKUP_US, partial(self._pickup, orch))
         return response
 
     def _pickup(self, orch: OrchestrationRecord) -> None:
@@ -495,38 +493,3 @@ class Manager:
             self._make_ready(orch, op)
         self._dispatch(orch)
         self._maybe_complete(orch)
-
-    # --- scripted user actions ----------------------------------------------------------------
-
-    def _check_progress_actions(self, orch: OrchestrationRecord) -> None:
-        for action in list(orch.actions):
-            fraction = action.after_done_fraction
-            if fraction is not None and orch.finished >= fraction * len(orch.ops):
-                self._fire(orch, action)
-
-    def _on_terminal(self, orch: OrchestrationRecord) -> None:
-        first, orch.was_terminal = not orch.was_terminal, True
-        for action in list(orch.actions):
-            if action.after_done_fraction is not None:
-                self._drop(orch, action)  # the moment it waited for can no longer come
-            elif action.after_terminal is not None and first:
-                delay = round(action.after_terminal * US_PER_SECOND)
-                self._push(self.now_us + delay, partial(self._fire, orch, action))
-
-    def _drop(self, orch: OrchestrationRecord, action: ScriptedAction) -> bool:
-        for index, pending in enumerate(orch.actions):
-            if pending is action:
-                del orch.actions[index]
-                self.pending_actions -= 1
-                return True
-        return False
-
-    def _fire(self, orch: OrchestrationRecord, action: ScriptedAction) -> None:
-        if not self._drop(orch, action):
-            return
-        if action.kind == "cancel":
-            self.cancel(orch)
-        else:
-            # Canceled meanwhile: KEB answers 500 and nothing changes.
-            with contextlib.suppress(SimApiError):
-                self.retry(orch, ())

@@ -164,7 +164,7 @@ class Simulator:
         processes) and no scripted cancel or retry still to come."""
         with self._lock:
             self._sync()
-            return self._engine.pending_actions == 0 and all(
+            return self._engine.operator.pending == 0 and all(
                 o.state in TERMINAL_ORCHESTRATION_STATES or o.profile.legacy_kyma
                 for o in self._engine.orchs.values()
             )

@@ -16,12 +16,12 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import sqlite_utils
 
-from watcher.clock import from_iso, iso
+from watcher.clock import from_iso, iso, utcnow
 from watcher.core.diff import Diff, Transition
 from watcher.core.intents import Intent
 from watcher.core.models import (
@@ -33,12 +33,12 @@ from watcher.core.models import (
 from watcher.errors import StoreError
 from watcher.store.board import BoardQueries
 from watcher.store.guard import sealed
+from watcher.store.journal import JournalQueries
 from watcher.store.rows import (
     OP_COLUMNS,
     SnapshotHead,
     Tracked,
     operation_row,
-    transition_from_row,
 )
 from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION
 from watcher.store.snapshots import SnapshotQueries
@@ -47,7 +47,7 @@ __all__ = ["SnapshotHead", "Store", "Tracked"]
 
 
 @sealed
-class Store(SnapshotQueries, BoardQueries):
+class Store(SnapshotQueries, JournalQueries, BoardQueries):
     """One SQLite database. Not thread-safe: use it from one thread (the event loop's)."""
 
     def __init__(self, path: Path | str) -> None:
@@ -402,65 +402,6 @@ class Store(SnapshotQueries, BoardQueries):
                 (iso(now), orch_id),
             )
 
-    # -- history --------------------------------------------------------------------------
-
-    def history(self, orch_id: str) -> list[Transition]:
-        """Every recorded transition of one orchestration, oldest first."""
-        return [
-            transition_from_row(row)
-            for row in self.db.query(
-                "SELECT * FROM transitions WHERE orchestration_id = ? ORDER BY id", [orch_id]
-            )
-        ]
-
-    def state_transitions(self, orch_id: str) -> list[Transition]:
-        """The orchestration's recorded state changes, oldest first (runs, retries)."""
-        return [
-            transition_from_row(row)
-            for row in self.db.query(
-                "SELECT * FROM transitions WHERE orchestration_id = ? "
-                "AND kind = 'orchestration_state' ORDER BY id",
-                [orch_id],
-            )
-        ]
-
-    def last_transition_id(self) -> int:
-        row = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM transitions").fetchone()
-        return int(row[0])
-
-    def transitions_after(self, last_id: int) -> tuple[int, list[Transition]]:
-        """Transitions recorded after row ``last_id`` (all orchestrations), and the new last
-        row ID: lets a follower print what each cycle recorded."""
-        rows = list(self.db.query("SELECT * FROM transitions WHERE id > ? ORDER BY id", [last_id]))
-        if not rows:
-            return last_id, []
-        return int(rows[-1]["id"]), [transition_from_row(row) for row in rows]
-
-    # -- cycles ---------------------------------------------------------------------------
-
-    def begin_cycle(self, now: datetime) -> int:
-        with self.transaction() as conn:
-            cur = conn.execute("INSERT INTO cycles (started_at) VALUES (?)", (iso(now),))
-            assert cur.lastrowid is not None
-            return cur.lastrowid
-
-    def finish_cycle(
-        self,
-        cycle_id: int,
-        now: datetime,
-        *,
-        polled: int,
-        failed: int,
-        requests: int,
-        transitions: int,
-    ) -> None:
-        with self.transaction() as conn:
-            conn.execute(
-                "UPDATE cycles SET finished_at = ?, polled = ?, failed = ?, requests = ?, "
-                "transitions = ? WHERE id = ?",
-                (iso(now), polled, failed, requests, transitions, cycle_id),
-            )
-
     # -- outbox ---------------------------------------------------------------------------
 
     def undelivered_for(self, orch_id: str) -> int:
@@ -488,18 +429,6 @@ class Store(SnapshotQueries, BoardQueries):
         self.mark_finished(orch_id, now)
         return True
 
-    def reference(self, orch_id: str) -> tuple[datetime, dict[str, int]] | None:
-        """When the baseline was taken and the operation counts then."""
-        row = self.conn.execute(
-            "SELECT at, detail FROM transitions WHERE orchestration_id = ? AND kind = 'baseline' "
-            "ORDER BY id LIMIT 1",
-            (orch_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        counts = json.loads(row[1]).get("counts", {})
-        return datetime.fromisoformat(row[0]), counts
-
     # -- the watcher's own health ---------------------------------------------------------
 
     def health(self) -> tuple[datetime | None, str | None, bool]:
@@ -524,4 +453,4 @@ class Store(SnapshotQueries, BoardQueries):
                 (iso(since) if since else None, error, int(alerted)),
             )
             if intents:
-                self._insert_intents(conn, intents, now or datetime.now(UTC))
+                self._insert_intents(conn, intents, now or utcnow())

@@ -163,7 +163,8 @@ class Dashboard:
             keys = ("revision", "stale", "last_poll", "last_poll_at")
             return self._json(200, {key: board[key] for key in keys})
         if path == "/api/orchestrations":
-            return self._json(200, [reports.tracked_json(t, app.config.poll.retry_window) for t in app.tracked()])
+            window = app.config.poll.retry_window
+            return self._json(200, [reports.tracked_json(t, window) for t in app.tracked()])
         api = path.startswith("/api/")
         orch_id = path.removeprefix("/api/orchestrations/" if api else "/orchestrations/")
         item = _find(app, orch_id)
@@ -173,7 +174,10 @@ class Dashboard:
             return self._text(404, "not tracked here: see the overview at /\n")
         if api:
             history = [reports.transition_json(t) for t in app.history(item.orchestration_id)]
-            return self._json(200, {**reports.tracked_json(item, app.config.poll.retry_window), "history": history})
+            return self._json(
+                200,
+                {**reports.tracked_json(item, app.config.poll.retry_window), "history": history},
+            )
         states = [s for s in query.get("state", []) if s]
         search = query.get("q", [""])[0].strip()[:200]
         context = views.detail(app, item, states, search, self.stale_after)

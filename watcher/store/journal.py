@@ -1,0 +1,100 @@
+"""The store's journal: recorded transitions read back, and the log of poll cycles.
+
+:class:`JournalQueries` is mixed into :class:`watcher.store.database.Store`; writing
+transitions happens in :meth:`~watcher.store.database.Store.commit_diff`, in the same
+transaction as the snapshot and the outbox.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
+
+from watcher.clock import iso
+from watcher.core.diff import Transition
+from watcher.store.guard import sealed
+from watcher.store.rows import transition_from_row
+
+
+@sealed
+class JournalQueries:
+    """Reads of ``transitions`` and writes of ``cycles``."""
+
+    db: Any  # sqlite_utils.Database, set by Store
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError
+
+    def history(self, orch_id: str) -> list[Transition]:
+        """Every recorded transition of one orchestration, oldest first."""
+        return [
+            transition_from_row(row)
+            for row in self.db.query(
+                "SELECT * FROM transitions WHERE orchestration_id = ? ORDER BY id", [orch_id]
+            )
+        ]
+
+    def state_transitions(self, orch_id: str) -> list[Transition]:
+        """The orchestration's recorded state changes, oldest first (runs, retries)."""
+        return [
+            transition_from_row(row)
+            for row in self.db.query(
+                "SELECT * FROM transitions WHERE orchestration_id = ? "
+                "AND kind = 'orchestration_state' ORDER BY id",
+                [orch_id],
+            )
+        ]
+
+    def last_transition_id(self) -> int:
+        row = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM transitions").fetchone()
+        return int(row[0])
+
+    def transitions_after(self, last_id: int) -> tuple[int, list[Transition]]:
+        """Transitions recorded after row ``last_id`` (all orchestrations), and the new last
+        row ID: lets a follower print what each cycle recorded."""
+        rows = list(self.db.query("SELECT * FROM transitions WHERE id > ? ORDER BY id", [last_id]))
+        if not rows:
+            return last_id, []
+        return int(rows[-1]["id"]), [transition_from_row(row) for row in rows]
+
+    def begin_cycle(self, now: datetime) -> int:
+        with self.transaction() as conn:
+            cur = conn.execute("INSERT INTO cycles (started_at) VALUES (?)", (iso(now),))
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    def finish_cycle(
+        self,
+        cycle_id: int,
+        now: datetime,
+        *,
+        polled: int,
+        failed: int,
+        requests: int,
+        transitions: int,
+    ) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE cycles SET finished_at = ?, polled = ?, failed = ?, requests = ?, "
+                "transitions = ? WHERE id = ?",
+                (iso(now), polled, failed, requests, transitions, cycle_id),
+            )
+
+    def reference(self, orch_id: str) -> tuple[datetime, dict[str, int]] | None:
+        """When the baseline was taken and the operation counts then."""
+        row = self.conn.execute(
+            "SELECT at, detail FROM transitions WHERE orchestration_id = ? AND kind = 'baseline' "
+            "ORDER BY id LIMIT 1",
+            (orch_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        counts = json.loads(row[1]).get("counts", {})
+        return datetime.fromisoformat(row[0]), counts
