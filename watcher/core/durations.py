@@ -73,7 +73,7 @@ def parse_duration(text_or_number: object, *, key: str) -> float:
     >>> parse_duration("5 minutes", key="poll.interval")
     Traceback (most recent call last):
     ...
-    watcher.core.durations.DurationError: poll.interval: bad duration '5 minutes' (use 30s, 5m, ...)
+    watcher.errors.DurationError: poll.interval: bad duration '5 minutes' (use 30s, 5m, ...)
     """
     value = text_or_number
     if isinstance(value, bool) or not isinstance(value, int | float | str):
