@@ -51,7 +51,9 @@ DAILY_22 = MaintenanceWindow("0000-01-01T22:00:00Z", "0000-01-01T02:00:00Z")
         ("in progress", ALL_PENDING, (IN_2H, MaintenanceWindow()), PENDING_TICKS * TICK),
         # Ended, waiting for its final notification: every third tick.
         ("succeeded", {"succeeded": 10}, (), PENDING_TICKS * TICK),
-        ("failed", {"failed": 1}, (), PENDING_TICKS * TICK),
+        ("canceled", {"canceled": 10}, (), PENDING_TICKS * TICK),
+        # Failed: a retry may come at any time (docs/contract.md §2.4): every tick.
+        ("failed", {"failed": 1}, (), 0.0),
         # Every pending operation waits for a window: half the wait, 3 to 30 ticks.
         ("in progress", ALL_PENDING, (IN_2H,), 30 * TICK),  # not 3600: at most 30 ticks
         ("in progress", ALL_PENDING, (IN_2H, IN_20M), 600.0),

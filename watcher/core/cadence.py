@@ -25,9 +25,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
-from watcher.core.models import MaintenanceWindow, Orchestration, is_terminal_orchestration
+from watcher.core.models import (
+    FAILED,
+    MaintenanceWindow,
+    Orchestration,
+    is_terminal_orchestration,
+)
 from watcher.core.pace import poll_every, service_pace
+
+#: A failed orchestration may be retried at any time: it is checked at least this often.
+RETRY_CHECK: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,17 +65,23 @@ def cadence(
     """Seconds between two polls of one orchestration; ``0.0`` means every tick.
 
     The rule is :func:`watcher.core.pace.poll_every` within :func:`~watcher.core.pace.service_pace`;
-    before the first poll (``state`` unknown) every tick, and an ended orchestration that
-    waits for its final notification every :data:`~watcher.core.pace.PENDING_TICKS` ticks.
+    before the first poll (``state`` unknown) every tick; a ``failed`` one every tick too, up
+    to once a minute (a retry may come at any time, docs/keb-api.md §12.4, and checking costs
+    one request: docs/contract.md §2.4); a succeeded or canceled one that waits for its final
+    notification every :data:`~watcher.core.pace.PENDING_TICKS` ticks.
 
     >>> cadence("in progress", {"in progress": 2, "pending": 5}, (), None, 60.0)
     0.0
     >>> cadence("pending", {"pending": 5}, (), None, 60.0)
     180.0
+    >>> cadence("failed", {"failed": 1}, (), None, 60.0), cadence("failed", {}, (), None, 10.0)
+    (0.0, 60.0)
     """
     pace = service_pace(tick)
     if state is None:
         return pace.quick
+    if state == FAILED:
+        return RETRY_CHECK if tick < RETRY_CHECK else pace.quick
     if is_terminal_orchestration(state):
         return pace.pending
     return poll_every(state, counts, windows, now, pace)
