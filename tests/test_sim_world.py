@@ -7,7 +7,6 @@ Every expectation cites the KEB behaviour it checks (docs/keb-api.md); the HTTP 
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from collections.abc import Iterable
 from datetime import timedelta
@@ -673,16 +672,14 @@ def test_accelerated_clock_runs_without_advance() -> None:
     assert sim.all_finished()
 
 
-def test_large_scenario_is_quick_to_build_and_to_page() -> None:
-    started = time.perf_counter()
+def test_large_scenario_has_40_orchestrations_of_2000_operations_and_pages() -> None:
+    """Its speed is what benchmarks/poll_process.py measures (it starts this scenario); a
+    timed assertion here would only measure how busy the machine is."""
     sim = Simulator.from_scenario("large", seed=1)
-    assert time.perf_counter() - started < 2.0
     ids = sim.orchestration_ids()
     assert len(ids) == 40
     assert {sim.get_orchestration(i)["state"] for i in ids} == {IN_PROGRESS}
-    started = time.perf_counter()
     page = sim.list_operations(ids[-1], page=20, page_size=100)
-    assert time.perf_counter() - started < 0.05
     assert (page["count"], page["totalCount"]) == (100, 2000)
     stats = sim.get_orchestration(ids[0])["operationStats"]
     assert stats == {"failed": 0, "in progress": 50, "pending": 1950}

@@ -153,9 +153,10 @@ class Watcher:
         return self.store.tracked(include_inactive=include_inactive)
 
     def due(self) -> list[Tracked]:
-        """The tracked orchestrations a cycle polls: unfinished, or finished and waiting for
-        their final notification."""
-        return self.store.due()
+        """The tracked orchestrations the next cycle polls: unfinished ones, ended ones whose
+        final notification is not delivered yet, and failed ones still watched for a retry
+        (``poll.retry_window``)."""
+        return self.store.due(self.clock(), self.config.poll.retry_window)
 
     def history(self, orch_id: str) -> list[Transition]:
         orch_id = self.resolve(orch_id)

@@ -179,8 +179,7 @@ async def _follow(
             await app.deliver(deadline=5)
             if board is not None:
                 board.refresh()
-            _follow_retries(app, sim, ids)
-            if not app.due() and sim.all_finished():
+            if _caught_up(app, sim, ids):
                 break
             await asyncio.sleep(interval)
         requests = keb.stats.requests
@@ -206,6 +205,21 @@ async def _follow(
     click.echo(f"  {own_command()} --config {workdir / 'watcher.toml'} history {first}")
     unfinished = [t for t in app.due() if not t.state or not is_terminal_orchestration(t.state)]
     return 1 if unfinished else 0
+
+
+def _caught_up(app: Watcher, sim: Simulator, ids: Sequence[str]) -> bool:
+    """The simulated KEB has nothing more to do, and the watcher has recorded every final
+    state and delivered its final summary. (Failed orchestrations stay watched for a retry
+    for `poll.retry_window`; the demo does not wait that long.)"""
+    if not sim.all_finished():
+        return False
+    known = {t.orchestration_id: t for t in app.tracked(include_inactive=True)}
+    return all(
+        orch_id in known
+        and known[orch_id].finished_at is not None
+        and known[orch_id].state == sim.orchestration_state(orch_id)
+        for orch_id in ids
+    )
 
 
 class Board:
@@ -243,19 +257,6 @@ class Board:
     def stop(self) -> None:
         self.refresh()
         self.live.stop()
-
-
-def _follow_retries(app: Watcher, sim: Simulator, ids: Sequence[str]) -> None:
-    """The demo plays the operator who re-tracks an orchestration after retrying it."""
-    finished = {t.orchestration_id for t in app.tracked() if t.finished_at is not None}
-    for orch_id in ids:
-        if orch_id in finished and sim.orchestration_state(orch_id) not in (
-            "succeeded",
-            "canceled",
-            "failed",
-        ):
-            click.echo(f"  operator: retried {orch_id[:8]}..., tracking it again")
-            app.track([orch_id], None)
 
 
 @click.command()

@@ -172,7 +172,14 @@ def _demo() -> tuple[OrchestrationSpec, ...]:
         replace(_SMALL, created=-5.0, start_delay=10.0),
         replace(_FAILURES, ops=60, workers=10, created=-4.0, start_delay=30.0),
         replace(_CANCEL, created=-3.0, start_delay=60.0),
-        replace(_RETRY, created=-2.0, start_delay=90.0),
+        # Retried five minutes after it failed, so that the watcher, polling every simulated
+        # minute or two, sees it fail, announces it, and then sees the retry as a new run.
+        replace(
+            _RETRY,
+            created=-2.0,
+            start_delay=90.0,
+            actions=(ScriptedAction("retry", after_terminal=300.0),),
+        ),
         replace(_DRY_RUN, created=-1.0, start_delay=120.0),
     )
 
