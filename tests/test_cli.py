@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,48 @@ def test_each_cycle_records_how_many_keb_requests_it_made(cli: Cli, keb_factory:
     counts = [row[0] for row in conn.execute("SELECT requests FROM cycles ORDER BY id")]
     assert counts[0] >= 3
     assert counts[1] == 1
+
+
+GLOBAL_OPTIONS = {"-c", "--config", "--debug", "-v", "--verbose", "--log-format", "-h", "--help"}
+
+
+def readme_command_table() -> dict[str, str]:
+    """``watcher NAME ...`` usage of each row of the README's command table, by NAME."""
+    text = README.read_text().split("## Commands", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("| `watcher "):
+            usage = line.split("`")[1].replace("\\|", "|")
+            rows[usage.split()[1]] = usage
+    return rows
+
+
+def test_readme_command_table_has_one_row_per_command() -> None:
+    assert sorted(readme_command_table()) == commands()
+
+
+@pytest.mark.parametrize("name", commands())
+def test_readme_command_table_agrees_with_help(name: str) -> None:
+    """Every option a row shows is one of the command's (as --help lists it), and every
+    list of choices it shows (``-o text|json``) is the option's choices."""
+    usage = readme_command_table()[name]
+    command = main.get_command(click.Context(main), name)
+    assert command is not None
+    options: dict[str, click.Option] = {}
+    for param in command.params:
+        if isinstance(param, click.Option):
+            for flag in (*param.opts, *param.secondary_opts):
+                options[flag] = param
+    shown = re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)(?: ([a-z]+(?:\|[a-z]+)+))?", usage)
+    for flag, choices in shown:
+        assert flag in options, f"README shows {flag}, which `watcher {name}` does not have"
+        kind = options[flag].type
+        if choices:
+            assert isinstance(kind, click.Choice), f"{name} {flag}: no choices in --help"
+            assert set(choices.split("|")) == set(map(str, kind.choices)), usage
+    arguments = [p for p in command.params if isinstance(p, click.Argument)]
+    rest = re.sub(r"\[-[^\]]*\](\.\.\.)?", " ", " ".join(usage.split()[2:]))
+    rest = re.sub(r"--?[a-z][a-z-]*( (?:[A-Z]+|[a-z]+(?:\|[a-z]+)+))?", " ", rest)
+    assert bool(arguments) == bool(rest.split()), (
+        f"README's row for {name}: positional arguments differ from --help ({rest.strip()!r})"
+    )

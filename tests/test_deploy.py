@@ -174,6 +174,9 @@ def test_every_yaml_file_parses() -> None:
         "secret.example.yaml",
         "cronjob.yaml",
         "kustomization.yaml",
+        "service.yaml",
+        "servicemonitor.yaml",
+        "prometheusrule.yaml",
     }
     for path in files:
         assert documents(path), f"{path.name} is empty"
@@ -183,6 +186,7 @@ API_VERSIONS = {
     "ConfigMap": "v1",
     "Secret": "v1",
     "PersistentVolumeClaim": "v1",
+    "Service": "v1",
     "Deployment": "apps/v1",
     "CronJob": "batch/v1",
 }
@@ -403,7 +407,7 @@ def test_kustomize_builds() -> None:
     assert done.returncode == 0, done.stderr
     assert yaml is not None
     kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(done.stdout) if doc)
-    assert kinds == ["ConfigMap", "CronJob", "Deployment", "PersistentVolumeClaim"]
+    assert kinds == ["ConfigMap", "CronJob", "Deployment", "PersistentVolumeClaim", "Service"]
 
 
 # -- systemd -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,15 @@ FAMILIES = {
     "keb_watcher_outbox_oldest_pending_age_seconds",
     "keb_watcher_last_successful_poll_timestamp_seconds",
     "keb_watcher_lease_held",
+    "keb_watcher_orchestrations",
+    "keb_watcher_orchestrations_finished",
+    "keb_watcher_operations_finished",
+    "keb_watcher_operation_failures",
+    "keb_watcher_alert_after_seconds",
+    "keb_watcher_build_info",
+    "process_cpu_seconds",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
 }
 
 
@@ -62,6 +72,68 @@ def test_every_family_is_exposed_and_parses_before_anything_happened() -> None:
     assert values[("keb_watcher_poll_cycles_total", (("outcome", "success"),))] == 0.0
     assert values[("keb_watcher_outbox_notifications", (("status", "pending"),))] == 0.0
     assert "keb_watcher" not in generate_latest(REGISTRY).decode()  # not the global registry
+
+
+def test_no_created_series_but_process_and_build_info() -> None:
+    metrics = Metrics()
+    metrics.cycle(CycleReport(1, NOW, 0.1), 0.1, True, NOW)
+    metrics.keb_request("2xx", 0.02)
+    text = metrics.exposition().decode()
+    assert "_created" not in text
+    names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    assert {"process_cpu_seconds_total", "process_start_time_seconds"} <= names
+    assert samples(metrics)[("keb_watcher_build_info", (("version", version("keb-watcher")),))] == 1
+    # The switch is the exposition's own, not prometheus-client's global one.
+    assert "_created" in generate_latest(metrics.registry).decode()
+
+
+def test_finished_states_tracked_states_and_failure_reasons() -> None:
+    metrics = Metrics()
+
+    def moved(kind: TransitionKind, to: str, op: str | None = "op") -> Transition:
+        return Transition(kind, "o1", f"{kind}:{to}:{op}", NOW, operation_id=op, to_state=to)
+
+    metrics.recorded(
+        [
+            moved(TransitionKind.OPERATION_COMPLETED, "succeeded", "a"),
+            moved(TransitionKind.OPERATION_COMPLETED, "succeeded", "b"),
+            moved(TransitionKind.OPERATION_COMPLETED, "failed", "c"),
+            moved(TransitionKind.OPERATION_STATE, "in progress", "d"),
+            moved(TransitionKind.ORCHESTRATION_STATE, "failed", None),
+            moved(TransitionKind.ORCHESTRATION_STATE, "retrying", None),
+        ]
+    )
+    metrics.tracked_states(["failed", "in progress", "in progress", None])
+    reasons = [(f"reason {i}", 20 - i) for i in range(12)]
+    metrics.failure_reasons([*reasons, ("x" * 300, 1)])
+    values = samples(metrics)
+    ops = "keb_watcher_operations_finished_total"
+    assert values[(ops, (("state", "succeeded"),))] == 2
+    assert values[(ops, (("state", "failed"),))] == 1
+    assert values[(ops, (("state", "canceled"),))] == 0
+    orchs = "keb_watcher_orchestrations_finished_total"
+    assert values[(orchs, (("state", "failed"),))] == 1
+    assert values[(orchs, (("state", "succeeded"),))] == 0
+    assert values[("keb_watcher_orchestrations", (("state", "in progress"),))] == 2
+    assert values[("keb_watcher_orchestrations", (("state", "unknown"),))] == 1
+    assert values[("keb_watcher_orchestrations", (("state", "pending"),))] == 0
+    failures = {
+        dict(labels)["reason"]: value
+        for (name, labels), value in values.items()
+        if name == "keb_watcher_operation_failures"
+    }
+    assert len(failures) == 11  # the ten most frequent and "other": bounded cardinality
+    assert failures["reason 0"] == 20
+    assert failures["other"] == 10 + 9 + 1
+    # Reasons no longer seen disappear at the next reading.
+    metrics.failure_reasons([("quota", 2)])
+    values = samples(metrics)
+    failures = {
+        dict(labels)["reason"]: value
+        for (name, labels), value in values.items()
+        if name == "keb_watcher_operation_failures"
+    }
+    assert failures == {"quota": 2}
 
 
 def test_cycles_requests_transitions_and_deliveries_are_counted() -> None:

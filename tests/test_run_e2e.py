@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,8 @@ from tests.conftest import Cli, Keb, write_config
 from tests.fakeslack import FakeSlack, Message
 from tests.test_ground_truth import check_against_truth
 from tests.test_metrics import FAMILIES
+from tests.test_monitoring import monitoring_metric_names
+from watcher.core.models import KNOWN_STATES
 from watcher.sim import SCENARIOS, SimServer, Simulator
 from watcher.sim.scenarios import ScenarioSpec
 from watcher.store.database import Store
@@ -54,6 +57,7 @@ E2E = ScenarioSpec(
     ),
 )
 SPEED = 360.0
+STATES = (*KNOWN_STATES, "unknown")
 
 pytestmark = pytest.mark.slow
 
@@ -371,5 +375,16 @@ def test_metrics_parse_and_poll_refuses_while_run_holds_the_lease(
     assert value("keb_watcher_outbox_oldest_pending_age_seconds") < 30
     assert value("keb_watcher_last_successful_poll_timestamp_seconds") > time.time() - 10
     assert value("keb_watcher_lease_held") == 1
+    # Graphable: no _created series, the process collector, the version, the new gauges.
+    assert "_created" not in text
+    assert value("keb_watcher_build_info", version=version("keb-watcher")) == 1
+    assert value("process_start_time_seconds") > 0
+    assert value("process_resident_memory_bytes") > 0
+    assert value("keb_watcher_alert_after_seconds") == 600
+    assert sum(value("keb_watcher_orchestrations", state=state) for state in STATES) == 3
+    assert value("keb_watcher_operations_finished_total", state="succeeded") > 0
+    used = monitoring_metric_names()
+    exposed = {x.name for f in families for x in f.samples}
+    assert used - exposed == set(), "queried by the alerts or the dashboard, never exposed"
     assert service.stop() == 0, service.log
     assert len(s.keys()) == len(set(s.keys()))

@@ -2,7 +2,18 @@
 
 Every metric lives in the service's own :class:`prometheus_client.CollectorRegistry` (never the
 global one), so tests and several services in one process do not share counters. Names start
-with ``keb_watcher_``; counters get ``_total`` from prometheus-client.
+with ``keb_watcher_``; counters get ``_total`` from prometheus-client. The registry also holds
+the process collector (``process_*``: CPU, memory, open files, start time) and
+``keb_watcher_build_info``.
+
+No ``_created`` series: prometheus-client adds one per counter and histogram (a Unix time that
+nobody graphs and that doubles the series count). :meth:`Metrics.exposition` leaves them out
+itself instead of calling ``prometheus_client.disable_created_metrics()``, a switch for the
+whole process that would change every other registry in it too.
+
+Label values are bounded: states are KEB's seven (and ``unknown``), failure reasons the
+:data:`TOP_REASONS` most frequent, cut to :data:`REASON_LENGTH` characters, the rest summed
+as ``other``.
 
 Sources: the poll cycle's :class:`~watcher.engine.cycle.CycleReport`; the KEB client's
 :class:`~watcher.keb.session.RequestStats` (deltas per cycle) and a timing hook on its HTTP
@@ -13,14 +24,25 @@ each cycle and each delivery run, by row ID, so each row is counted once).
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from watcher.clock import utcnow
 from watcher.core.diff import Transition, TransitionKind
+from watcher.core.models import KNOWN_STATES, TERMINAL_OPERATION_STATES
 from watcher.engine.cycle import CycleReport
 from watcher.notify.sender import DeliveryReport
 from watcher.store.outbox import Outbox
@@ -30,6 +52,49 @@ REQUEST_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 KEB_OUTCOMES: Final = ("ok", "retried", "error")
 DELIVERY_OUTCOMES: Final = ("sent", "retried", "failed", "skipped")
 OUTBOX_STATUSES: Final = ("pending", "failed", "dead")
+#: Orchestration states: KEB's, and ``unknown`` before the first poll or for one KEB lost.
+ORCHESTRATION_STATES: Final = (*KNOWN_STATES, "unknown")
+FINISHED_STATES: Final = tuple(s for s in KNOWN_STATES if s in TERMINAL_OPERATION_STATES)
+#: Failure reasons exposed one by one; the others are summed as ``other``.
+TOP_REASONS: Final = 10
+REASON_LENGTH: Final = 100
+
+
+def package_version() -> str:
+    """keb-watcher's installed version (``unknown`` when run from a tree never installed)."""
+    try:
+        return version("keb-watcher")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class WithoutCreated(Collector):
+    """A registry's families without their ``_created`` samples."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
+
+
+def top_reasons(reasons: Iterable[tuple[str, int]], top: int = TOP_REASONS) -> dict[str, int]:
+    """Failed operations per reason, the ``top`` most frequent kept, the rest as ``other``.
+
+    >>> top_reasons([("quota", 1), ("timeout", 5), ("quota", 2), ("", 1)], top=1)
+    {'timeout': 5, 'other': 4}
+    """
+    total: Tally[str] = Tally()
+    for reason, count in reasons:
+        total[" ".join(reason.split())[:REASON_LENGTH] or "(no description)"] += count
+    ranked = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
+    kept = dict(ranked[:top])
+    rest = sum(count for _, count in ranked[top:])
+    if rest:
+        kept["other"] = kept.get("other", 0) + rest
+    return kept
 
 
 class Metrics:
@@ -130,6 +195,44 @@ class Metrics:
             "1 while this process holds the single-instance lease, else 0.",
             registry=r,
         )
+        self.by_state = Gauge(
+            "keb_watcher_orchestrations",
+            "Tracked orchestrations by their last known KEB state (unknown: not seen yet).",
+            ["state"],
+            registry=r,
+        )
+        self.orchestrations_finished = Counter(
+            "keb_watcher_orchestrations_finished",
+            "Tracked orchestrations seen reaching a final state (succeeded, failed, canceled).",
+            ["state"],
+            registry=r,
+        )
+        self.operations_finished = Counter(
+            "keb_watcher_operations_finished",
+            "Operations seen reaching a final state (succeeded, failed, canceled).",
+            ["state"],
+            registry=r,
+        )
+        self.failures = Gauge(
+            "keb_watcher_operation_failures",
+            f"Failed operations of the tracked orchestrations by reason (KEB's description, "
+            f"the {TOP_REASONS} most frequent; the rest as other).",
+            ["reason"],
+            registry=r,
+        )
+        self.alert_after = Gauge(
+            "keb_watcher_alert_after_seconds",
+            "[poll] alert_after: how long KEB may be unreachable before it is an alert.",
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "keb_watcher_build_info",
+            "Always 1; the labels say which keb-watcher this is.",
+            ["version"],
+            registry=r,
+        )
+        self.build_info.labels(package_version()).set(1)
+        ProcessCollector(registry=r)
         for outcome in ("success", "failure"):
             self.cycles.labels(outcome)
         for outcome in ("ok", "error"):
@@ -142,11 +245,16 @@ class Metrics:
             self.transitions.labels(kind.value)
         for status in OUTBOX_STATUSES:
             self.outbox.labels(status)
+        for state in ORCHESTRATION_STATES:
+            self.by_state.labels(state)
+        for state in FINISHED_STATES:
+            self.orchestrations_finished.labels(state)
+            self.operations_finished.labels(state)
         self._keb_seen: dict[str, int] = {}
         self._attempt_id = 0
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(WithoutCreated(self.registry))
 
     # -- feeding ------------------------------------------------------------------------------
 
@@ -175,6 +283,25 @@ class Metrics:
     def recorded(self, transitions: Sequence[Transition]) -> None:
         for kind, count in Tally(t.kind.value for t in transitions).items():
             self.transitions.labels(kind).inc(count)
+        for t in transitions:
+            if t.to_state not in FINISHED_STATES:
+                continue
+            if t.kind is TransitionKind.ORCHESTRATION_STATE:
+                self.orchestrations_finished.labels(t.to_state).inc()
+            elif t.kind is TransitionKind.OPERATION_COMPLETED:
+                self.operations_finished.labels(t.to_state).inc()
+
+    def tracked_states(self, states: Iterable[str | None]) -> None:
+        """The last known state of each tracked orchestration."""
+        tally = Tally(state if state in KNOWN_STATES else "unknown" for state in states)
+        for state in ORCHESTRATION_STATES:
+            self.by_state.labels(state).set(tally.get(state, 0))
+
+    def failure_reasons(self, reasons: Iterable[tuple[str, int]]) -> None:
+        """Failed operations by reason; reasons no longer seen disappear."""
+        self.failures.clear()
+        for reason, count in top_reasons(reasons).items():
+            self.failures.labels(reason).set(count)
 
     def delivered(self, report: DeliveryReport) -> None:
         for outcome, count in (

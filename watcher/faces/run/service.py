@@ -74,6 +74,7 @@ class Service:
         self.config = app.config
         self.store = app.store
         self.metrics = metrics if metrics is not None else Metrics()
+        self.metrics.alert_after.set(self.config.poll.alert_after)
         #: The service's notion of now (the app's clock): what it records and schedules by.
         self.clock = app.clock
         self.tick = tick_seconds(self.config.poll, self.clock())
@@ -335,6 +336,11 @@ class Service:
         self.metrics.read_outbox(self.app.outbox())
         self._last_transition, new = self.store.transitions_after(self._last_transition)
         self.metrics.recorded(new)
+        tracked = self.store.tracked()
+        self.metrics.tracked_states(t.state for t in tracked)
+        self.metrics.failure_reasons(
+            pair for t in tracked for pair in self.store.failure_reasons(t.orchestration_id)
+        )
         for t in new:
             ids = {"orchestration_id": t.orchestration_id, "operation_id": t.operation_id}
             level = logging.DEBUG if t.operation_id else logging.INFO
