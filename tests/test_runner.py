@@ -291,7 +291,7 @@ def test_discovery_tracks_running_orchestrations_not_ended_or_untracked_ones(
         assert {t.orchestration_id for t in app.tracked()} == {ids[1], ids[2]}
         assert not app.store.is_known(ids[3])  # ended when first listed: nothing recorded
         assert not app.store.is_known(ids[4])
-        keb.sim.advance(120)  # KEB retries the failed one: it runs again
+        keb.sim.advance(300)  # KEB retries the failed one (5 minutes after): it runs again
         assert keb.sim.orchestration_state(ids[3]) in ("retrying", "in progress")
         asyncio.run(cycle(service))
         assert {t.orchestration_id for t in app.tracked()} == {ids[1], ids[2], ids[3]}
