@@ -284,6 +284,9 @@ def watch(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Watch:
     ) -> Result:
         monkeypatch.setitem(main.commands, "watch", make_watch_command(time.hooks(**hooks)))
         prefix = ["--config", str(keb.config)] if config else []
+        database = keb.config.parent / "watcher.db"
+        if config and not database.exists():
+            Store(database).close()  # a watch records into the database `track` created
         return cli(*prefix, "watch", *args, env=env)
 
     return run

@@ -71,6 +71,7 @@ def keb_client(config: Config, *, observe: ExchangeHook | None = None) -> KebCli
         concurrency=config.keb.concurrency,
         retry=RetryPolicy(attempts=config.keb.retries),
         transport=transport,
+        ca_file=config.keb.ca_file,
     )
 
 
@@ -109,8 +110,14 @@ class Watcher:
 
     @property
     def store(self) -> Store:
+        """The database; a missing one is an error (exit 2): see :meth:`open_store`."""
+        return self.open_store(create=False)
+
+    def open_store(self, *, create: bool) -> Store:
+        """The database, created (owner-only) when missing if ``create``: only ``track``,
+        ``run`` with discovery and ``demo`` create it (PRODUCT.md)."""
         if self._store is None:
-            self._store = Store(self.config.storage.path)
+            self._store = Store(self.config.storage.path, create=create)
         return self._store
 
     def close(self) -> None:
@@ -133,7 +140,8 @@ class Watcher:
 
     def track(self, ids: Sequence[str], channel: str | None) -> list[str]:
         """Start tracking; returns the IDs that are new (the others resume)."""
-        return self.store.track(check_ids(ids), channel, self.clock())
+        ids = check_ids(ids)
+        return self.open_store(create=True).track(ids, channel, self.clock())
 
     def untrack(self, ids: Sequence[str]) -> list[str]:
         """Stop tracking; returns the IDs that were not tracked."""

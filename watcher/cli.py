@@ -13,12 +13,13 @@ import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar, cast
 
 import click
 
 from watcher.app import Watcher
 from watcher.config.loader import Config, describe, load_config
+from watcher.core.inert import inert
 from watcher.errors import WatcherError
 from watcher.faces import reports as report
 from watcher.faces.demo import demo_command
@@ -28,6 +29,7 @@ from watcher.faces.sim import sim_command
 from watcher.faces.watch.command import watch_command
 from watcher.logs import FORMATS, configure, redact_secrets
 from watcher.notify.render import TEMPLATES
+from watcher.redact import SafeStream, safe_stderr
 
 T = TypeVar("T")
 
@@ -220,7 +222,7 @@ def poll(obj: Context) -> None:
     for result in cycle.results:
         if result.ok:
             click.echo(
-                f"{result.orchestration_id}: {result.state or '-'}, "
+                f"{result.orchestration_id}: {inert(result.state or '-')}, "
                 f"{result.transitions} transitions ({result.mode}: {result.reason})"
             )
     for result in cycle.failed:
@@ -289,6 +291,11 @@ main.add_command(run_command, name="run")
 def entrypoint(argv: list[str] | None = None) -> int:
     """Run the command line; map our errors to one line on stderr and an exit code."""
     args = sys.argv[1:] if argv is None else argv
+    with safe_stderr():  # secrets masked and KEB text inert in every line written to stderr
+        return _entrypoint(args)
+
+
+def _entrypoint(args: list[str]) -> int:
     debug = "--debug" in args
     try:
         main.main(args=args, prog_name="watcher", standalone_mode=False)
@@ -314,5 +321,7 @@ def entrypoint(argv: list[str] | None = None) -> int:
 
 
 def console() -> None:
-    """The ``watcher`` console script."""
+    """The ``watcher`` console script. Its stderr stays redacted to the end of the process,
+    for a traceback the interpreter prints as it exits too."""
+    sys.stderr = cast(TextIO, SafeStream(sys.stderr))
     sys.exit(entrypoint())

@@ -25,11 +25,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
+import logging
 import os
 import re
+import shlex
 import tomllib
 from collections.abc import Mapping
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -53,6 +55,9 @@ from watcher.config.settings import (
 from watcher.core.durations import format_duration, parse_duration, type_phrase
 from watcher.core.models import KNOWN_STATES
 from watcher.errors import ConfigError
+from watcher.redact import MIN_SECRET
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "NOTIFICATION_KINDS",
@@ -115,7 +120,36 @@ def load_config(
     if env_overrides:
         overrides = {key: var for var, key in _ENV_KEYS.items() if env.get(var)}
     loader = _Loader(label, env, Path(os.path.abspath(path)).parent, overrides)
-    return loader.load(document, source=Path(os.path.abspath(path)))
+    config = loader.load(document, source=Path(os.path.abspath(path)))
+    warning = exposed_secret_warning(path, document)
+    if warning:
+        log.warning("%s", warning)
+    return config
+
+
+#: The keys whose value is a secret when written into the file itself.
+_SECRET_KEYS: Final = (("keb", "token"), ("slack", "token"), ("slack", "webhook_url"))
+
+
+def exposed_secret_warning(path: Path, document: Mapping[str, Any]) -> str | None:
+    """A warning when the file holds a secret itself (not only ``${VAR}``) and group or others
+    may read it; ``None`` otherwise."""
+    inline = [
+        f"{section}.{key}"
+        for section, key in _SECRET_KEYS
+        if isinstance(value := document.get(section, {}).get(key), str)
+        and not re.fullmatch(r"\s*\$\{\w+\}\s*", value)
+    ]
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None
+    if not inline or not mode & 0o077:
+        return None
+    return (
+        f"{path}: {', '.join(inline)} written in a file that others can read (mode "
+        f"{mode:04o}); run chmod 600 {path}, or use ${{VAR}} or keb.token_file"
+    )
 
 
 def config_from_env(env: Mapping[str, str]) -> Config:
@@ -299,7 +333,7 @@ class _Loader:
     def convert(self, key: str, meta: Mapping[str, Any], value: Any) -> Any:
         kind = meta["kind"]
         if kind == "secret":
-            return Secret(self.text(key, value))
+            return Secret(self.secret(key, value))
         if kind == "secret_url":
             return Secret(self.url(key, value, secret=True))
         if kind == "url":
@@ -309,7 +343,10 @@ class _Loader:
         if kind == "text":
             return self.text(key, value)
         if kind == "path":
-            return self.path(key, self.text(key, value))
+            path = self.path(key, self.text(key, value))
+            if meta.get("exists") and not path.is_file():
+                raise self.error(key, f"{path}: no such file")
+            return path
         if kind == "duration":
             seconds = parse_duration(value, key=self.where(key))
             if meta.get("positive") and seconds <= 0:
@@ -336,6 +373,15 @@ class _Loader:
             raise self.error(key, "must not be empty")
         return value
 
+    def secret(self, key: str, value: Any) -> str:
+        text = self.text(key, value).strip()
+        if len(text) < MIN_SECRET:
+            # Masking a very short secret would mask those characters in every line.
+            raise self.error(
+                key, f"too short ({len(text)} characters; a real token has at least {MIN_SECRET})"
+            )
+        return text
+
     def url(self, key: str, value: Any, *, secret: bool = False) -> str:
         text = self.text(key, value)
         try:
@@ -349,6 +395,10 @@ class _Loader:
             raise self.error(key, f"expected an http(s) URL with a host{shown}")
         if parts.query or parts.fragment:
             raise self.error(key, f"must not have a query or fragment{shown}")
+        if parts.username is not None or parts.password is not None:
+            raise self.error(
+                key, "must not contain credentials (user:password@); use a token setting instead"
+            )
         return text
 
     def path(self, key: str, text: str) -> Path:
@@ -370,9 +420,12 @@ class _Loader:
 
     def cron(self, key: str, text: str) -> str:
         try:
-            CronTrigger.from_crontab(text, timezone=UTC)
+            trigger = CronTrigger.from_crontab(text, timezone=UTC)
         except ValueError as exc:
             raise self.error(key, f"bad cron expression {text!r} ({exc})") from None
+        now = datetime.now(UTC)
+        if trigger.get_next_fire_time(None, now) is None:
+            raise self.error(key, f"cron expression {text!r} never fires (no future date matches)")
         return text
 
     def channel(self, key: str, value: Any) -> str:
@@ -505,10 +558,26 @@ def describe(config: Config) -> list[str]:
             if key == "poll.interval" and config.poll.cron is not None:
                 origin = "; ".join(filter(None, [origin, "unused: poll.cron is set"]))
             shown = _show(getattr(section, spec.name), spec.metadata["kind"])
+            if key == "keb.token_command" and config.keb.token_command:
+                # Its arguments may carry secrets (--oidc-client-secret=...): the program only.
+                shown = f"{command_program(config.keb.token_command)} (arguments hidden)"
             rows.append((key, shown, f"  ({origin})" if origin else ""))
     width = max(len(key) for key, _, _ in rows)
     lines.extend(f"{key.ljust(width)} = {shown}{origin}" for key, shown, origin in rows)
     return lines
+
+
+def command_program(command: str) -> str:
+    """The program a command line runs, without its arguments.
+
+    >>> command_program("kubectl oidc-login get-token --oidc-client-secret=s3cr3t")
+    'kubectl'
+    """
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        argv = command.split()
+    return argv[0] if argv else "(empty)"
 
 
 def _show(value: Any, kind: str) -> str:

@@ -88,6 +88,8 @@ class KebConfig:
     timeout: float = field(default=30.0, metadata=_kind("duration", positive=True))
     concurrency: int = field(default=8, metadata=_kind("count"))
     retries: int = field(default=4, metadata=_kind("count"))
+    #: PEM bundle of the CAs to trust for KEB (else $SSL_CERT_FILE, else the system's).
+    ca_file: Path | None = field(default=None, metadata=_kind("path", exists=True))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
 """Plain-text and JSON renderings of orchestrations, tracked lists and history.
 
 Pure functions from values to strings or JSON-ready dicts; the CLI only prints them. The JSON
-shapes are documented in the README and are part of the product contract.
+shapes are documented in the README and are part of the product contract. Every text line
+passes :func:`watcher.core.inert.inert` (KEB text is data: no escape or control characters
+reach a terminal); JSON is printed with ``ensure_ascii``, which escapes them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from watcher.core.diff import Transition, TransitionKind
+from watcher.core.inert import inert
 from watcher.core.models import KNOWN_STATES, Orchestration
 from watcher.store.database import Tracked
 
@@ -29,7 +32,7 @@ def counts_text(counts: Mapping[str, int]) -> str:
         for state, n in sorted(counts.items(), key=lambda kv: (_STATE_ORDER.get(kv[0], 99), kv[0]))
         if n
     ]
-    return f"{total}: " + ", ".join(parts) if parts else "0"
+    return inert(f"{total}: " + ", ".join(parts)) if parts else "0"
 
 
 def stats_text(stats: Mapping[str, int] | None) -> str:
@@ -57,7 +60,7 @@ def orchestration_lines(orch: Orchestration) -> list[str]:
         ("Dry run", "yes" if orch.dry_run else "no"),
         ("Operations", stats_text(orch.operation_stats)),
     ]
-    return [f"{label:<14}{value}" for label, value in rows]
+    return [inert(f"{label:<14}{value}") for label, value in rows]
 
 
 def tracked_json(item: Tracked) -> dict[str, Any]:
@@ -89,7 +92,7 @@ def tracked_lines(items: Sequence[Tracked]) -> list[str]:
         line += counts_text(item.counts) if item.state else "-"
         if item.last_error:
             line += f"  [last poll failed: {item.last_error}]"
-        lines.append(line)
+        lines.append(inert(line))
     if any(item.finished_at for item in items):
         lines.append("* finished: no longer polled (history kept)")
     return lines
@@ -133,7 +136,7 @@ def transition_line(t: Transition) -> str:
         what = f"{who} {t.operation_id}: {label + ' ' if label else ''}{path}"
         if t.description and t.kind is TransitionKind.OPERATION_COMPLETED:
             what += f' "{t.description}"'
-    return f"{when(t.at)}  {what}"
+    return inert(f"{when(t.at)}  {what}")
 
 
 def history_lines(transitions: Iterable[Transition]) -> list[str]:
