@@ -64,6 +64,8 @@ BACKOFF_BASE: Final = 1.0
 DEFAULT_GIVE_UP_AFTER: Final = 600.0
 
 Sleep = Callable[[float], Awaitable[None]]
+#: The cancellation message of a watch stopped by SIGTERM (``task.cancel(TERMINATE)``).
+TERMINATE: Final = "SIGTERM"
 
 
 class WatchOutcome(StrEnum):
@@ -78,6 +80,7 @@ class WatchOutcome(StrEnum):
     UNREACHABLE = "unreachable"
     KEB_ERROR = "keb_error"
     INTERRUPTED = "interrupted"
+    TERMINATED = "terminated"
 
 
 EXIT_CODES: Final[Mapping[WatchOutcome, int]] = {
@@ -90,6 +93,7 @@ EXIT_CODES: Final[Mapping[WatchOutcome, int]] = {
     WatchOutcome.UNREACHABLE: 5,
     WatchOutcome.KEB_ERROR: 5,
     WatchOutcome.INTERRUPTED: 130,
+    WatchOutcome.TERMINATED: 143,
 }
 _TERMINAL: Final = {state: WatchOutcome(state) for state in (SUCCEEDED, FAILED, CANCELED)}
 
@@ -486,7 +490,11 @@ async def follow(
                 await sleep(action.seconds)
             else:
                 assert_never(action)
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
         elapsed = clock() - state.started
-        sink.finish(watch.summary(WatchOutcome.INTERRUPTED, "interrupted (Ctrl-C)", elapsed, now()))
+        if exc.args == (TERMINATE,):
+            outcome, reason = WatchOutcome.TERMINATED, "terminated (SIGTERM)"
+        else:
+            outcome, reason = WatchOutcome.INTERRUPTED, "interrupted (Ctrl-C)"
+        sink.finish(watch.summary(outcome, reason, elapsed, now()))
         raise

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import random
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -27,7 +28,15 @@ from rich.console import Console
 from watcher.app import DELIVERY_DEADLINE, Watcher, check_ids, keb_client
 from watcher.config.loader import Config
 from watcher.core.durations import parse_duration
-from watcher.core.watching import Sink, Sleep, Summary, WatchOptions, WatchOutcome, follow
+from watcher.core.watching import (
+    TERMINATE,
+    Sink,
+    Sleep,
+    Summary,
+    WatchOptions,
+    WatchOutcome,
+    follow,
+)
 from watcher.engine.cycle import Engine, utcnow
 from watcher.errors import StoreError, UsageError, WatcherError
 from watcher.faces.watch.live import JsonLines, LiveView, PlainLines
@@ -136,6 +145,10 @@ async def _run(
     notify: bool,
 ) -> Summary:
     store = engine.store
+    # SIGTERM (timeout, systemd, Kubernetes) ends the watch like Ctrl-C: final frame, summary.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel, TERMINATE)
     async with keb:
         summary = await follow(
             orch_id,
@@ -177,6 +190,7 @@ def run_watch(
     except StoreError as exc:
         raise UsageError(str(exc)) from None  # the configured storage.path is unusable
     summary: Summary | None = None
+    terminated = False
     try:
         keb = keb_client(config)
         if app is not None:
@@ -192,12 +206,17 @@ def run_watch(
                 )
             except KeyboardInterrupt:
                 pass
+            except asyncio.CancelledError:  # SIGTERM
+                terminated = True
             finally:
                 sink.close()
     except StoreError as exc:
         raise UsageError(str(exc)) from None
     finally:
         store.close()
+    if terminated:
+        click.echo("watcher: terminated", err=True)
+        return 143
     if summary is None:
         click.echo("watcher: interrupted", err=True)
         return 130
@@ -249,8 +268,8 @@ def make_watch_command(hooks: WatchHooks | None = None) -> click.Command:
 
         Exit codes: 0 succeeded, 1 failed, 3 canceled, 4 --timeout reached, 5 KEB cannot
         answer (unknown ID, token rejected, unreachable longer than --give-up-after), 2 usage
-        or configuration error, 130 interrupted. Works without a config file when KEB_URL
-        and KEB_TOKEN are set.
+        or configuration error, 130 interrupted, 143 terminated (SIGTERM). Works without a
+        config file when KEB_URL and KEB_TOKEN are set.
 
         \b
         Example:
