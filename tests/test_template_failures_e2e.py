@@ -4,7 +4,11 @@ budget, sends the plain message, records the error on the outbox row and lets th
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,3 +117,31 @@ def test_the_time_budget_stops_a_runaway_template(templates: Path) -> None:
     rendered = renderer.render("progress", SAMPLES["progress"])
     assert time.monotonic() - started < 2
     assert rendered.error == "template card.j2, line 1: TemplateTimeout: took longer than 0.2s"
+
+
+def test_under_run_a_failing_template_neither_blocks_nor_loops(
+    world: tuple[Simulator, FakeSlack, Path], templates: Path
+) -> None:
+    sim, slack, config = world
+    (templates / "card.j2").write_text(BROKEN["recursion"][1])
+    config.chmod(0o600)
+    text = config.read_text().replace("[poll]\n", '[poll]\ninterval = "1s"\njitter = "0s"\n')
+    config.write_text(text)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    base = [sys.executable, "-m", "watcher", "--config", str(config)]
+    subprocess.run([*base, "track", *sim.orchestration_ids()], env=env, check=True)
+    proc = subprocess.Popen([*base, "run"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while len(slack.messages(CHANNEL)) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert slack.messages(CHANNEL)[0].text.startswith("keb-watcher tracking started")
+    with sqlite3.connect(config.parent / "watcher.db") as db:
+        rows = db.execute("SELECT status, attempts, render_error FROM outbox").fetchall()
+    assert rows[0][:2] == ("sent", 1)
+    assert rows[0][2].startswith("template card.j2, line 1: RecursionError")
