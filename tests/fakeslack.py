@@ -272,7 +272,7 @@ class FakeSlack:
         self._calls: list[Call] = []
         self._violations: list[Call] = []
         self._messages: dict[str, list[Message]] = {cid: [] for cid in self._ids}
-        self._failures: dict[str, deque[tuple[str, int | None]]] = {}
+        self._failures: dict[str, deque[tuple[str, int | None, dict[str, Any] | None]]] = {}
         self._outage = 0
         self.scopes = ",".join(SCOPES)
         self._last_ts, self._now, self._inside_window = 0, 0.0, False
@@ -361,17 +361,23 @@ class FakeSlack:
         return found[0]
 
     def fail_next(
-        self, method: str, error: str = "ratelimited", status: int | None = None, count: int = 1
+        self,
+        method: str,
+        error: str = "ratelimited",
+        status: int | None = None,
+        count: int = 1,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         """Answer the next ``count`` calls of ``method`` (or ``"webhook"``) with ``error``.
 
         ``status`` None means 429 for ``ratelimited``/``rate_limited`` (with Retry-After, opening
         a window like a real limit), else 200 for the API and the documented status for the
         webhook. A status of 500 or more answers a plain ``Internal Server Error`` body. The
-        injection comes after the Retry-After check and before authentication.
+        injection comes after the Retry-After check and before authentication. ``extra`` adds
+        keys to an API error answer (e.g. ``response_metadata``).
         """
         with self._lock:
-            self._failures.setdefault(method, deque()).extend([(error, status)] * count)
+            self._failures.setdefault(method, deque()).extend([(error, status, extra)] * count)
 
     def clear_failures(self) -> None:
         """Forget every injected failure that has not happened yet (Slack is back)."""
@@ -516,7 +522,7 @@ class FakeSlack:
         queue = self._failures.get(method)
         if not queue:
             return None
-        error, status = queue.popleft()
+        error, status, extra = queue.popleft()
         webhook = method == "webhook"
         if status is None:
             status = 429 if error in ("ratelimited", "rate_limited") else 200
@@ -526,7 +532,8 @@ class FakeSlack:
         retry = self.retry_after if status == 429 else None
         if retry is not None:
             self._windows[key or (method, None)] = self._now + retry
-        return _answer(status, error if webhook else {"ok": False, "error": error}, retry)
+        answer = {"ok": False, "error": error, **(extra or {})}
+        return _answer(status, error if webhook else answer, retry)
 
     # -- methods ------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import Cli
 from watcher.cli import main
+from watcher.store.database import Store
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -96,6 +97,8 @@ def test_check_config_online_reaches_keb(cli: Cli, keb_factory: Any) -> None:
 def test_usage_errors_are_exit_2(cli: Cli, keb_factory: Any) -> None:
     keb = keb_factory("small")
     assert cli("--config", str(keb.config), "track", "not/an/id").code == 2
+    assert not (keb.config.parent / "watcher.db").exists()  # a bad track creates nothing
+    assert cli("--config", str(keb.config), "track", keb.sim.orchestration_ids()[0]).code == 0
     short = cli("--config", str(keb.config), "history", "abc")
     assert short.code == 2
     assert "too short" in short.err
@@ -133,7 +136,7 @@ def test_status_works_from_environment_alone(
 def test_env_wins_over_the_file_for_status(cli: Cli, keb_factory: Any, tmp_path: Path) -> None:
     keb = keb_factory("small")
     path = tmp_path / "other.toml"
-    path.write_text('[keb]\nurl = "http://127.0.0.1:9"\ntoken = "wrong"\n')
+    path.write_text('[keb]\nurl = "http://127.0.0.1:9"\ntoken = "wrong-token"\n')
     orch_id = keb.sim.orchestration_ids()[0]
     env = {"KEB_URL": keb.server.url, "KEB_TOKEN": keb.sim.token}
     assert cli("--config", str(path), "status", orch_id, env=env).code == 0
@@ -142,6 +145,7 @@ def test_env_wins_over_the_file_for_status(cli: Cli, keb_factory: Any, tmp_path:
 def test_list_and_history_json_shapes(cli: Cli, keb_factory: Any) -> None:
     keb = keb_factory("small")
     cfg = str(keb.config)
+    Store(keb.config.parent / "watcher.db").close()  # as `track` then `untrack` leave it
     assert "nothing is tracked" in cli("--config", cfg, "list").out
     orch_id = keb.sim.orchestration_ids()[0]
     assert cli("--config", cfg, "track", orch_id, "--channel", "#kyma-upgrades").code == 0
@@ -200,6 +204,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 
 def test_json_output_is_valid_json(cli: Cli, keb_factory: Any) -> None:
     keb = keb_factory("small")
+    Store(keb.config.parent / "watcher.db").close()
     out = cli("--config", str(keb.config), "list", "--output", "json").out
     assert json.loads(out) == []
 

@@ -29,6 +29,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from watcher.config import Config, load_config
 from watcher.errors import ConfigError
+from watcher.store.database import Store
 
 try:
     import yaml
@@ -368,7 +369,7 @@ def test_pod_provides_what_the_config_needs(workload: str, tmp_path: Path) -> No
     text = one("ConfigMap")["data"]["watcher.toml"]
     variables = set(re.findall(r"\$\{(\w+)\}", text))
     assert variables <= {var["name"] for var in main.get("env", [])}
-    config = load(configmap_toml(tmp_path), dict.fromkeys(variables, "x"))
+    config = load(configmap_toml(tmp_path), dict.fromkeys(variables, "x-secret-value"))
     assert config.keb.token_file is not None
     token = PurePosixPath(config.keb.token_file)
     secret = mounts[str(token.parent)]["secret"]
@@ -602,6 +603,15 @@ def test_crontab_command_runs_with_the_secrets_from_the_env_file(tmp_path: Path)
     clean = {k: v for k, v in os.environ.items() if k not in SECRET_ENV and k != "WATCHER_CONFIG"}
     clean["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), clean.get("PYTHONPATH")]))
 
+    # No database yet (nothing was tracked, or the volume is not mounted): exit 2, naming it.
+    done = subprocess.run(
+        ["/bin/sh", "-c", local], capture_output=True, text=True, env=clean, timeout=120
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"watcher: {database}: no database here")
+    assert not database.exists()
+
+    Store(database).close()  # what `watcher track` creates
     done = subprocess.run(
         ["/bin/sh", "-c", local],
         capture_output=True,
@@ -612,7 +622,6 @@ def test_crontab_command_runs_with_the_secrets_from_the_env_file(tmp_path: Path)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
-    assert database.exists()
 
     # Without the env file the same command fails on the unset variable (exit code 2).
     env_file.write_text("")

@@ -1,5 +1,5 @@
 """The incremental proof, cycle by cycle: which mode each poll takes and how many requests it
-makes, whatever the place in the pending list where operations start (keb-api.md §12.1).
+makes, whatever the place in the pending list where operations start (docs/keb-api.md §12.1).
 
 A wrong count here costs requests, not correctness, so the property test cannot see it; these
 tests pin the cost: a cycle never makes more requests than a full sweep plus one.

@@ -211,18 +211,18 @@ def test_command_token_that_is_not_a_jwt_is_cached_for_300s(token_command: Token
 def test_command_token_invalidate_reruns_and_concurrent_callers_share_a_run(
     token_command: TokenCommand,
 ) -> None:
-    token_command.token_file.write_text("token-a")
+    token_command.token_file.write_text("token-aaa")
     provider = CommandToken(token_command.command(), clock=FakeClock(0.0))
 
     async def scenario() -> tuple[list[str], str]:
         first = await asyncio.gather(*(provider.token() for _ in range(5)))
-        token_command.token_file.write_text("token-b")
+        token_command.token_file.write_text("token-bbb")
         assert provider.invalidate() is True
         return first, await provider.token()
 
     first, second = asyncio.run(scenario())
-    assert first == ["token-a"] * 5
-    assert second == "token-b"
+    assert first == ["token-aaa"] * 5
+    assert second == "token-bbb"
     assert token_command.runs == 2
 
 

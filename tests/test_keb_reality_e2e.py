@@ -1,4 +1,4 @@
-"""KEB as it really behaves (keb-api.md §12), end to end over real HTTP against the simulator:
+"""KEB as it really behaves (docs/keb-api.md §12), end to end over real HTTP against the simulator:
 a late retry of a failed orchestration, a KEB without the orchestration API, a legacy
 ``upgradeKyma`` orchestration, claimed totals far above the rows, absurd bodies."""
 

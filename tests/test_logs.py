@@ -135,6 +135,7 @@ def test_configure_and_redact_secrets_wire_the_filter_to_stderr(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = write_config(tmp_path / "watcher.toml", "http://127.0.0.1:1", KEB_TOKEN)
+    cfg.chmod(0o600)  # an inline token in a file others can read would add a warning line
     root = logging.getLogger()
     saved, level = root.handlers[:], root.level
     root.handlers = []  # as in a fresh process (pytest installs its own handlers)

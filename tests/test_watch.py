@@ -51,6 +51,7 @@ from watcher.errors import (
     TokenError,
 )
 from watcher.faces.watch.command import WatchHooks, make_watch_command
+from watcher.store.database import Store
 
 NOW = datetime(2024, 5, 14, 8, 0, tzinfo=UTC)
 
@@ -282,6 +283,9 @@ def watch(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Watch:
     ) -> Result:
         monkeypatch.setitem(main.commands, "watch", make_watch_command(time.hooks(**hooks)))
         prefix = ["--config", str(keb.config)] if config else []
+        database = keb.config.parent / "watcher.db"
+        if config and not database.exists():
+            Store(database).close()  # a watch records into the database `track` created
         return cli(*prefix, "watch", *args, env=env)
 
     return run

@@ -10,13 +10,14 @@ import importlib
 import logging
 import sys
 from pathlib import Path
-from typing import Final
+from typing import Final, TextIO, cast
 
 import click
 
 from watcher.errors import WatcherError
 from watcher.faces.context import Context
 from watcher.logs import FORMATS, configure
+from watcher.redact import SafeStream, safe_stderr
 
 #: Every command and where it lives. A command's module is imported only when that command
 #: runs (or ``--help`` lists them all): `watcher poll` from cron never pays for the live view
@@ -181,6 +182,11 @@ def main(
 def entrypoint(argv: list[str] | None = None) -> int:
     """Run the command line; map our errors to one line on stderr and an exit code."""
     args = sys.argv[1:] if argv is None else argv
+    with safe_stderr():  # secrets masked and KEB text inert in every line written to stderr
+        return _entrypoint(args)
+
+
+def _entrypoint(args: list[str]) -> int:
     debug = "--debug" in args
     try:
         main.main(args=args, prog_name="watcher", standalone_mode=False)
@@ -206,5 +212,7 @@ def entrypoint(argv: list[str] | None = None) -> int:
 
 
 def console() -> None:
-    """The ``watcher`` console script."""
+    """The ``watcher`` console script. Its stderr stays redacted to the end of the process,
+    for a traceback the interpreter prints as it exits too."""
+    sys.stderr = cast(TextIO, SafeStream(sys.stderr))
     sys.exit(entrypoint())

@@ -33,6 +33,8 @@ the offending input and never contains a secret.
 
 from __future__ import annotations
 
+from watcher.redact import redact
+
 
 class WatcherError(Exception):
     """Base of every error keb-watcher reports; ``str(err)`` is the one-line message."""
@@ -101,6 +103,7 @@ class SlackFailure(SlackError):
         retry_after: float | None = None,
         status: int | None = None,
     ) -> None:
+        error = redact(error)  # Slack may echo the request, the Authorization header included
         super().__init__(f"Slack {method}: {error}")
         self.method = method
         self.error = error
@@ -152,7 +155,7 @@ class KebNotFound(KebPermanentError, LookupError):
 
 class KebNoOrchestrationApi(KebPermanentError):
     """A 404 that is not KEB's JSON ``{"error": ...}``: the gateway routed the request to a
-    server without orchestration routes (KEB 1.15.1 removed them; keb-api.md §12.7), or the
+    server without orchestration routes (KEB 1.15.1 removed them; docs/keb-api.md §12.7), or the
     base URL is wrong. Nothing is known about the orchestration: it is *not* gone."""
 
 

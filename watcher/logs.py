@@ -10,8 +10,10 @@ that logs::
      "message": "orchestration 5a3f...: polled", "orchestration_id": "5a3f..."}
 
 :class:`RedactFilter` sits on the handler, so it sees every record that is written, from any
-logger: each configured secret (KEB token, Slack token, webhook URL and its path) is replaced
-by ``***`` in the message, the arguments and any traceback before a formatter reads them.
+logger: each secret :mod:`watcher.redact` knows (KEB token, tokens read from a file or a
+command, Slack token, webhook URL and its path) and anything shaped like a credential is
+replaced by ``***`` in the message, the arguments and any traceback before a formatter reads
+them.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from watcher.config import Config
+from watcher.redact import MIN_SECRET, REDACTOR, Redactor, remember
 
 FORMATS: Final = ("text", "json")
 #: Record attributes a JSON line carries when present (``extra=`` at the call site).
 ID_FIELDS: Final = ("orchestration_id", "operation_id", "intent_id")
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-MASK: Final = "***"
 
 
 class JsonFormatter(logging.Formatter):
@@ -57,29 +59,28 @@ class JsonFormatter(logging.Formatter):
 
 
 class RedactFilter(logging.Filter):
-    """Replaces every secret it knows with ``***`` in each record; never drops a record."""
+    """Masks secrets (:mod:`watcher.redact`) in each record; never drops a record.
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    It consults the process's redactor, which learns every token as soon as it is read, plus
+    any ``secrets`` given here.
+    """
+
+    def __init__(self, secrets: Iterable[str] = (), redactor: Redactor = REDACTOR) -> None:
         super().__init__()
-        self.secrets: list[str] = []
+        self.redactor = redactor
         self.add(secrets)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.redactor.secrets
+
     def add(self, secrets: Iterable[str]) -> None:
-        for secret in secrets:
-            if secret and secret not in self.secrets:
-                self.secrets.append(secret)
-        # Longest first: a secret that contains another is masked whole.
-        self.secrets.sort(key=len, reverse=True)
+        self.redactor.add(*secrets)
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return text
+        return self.redactor.redact(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
         message = record.getMessage()
         redacted = self.redact(message)
         if redacted != message or record.args:
@@ -104,7 +105,7 @@ def secrets_of(config: Config) -> list[str]:
         url = config.slack.webhook_url.reveal()
         found.append(url)
         path = urlsplit(url).path
-        if len(path.strip("/")) >= 8:
+        if len(path.strip("/")) >= MIN_SECRET:
             found.append(path)
     return found
 
@@ -143,8 +144,10 @@ def configure(level: int, fmt: str = "text") -> None:
 
 
 def redact_secrets(config: Config) -> None:
-    """Teach every :class:`RedactFilter` on the root logger's handlers ``config``'s secrets."""
+    """Teach the redactor, and every :class:`RedactFilter` on the root logger's handlers,
+    ``config``'s secrets."""
     secrets = secrets_of(config)
+    remember(*secrets)
     for handler in logging.getLogger().handlers:
         for flt in handler.filters:
             if isinstance(flt, RedactFilter):

@@ -101,8 +101,17 @@ class Watcher:
 
     @property
     def store(self) -> Store:
+        """The database; a missing one is an error (exit 2): see :meth:`open_store`."""
+        return self.open_store(create=False)
+
+    def open_store(self, *, create: bool) -> Store:
+        """The database, created (owner-only) when missing if ``create``: only ``track``,
+        ``run`` with discovery and ``demo`` create it (docs/contract.md §2.5)."""
         if self._store is None:
-            self._store = Store(":memory:" if self.memory else self.config.storage.path)
+            if self.memory:
+                self._store = Store(":memory:", create=True)
+            else:
+                self._store = Store(self.config.storage.path, create=create)
         return self._store
 
     def close(self) -> None:
@@ -129,7 +138,8 @@ class Watcher:
     def track(self, ids: Sequence[str], channel: str | None) -> list[str]:
         """Start tracking full UUIDs (else :class:`UsageError`); returns the IDs that are new
         (the others resume)."""
-        return self.store.track(require_uuids(ids), channel, self.clock())
+        ids = require_uuids(ids)
+        return self.open_store(create=True).track(ids, channel, self.clock())
 
     def resolve(self, value: str) -> str:
         """The full ID ``value`` names: itself when it is a UUID, else the one known

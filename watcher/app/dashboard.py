@@ -49,7 +49,9 @@ class DashboardReads:
         from watcher.app import Watcher
 
         return Watcher(
-            self.app.config, clock=self.app.clock, store=Store(self.app.config.storage.path)
+            self.app.config,
+            clock=self.app.clock,
+            store=Store(self.app.config.storage.path, create=False),
         )
 
     def progress(self, orch_id: str) -> dict[str, Any] | None:

@@ -50,6 +50,7 @@ def keb_client(config: Config, *, observe: ExchangeHook | None = None) -> KebCli
         concurrency=config.keb.concurrency,
         retry=RetryPolicy(attempts=config.keb.retries),
         transport=transport,
+        ca_file=config.keb.ca_file,
     )
 
 

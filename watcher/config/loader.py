@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
+import logging
 import os
 import re
 import tomllib
@@ -35,7 +36,9 @@ from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from watcher.clock import utcnow
 from watcher.config import extras
+from watcher.config.describe import describe, exposed_secret_warning, redact_url
 from watcher.config.settings import (
     NOTIFICATION_KINDS,
     ORCHESTRATION_TYPES,
@@ -43,9 +46,12 @@ from watcher.config.settings import (
     Config,
     Secret,
 )
-from watcher.core.durations import format_duration, parse_duration, type_phrase
+from watcher.core.durations import parse_duration, type_phrase
 from watcher.core.models import KNOWN_STATES
 from watcher.errors import ConfigError
+from watcher.redact import MIN_SECRET
+
+log = logging.getLogger(__name__)
 
 __all__ = ["config_from_env", "default_config_path", "describe", "load_config"]
 
@@ -92,7 +98,11 @@ def load_config(
     if env_overrides:
         overrides = {key: var for var, key in _ENV_KEYS.items() if env.get(var)}
     loader = _Loader(label, env, Path(os.path.abspath(path)).parent, overrides)
-    return loader.load(document, source=Path(os.path.abspath(path)))
+    config = loader.load(document, source=Path(os.path.abspath(path)))
+    warning = exposed_secret_warning(path, document)
+    if warning:
+        log.warning("%s", warning)
+    return config
 
 
 def config_from_env(env: Mapping[str, str]) -> Config:
@@ -276,7 +286,7 @@ class _Loader:
     def convert(self, key: str, meta: Mapping[str, Any], value: Any) -> Any:
         kind = meta["kind"]
         if kind == "secret":
-            return Secret(self.text(key, value))
+            return Secret(self.secret(key, value))
         if kind == "secret_url":
             return Secret(self.url(key, value, secret=True))
         if kind == "url":
@@ -286,7 +296,10 @@ class _Loader:
         if kind == "text":
             return self.text(key, value)
         if kind == "path":
-            return self.path(key, self.text(key, value))
+            path = self.path(key, self.text(key, value))
+            if meta.get("exists") and not path.is_file():
+                raise self.error(key, f"{path}: no such file")
+            return path
         if kind == "duration":
             seconds = parse_duration(value, key=self.where(key))
             if meta.get("positive") and seconds <= 0:
@@ -315,6 +328,15 @@ class _Loader:
             raise self.error(key, "must not be empty")
         return value
 
+    def secret(self, key: str, value: Any) -> str:
+        text = self.text(key, value).strip()
+        if len(text) < MIN_SECRET:
+            # Masking a very short secret would mask those characters in every line.
+            raise self.error(
+                key, f"too short ({len(text)} characters; a real token has at least {MIN_SECRET})"
+            )
+        return text
+
     def url(self, key: str, value: Any, *, secret: bool = False) -> str:
         text = self.text(key, value)
         try:
@@ -323,11 +345,15 @@ class _Loader:
             valid = valid and parts.port != 0 and not any(c.isspace() for c in text)
         except ValueError:  # bad IPv6 literal or port
             valid = False
-        shown = " (value hidden)" if secret else f", got {_redact_url(text)!r}"
+        shown = " (value hidden)" if secret else f", got {redact_url(text)!r}"
         if not valid:
             raise self.error(key, f"expected an http(s) URL with a host{shown}")
         if parts.query or parts.fragment:
             raise self.error(key, f"must not have a query or fragment{shown}")
+        if parts.username is not None or parts.password is not None:
+            raise self.error(
+                key, "must not contain credentials (user:password@); use a token setting instead"
+            )
         return text
 
     def path(self, key: str, text: str) -> Path:
@@ -351,9 +377,11 @@ class _Loader:
         from apscheduler.triggers.cron import CronTrigger  # only configurations with a cron
 
         try:
-            CronTrigger.from_crontab(text, timezone=UTC)
+            trigger = CronTrigger.from_crontab(text, timezone=UTC)
         except ValueError as exc:
             raise self.error(key, f"bad cron expression {text!r} ({exc})") from None
+        if trigger.get_next_fire_time(None, utcnow()) is None:
+            raise self.error(key, f"cron expression {text!r} never fires (no future date matches)")
         return text
 
     def channel(self, key: str, value: Any) -> str:
@@ -446,67 +474,3 @@ def _expand_user(text: str, env: Mapping[str, str]) -> Path:
         home = env.get("HOME") or str(Path.home())
         return Path(home + text[1:])
     return Path(os.path.expanduser(text))
-
-
-def _redact_url(text: str) -> str:
-    """``text`` with any ``user:password@`` replaced by ``***@``."""
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return "***" if "@" in text else text
-    if "@" not in parts.netloc:
-        return text
-    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
-
-
-def describe(config: Config) -> list[str]:
-    """One line per effective setting, for ``watcher check-config``; secrets show as ``***``.
-
-    Each setting line reads ``key = value  (origin)``, e.g.
-    ``poll.interval        = 1m  (default)``.
-    """
-    origins = config.origins
-    variables = sorted(
-        {name for origin in origins.values() for name in re.findall(r"\$\{(\w+)\}", origin)}
-        | {origin.split()[1] for origin in origins.values() if origin.startswith("env ")}
-    )
-    lines = [
-        f"config file: {config.source}"
-        if config.source
-        else "config file: none (settings from the environment and defaults)"
-    ]
-    if variables:
-        lines.append(f"environment variables used: {', '.join(variables)}")
-    rows: list[tuple[str, str, str]] = []
-    for name in SECTIONS:
-        section = getattr(config, name)
-        for spec in dataclasses.fields(section):
-            key = f"{name}.{spec.name}"
-            origin = origins.get(key, "")
-            if key == "poll.interval" and config.poll.cron is not None:
-                origin = "; ".join(filter(None, [origin, "unused: poll.cron is set"]))
-            shown = _show(getattr(section, spec.name), spec.metadata["kind"])
-            rows.append((key, shown, f"  ({origin})" if origin else ""))
-    width = max(len(key) for key, _, _ in rows)
-    lines.extend(f"{key.ljust(width)} = {shown}{origin}" for key, shown, origin in rows)
-    return lines
-
-
-def _show(value: Any, kind: str) -> str:
-    if value is None:
-        return "(not set)"
-    if isinstance(value, Secret):
-        return "***"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if kind == "duration":
-        return format_duration(value)
-    if kind in ("states", "types"):
-        return ", ".join(value) or "(any)"
-    if kind in ("routes", "links"):
-        return ", ".join(f"{k} -> {v}" for k, v in value.items()) or "(none)"
-    if kind in ("url", "base_url"):
-        return _redact_url(value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)

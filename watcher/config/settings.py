@@ -90,6 +90,8 @@ class KebConfig:
     concurrency: int = field(default=8, metadata=_kind("count"))
     retries: int = field(default=4, metadata=_kind("count"))
     name: str | None = field(default=None, metadata=_kind("text"))  #: landscape label: prod-eu
+    #: PEM bundle of the CAs to trust for KEB (else $SSL_CERT_FILE, else the system's).
+    ca_file: Path | None = field(default=None, metadata=_kind("path", exists=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +109,7 @@ class PollConfig:
     ``alert_after``: KEB unreachable or rejecting for longer than this gives one alert.
     ``full_sweep_every`` ``0`` means every cycle. Empty ``discover_*`` tuples mean "any".
     ``retry_window``: a ``failed`` orchestration stays polled this long after its final summary
-    was delivered, since operators retry failed orchestrations (keb-api.md §12.4).
+    was delivered, since operators retry failed orchestrations (docs/keb-api.md §12.4).
     """
 
     interval: float = field(default=60.0, metadata=_kind("duration", positive=True))

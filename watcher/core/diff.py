@@ -233,7 +233,7 @@ def _retried(
         return True
     if any(op.runtime_id in failed_runtimes for op in added):
         return True
-    # KEB inserts the retry rows before it writes the new state (keb-api.md §12.2): a retrying
+    # KEB inserts the retry rows before it writes the new state (docs/keb-api.md §12.2): a retrying
     # orchestration with unfinished operations was picked up, so it ran again even if we
     # only see it canceling now.
     return old.state == RETRYING and any(
@@ -380,7 +380,7 @@ def diff(prev: Snapshot, observed: Observation | NotFound, now: datetime) -> Dif
 
 
 def _run_detail(old: Orchestration, new: Orchestration) -> Mapping[str, Any]:
-    """For a failed orchestration that runs again (a retry, keb-api.md §12.4): when the new
+    """For a failed orchestration that runs again (a retry, docs/keb-api.md §12.4): when the new
     run started. A retry request sets ``updatedAt`` and the pickup does not touch it (§4.5),
     so while the new run goes on ``updatedAt`` is its start; once it has ended again,
     ``updatedAt`` is the end and the start was not seen (``None``)."""

@@ -58,7 +58,7 @@ class Run:
     """Which run of a retried orchestration this is (1: never retried) and, for a retry, when
     it started (``None``: not seen). A failed orchestration that is retried runs again; the
     duration shown is that run's, not ``updatedAt - createdAt`` (a retry bumps ``updatedAt``,
-    keb-api.md §12.3)."""
+    docs/keb-api.md §12.3)."""
 
     number: int = 1
     started: datetime | None = None

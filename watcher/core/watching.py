@@ -52,6 +52,8 @@ BACKOFF_BASE: Final = 1.0
 DEFAULT_GIVE_UP_AFTER: Final = 600.0
 
 Sleep = Callable[[float], Awaitable[None]]
+#: The cancellation message of a watch stopped by SIGTERM (``task.cancel(TERMINATE)``).
+TERMINATE: Final = "SIGTERM"
 
 
 class WatchOutcome(StrEnum):
@@ -66,6 +68,7 @@ class WatchOutcome(StrEnum):
     UNREACHABLE = "unreachable"
     KEB_ERROR = "keb_error"
     INTERRUPTED = "interrupted"
+    TERMINATED = "terminated"
 
 
 EXIT_CODES: Final[Mapping[WatchOutcome, int]] = {
@@ -78,6 +81,7 @@ EXIT_CODES: Final[Mapping[WatchOutcome, int]] = {
     WatchOutcome.UNREACHABLE: 5,
     WatchOutcome.KEB_ERROR: 5,
     WatchOutcome.INTERRUPTED: 130,
+    WatchOutcome.TERMINATED: 143,
 }
 _TERMINAL: Final = {state: WatchOutcome(state) for state in (SUCCEEDED, FAILED, CANCELED)}
 #: With several orchestrations: the first of these codes that any of them ended with wins.

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from watcher.core.diff import Transition, TransitionKind
+from watcher.core.inert import inert
 from watcher.core.models import KNOWN_STATES
 
 #: Operation states in the order KEB lists them (unknown states last).
@@ -32,11 +33,12 @@ def counts_text(counts: Mapping[str, int]) -> str:
         for state, n in sorted(counts.items(), key=lambda kv: (_STATE_ORDER.get(kv[0], 99), kv[0]))
         if n
     ]
-    return f"{total}: " + ", ".join(parts) if parts else "0"
+    return inert(f"{total}: " + ", ".join(parts)) if parts else "0"
 
 
 def transition_text(t: Transition) -> str:
-    """What happened, in words (no time): the one wording of a transition everywhere."""
+    """What happened, in words (no time): the one wording of a transition everywhere.
+    KEB's text in it is made inert (:func:`watcher.core.inert.inert`)."""
     path = " -> ".join(s for s in t.path if s) if t.path else ""
     if t.kind is TransitionKind.BASELINE:
         counts = t.detail.get("counts", {})
@@ -57,4 +59,4 @@ def transition_text(t: Transition) -> str:
         what = f"{who} {t.operation_id}: {label + ' ' if label else ''}{path}"
         if t.description and t.kind is TransitionKind.OPERATION_COMPLETED:
             what += f' "{t.description}"'
-    return what
+    return inert(what)

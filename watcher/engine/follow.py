@@ -18,6 +18,7 @@ from watcher.clock import utcnow
 from watcher.core.models import FAILED, PENDING, MaintenanceWindow, Orchestration
 from watcher.core.pace import idle_pending
 from watcher.core.watching import (
+    TERMINATE,
     Finish,
     Follow,
     Observed,
@@ -163,7 +164,11 @@ async def follow(
                 await sleep(action.seconds)
             else:
                 assert_never(action)
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
         elapsed = clock() - state.started
-        sink.finish(watch.summary(WatchOutcome.INTERRUPTED, "interrupted (Ctrl-C)", elapsed, now()))
+        if exc.args == (TERMINATE,):
+            outcome, reason = WatchOutcome.TERMINATED, "terminated (SIGTERM)"
+        else:
+            outcome, reason = WatchOutcome.INTERRUPTED, "interrupted (Ctrl-C)"
+        sink.finish(watch.summary(outcome, reason, elapsed, now()))
         raise

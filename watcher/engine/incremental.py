@@ -2,7 +2,7 @@
 
 Called when ``operationStats`` changed but the orchestration's state and description did not.
 It must not depend on where in the pending list operations start: with maintenance windows the
-operations that leave ``pending`` in one interval are spread over the whole list (keb-api.md
+operations that leave ``pending`` in one interval are spread over the whole list (docs/keb-api.md
 §12.1). So the pending list is *not* read first. Instead (every list is read after the GET
 that gave the stats, KEB facts from §2.10, §3.4, §4.3 and §12):
 

@@ -111,7 +111,7 @@ class Observer:
 
     def _orchestration_only(self, orch: Orchestration, head: SnapshotHead) -> Findings:
         """A legacy ``upgradeKyma`` orchestration, whose operations KEB refuses to list with
-        a 500 forever (keb-api.md §12.8): follow the orchestration alone. Its stats become
+        a 500 forever (docs/keb-api.md §12.8): follow the orchestration alone. Its stats become
         the expected ones, so the next cycles take the unchanged path (one request) and the
         500 is not asked for again until the orchestration itself changes."""
         previous = Snapshot(

@@ -1,7 +1,9 @@
 """Plain-text and JSON renderings of orchestrations, tracked lists and history.
 
 Pure functions from values to strings or JSON-ready dicts; the CLI only prints them. The JSON
-shapes are documented in the README and are part of the product contract.
+shapes are documented in the README and are part of the product contract. Every text line
+passes :func:`watcher.core.inert.inert` (KEB text is data: no escape or control characters
+reach a terminal); JSON is printed with ``ensure_ascii``, which escapes them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from watcher.clock import utcnow
 from watcher.core.diff import Transition
+from watcher.core.inert import inert
 from watcher.core.models import KNOWN_STATES, Orchestration
 from watcher.core.wording import counts_text, transition_text
 from watcher.store.database import Tracked
@@ -48,7 +51,7 @@ def orchestration_lines(orch: Orchestration) -> list[str]:
         ("Dry run", "yes" if orch.dry_run else "no"),
         ("Operations", stats_text(orch.operation_stats)),
     ]
-    return [f"{label:<14}{value}" for label, value in rows]
+    return [inert(f"{label:<14}{value}") for label, value in rows]
 
 
 def tracked_json(item: Tracked, retry_window: float = 0.0) -> dict[str, Any]:
@@ -118,9 +121,9 @@ def tracked_lines(
         rows.append((item.orchestration_id, state, age, when(item.last_success_at), operations))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        inert("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)))
         + "  "
-        + row[4]
+        + inert(row[4])
         for row in rows
     ]
     if any(item.finished_at for item in items):

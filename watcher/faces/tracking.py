@@ -11,6 +11,7 @@ import click
 from watcher.app import Watcher
 from watcher.config import describe
 from watcher.core.ids import require_uuids, states
+from watcher.core.inert import inert
 from watcher.core.wording import plural
 from watcher.errors import KebNoOrchestrationApi
 from watcher.faces import reports as report
@@ -185,7 +186,7 @@ def poll(obj: Context) -> None:
     for result in cycle.results:
         if result.ok:
             click.echo(
-                f"{result.orchestration_id}: {result.state or '-'}, "
+                f"{result.orchestration_id}: {inert(result.state or '-')}, "
                 f"{plural(result.transitions, 'transition')} ({result.mode}: {result.reason})"
             )
     no_api = [r for r in cycle.failed if isinstance(r.exception, KebNoOrchestrationApi)]

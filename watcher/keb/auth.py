@@ -18,12 +18,13 @@ import json
 import logging
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from watcher.core.models import parse_keb_time
 from watcher.errors import TokenError
+from watcher.redact import MIN_SECRET, redact, remember
 
 log = logging.getLogger("watcher.keb")
 
@@ -54,6 +55,7 @@ class StaticToken:
         token = token.strip()
         if not token:
             raise TokenError("the KEB token is empty")
+        remember(token)
         self._token = token
 
     async def token(self) -> str:
@@ -101,6 +103,7 @@ class FileToken:
             raise TokenError(f"token file {self._path} is not UTF-8 text") from exc
         if not text:
             raise TokenError(f"token file {self._path} is empty")
+        _check_length(text, f"token file {self._path}")
         if self._cached is not None:
             log.info("token file %s changed; using the new token", self._path)
         self._cached, self._key = text, key
@@ -185,7 +188,7 @@ class CommandToken:
             await proc.wait()
             raise TokenError(f"token command {name} timed out after {self._timeout:g}s") from None
         output = out.decode("utf-8", errors="replace").strip()
-        detail = _first_line(err.decode("utf-8", errors="replace"), hide=output)
+        detail = _first_line(err.decode("utf-8", errors="replace"), hide=[output, *self._hidden()])
         if proc.returncode != 0:
             suffix = f": {detail}" if detail else ""
             raise TokenError(f"token command {name} exited with status {proc.returncode}{suffix}")
@@ -193,8 +196,17 @@ class CommandToken:
         if not token:
             suffix = f" (stderr: {detail})" if detail else ""
             raise TokenError(f"token command {name} printed no token{suffix}")
+        _check_length(token, f"token command {name}")
         log.debug("token command %s produced a token", name)
         return token, expires
+
+    def _hidden(self) -> list[str]:
+        """The arguments (and ``--option=value`` values) long enough to be secrets: a failing
+        command often repeats its arguments on stderr."""
+        hidden = []
+        for arg in self._argv[1:]:
+            hidden += [arg, arg.partition("=")[2]]
+        return [h for h in hidden if len(h) >= MIN_SECRET]
 
     def __repr__(self) -> str:
         return f"CommandToken({self.program!r})"
@@ -267,13 +279,22 @@ def _valid_until(token: str, now: float, stated: float | None = None) -> float:
     return exp
 
 
-def _first_line(text: str, *, hide: str = "", limit: int = 200) -> str:
+def _check_length(token: str, source: str) -> None:
+    """Remember ``token`` for redaction at once, or refuse one too short to be masked."""
+    if len(token) < MIN_SECRET:
+        raise TokenError(f"{source}: the token is shorter than {MIN_SECRET} characters")
+    remember(token)
+
+
+def _first_line(text: str, *, hide: Sequence[str] = (), limit: int = 200) -> str:
+    """The first non-blank line, with ``hide`` and every known secret masked, then cut."""
     for line in text.splitlines():
         line = " ".join(line.split())
         if line:
-            if hide:
-                line = line.replace(hide, "***")
-            return line[:limit]
+            for secret in sorted(filter(None, hide), key=len, reverse=True):
+                line = line.replace(secret, "***")
+            line = redact(line)
+            return line if len(line) <= limit else line[: limit - 3] + "..."
     return ""
 
 

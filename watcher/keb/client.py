@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -80,6 +81,7 @@ class KebClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         user_agent: str = USER_AGENT,
+        ca_file: Path | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -96,6 +98,7 @@ class KebClient:
             transport=transport,
             sleep=sleep,
             user_agent=user_agent,
+            ca_file=ca_file,
         )
         self.stats: RequestStats = self._session.stats
 

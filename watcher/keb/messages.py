@@ -13,7 +13,8 @@ import json
 import os
 import re
 
-_BEARER_RE = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+")
+from watcher.redact import redact as redact_known
+
 _TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _ERRNO_RE = re.compile(r"\[Errno -?\d+\]\s*")
 
@@ -28,7 +29,8 @@ def describe_body(content: bytes, content_type: str = "") -> str:
     >>> describe_body(b"Jwt is expired")
     'Jwt is expired'
     """
-    text = content.decode("utf-8", errors="replace").strip()
+    # Redact first, cut second: a body that echoes a long token must not leave its head.
+    text = redact(content.decode("utf-8", errors="replace")).strip()
     if not text:
         return ""
     if text[:1] in "{[":
@@ -45,7 +47,7 @@ def describe_body(content: bytes, content_type: str = "") -> str:
 
 def describe_not_json(content: bytes, content_type: str, exc: ValueError) -> str:
     """Why a 2xx body could not be used: an HTML page, nothing, or broken JSON."""
-    text = content.decode("utf-8", errors="replace").strip()
+    text = redact(content.decode("utf-8", errors="replace")).strip()
     if looks_like_html(text, content_type):
         return "expected JSON, got an HTML page" + _html_title(text)
     if not text:
@@ -86,14 +88,15 @@ def os_reason(exc: BaseException) -> str:
 
 
 def redact(text: str, token: str = "") -> str:
-    """``text`` with ``token`` and anything shaped like a bearer credential replaced by ``***``.
+    """``text`` with ``token``, every known secret and anything shaped like a credential
+    replaced by ``***`` (:mod:`watcher.redact`).
 
     >>> redact("echo: Authorization: Bearer abc.def.ghi", "")
     'echo: Authorization: Bearer ***'
     """
     if token:
         text = text.replace(token, "***")
-    return _BEARER_RE.sub("Bearer ***", text)
+    return redact_known(text)
 
 
 def _html_title(text: str) -> str:

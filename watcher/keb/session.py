@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 import httpx
@@ -30,6 +32,7 @@ from watcher.errors import (
     KebLimitExceeded,
     KebNoOrchestrationApi,
     KebNotFound,
+    KebPermanentError,
     KebRequestError,
     KebResponseError,
     KebTransientError,
@@ -113,6 +116,7 @@ class Session:
         transport: httpx.AsyncBaseTransport | None,
         sleep: Callable[[float], Awaitable[None]],
         user_agent: str,
+        ca_file: Path | None = None,
     ) -> None:
         self._origin = f"{base_url.scheme}://{base_url.netloc.decode('ascii')}"
         self._auth = auth
@@ -128,6 +132,8 @@ class Session:
             limits=httpx.Limits(max_connections=concurrency),
             headers={"User-Agent": user_agent, "Accept": "application/json"},
             follow_redirects=False,
+            # keb.ca_file, else httpx's default: $SSL_CERT_FILE, else certifi's bundle.
+            verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
         )
 
     async def aclose(self) -> None:
@@ -262,6 +268,10 @@ class Session:
             what = f"cannot connect to {self._origin} (timed out after {after})"
         elif isinstance(exc, httpx.TimeoutException | TimeoutError):
             what = f"timed out after {after}"
+        elif isinstance(exc, httpx.ConnectError) and (bad := _certificate_error(exc)):
+            # Not transient: retrying cannot make the certificate trusted.
+            what = f"TLS certificate of {self._origin} not trusted ({bad}); set keb.ca_file"
+            return KebPermanentError(redact(f"KEB {req.label}: {what}", token))
         elif isinstance(exc, httpx.ConnectError):
             what = f"cannot connect to {self._origin} ({os_reason(exc)})"
         elif isinstance(exc, httpx.RemoteProtocolError):
@@ -272,6 +282,18 @@ class Session:
         else:
             what = f"{type(exc).__name__}: {one_line(str(exc))}"
         return KebUnavailable(redact(f"KEB {req.label}: {what}", token))
+
+
+def _certificate_error(exc: BaseException) -> str | None:
+    """The verification error under a failed TLS handshake, e.g. ``self-signed certificate``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return str(current.verify_message or current.reason or "verification failed")
+        current = current.__cause__ or current.__context__
+    return None
 
 
 #: The largest answer read: a full page of 100 operations is about 100 KB; nothing KEB sends
@@ -327,7 +349,7 @@ def _too_deep(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
-#: What a plain-text 404 means (keb-api.md §12.7).
+#: What a plain-text 404 means (docs/keb-api.md §12.7).
 NO_API = (
     "this endpoint serves no orchestration API "
     "(KEB 1.15.1 and later removed it, or keb.url is wrong)"

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from watcher.core.inert import inert
+
 MAX_BLOCKS: Final = 50
 MAX_SECTION: Final = 3000
 MAX_HEADER: Final = 150
@@ -20,9 +22,39 @@ MAX_TEXT: Final = 4000
 TRUNCATED: Final = "… (truncated)"
 
 
+#: Where a value inserted into a template begins and ends (private-use characters, which
+#: :func:`watcher.core.inert.inert` removes from KEB text, so only the renderer writes them).
+#: :func:`to_message` decides a line's structure with them in place, then removes them.
+VALUE_START: Final = "\ue000"
+VALUE_END: Final = "\ue001"
+#: mrkdwn formatting characters in a value become look-alikes that format nothing.
+_FORMATTING: Final = str.maketrans({"*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb"})
+
+
 def escape(text: str) -> str:
-    """Slack mrkdwn escaping: only ``&``, ``<`` and ``>`` are control characters."""
+    """Slack mrkdwn escaping of ``&``, ``<`` and ``>`` (links, mentions, entities)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_value(text: str) -> str:
+    """A value from outside (KEB text) made inert for mrkdwn: one line with no control, escape,
+    bidi or invisible characters (:func:`~watcher.core.inert.inert`), ``&<>`` escaped (no link,
+    mention or entity), and ``*``, ``_``, ``~`` and backticks replaced by look-alikes
+    (``∗ ˍ ∼ ˋ``) so that it cannot turn on bold, italics, strike-through or close a code span.
+
+    >>> escape_value("*URGENT* <!here> `x`\n# FAKE")
+    '∗URGENT∗ &lt;!here&gt; ˋxˋ # FAKE'
+    """
+    return escape(inert(text)).translate(_FORMATTING)
+
+
+def mark(text: str) -> str:
+    """``text`` between the value markers (see :data:`VALUE_START`)."""
+    return f"{VALUE_START}{text}{VALUE_END}"
+
+
+def unmark(text: str) -> str:
+    return text.replace(VALUE_START, "").replace(VALUE_END, "")
 
 
 def unescape(text: str) -> str:
@@ -95,8 +127,11 @@ def to_message(markup: str) -> Message:
             plain.append(" · ".join(context))
             context.clear()
 
-    for line in markup.split("\n"):
-        if line.startswith("# ") and line[2:].strip():
+    # A line's structure comes from the template's own characters: a value (between markers)
+    # at the start of a line cannot make it a header, a divider or a context line.
+    for marked in markup.split("\n"):
+        line = unmark(marked)
+        if marked.startswith("# ") and line[2:].strip():
             flush()
             title = unescape(line[2:].strip())
             blocks.append(
@@ -110,10 +145,10 @@ def to_message(markup: str) -> Message:
                 }
             )
             plain.append(escape(title))
-        elif line.strip() == "---":
+        elif marked.strip() == "---":
             flush()
             blocks.append({"type": "divider"})
-        elif line.startswith("> ") and line[2:].strip():
+        elif marked.startswith("> ") and line[2:].strip():
             if paragraph:
                 flush()
             context.append(line[2:])
@@ -138,5 +173,6 @@ def to_message(markup: str) -> Message:
 
 
 def plain_message(text: str) -> Message:
-    """A message with no blocks (the fallback when a template fails)."""
+    """A message with one section (the fallback when a template fails)."""
+    text = unmark(text)
     return Message(clip(text, MAX_TEXT), [_section(clip(text, MAX_SECTION))])

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from watcher.notify.blocks import escape
+from watcher.notify.blocks import escape, escape_value
 
 
 def _fill(template: str, values: Mapping[str, Any]) -> str | None:
@@ -53,7 +53,7 @@ def slack_date(value: object) -> str:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            return escape(str(value))
+            return escape_value(str(value))
     if not isinstance(value, datetime) or value.tzinfo is None or value.year < 1971:
         return "-"
     fallback = value.strftime("%Y-%m-%d %H:%M UTC")

@@ -3,27 +3,34 @@
 Templates live in the top-level ``templates/`` folder, shipped inside the wheel as
 ``watcher/_templates``; ``[templates] dir`` overrides them file by file. The environment is
 sandboxed (templates are configuration, not code) and uses ``StrictUndefined`` (a typo is an
-error, not an empty string). Every ``{{ value }}`` is escaped for Slack mrkdwn unless a filter
-marked it as already safe. A template that fails falls back to a plain message, and the error
-is returned so that the sender records it: never swallowed.
+error, not an empty string). Every ``{{ value }}`` is redacted and made inert for Slack mrkdwn
+(:func:`watcher.notify.blocks.escape_value`: one line, no control or invisible characters, no
+link, mention or formatting) unless a filter of ours marked it as already safe; a value never
+starts a header, divider or context line. Templates keep their freedom: structure and
+formatting come from the template's own text. A template that fails for any reason, or runs
+past its time budget, falls back to a plain message, and the error (with the template and
+line) is returned so that the sender records it: never swallowed.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import MAX_RANGE, SandboxedEnvironment
 
 from watcher.core.models import KNOWN_STATES
 from watcher.errors import ConfigError
-from watcher.notify.blocks import Message, escape, plain_message, to_message
+from watcher.notify.blocks import Message, escape_value, mark, plain_message, to_message
 from watcher.notify.links import link_line, slack_date
+from watcher.redact import redact
 
 #: Which template renders which kind of notification.
 TEMPLATES: Final[Mapping[str, str]] = {
@@ -70,12 +77,18 @@ def packaged_templates() -> Path:
     return Path(__file__).resolve().parents[2] / "templates"
 
 
+#: Longest a template may take to render one notification (seconds).
+RENDER_BUDGET: Final = 2.0
+
+
 def _finalize(value: object) -> str:
+    """Every ``{{ value }}``: secrets masked, made inert for mrkdwn, and marked so that it
+    cannot start a line's structure (see :func:`watcher.notify.blocks.to_message`)."""
     if isinstance(value, Safe):
         return value
     if value is None:
         return ""
-    return escape(str(value))
+    return mark(escape_value(redact(str(value))))
 
 
 def duration(seconds: object) -> str:
@@ -134,7 +147,8 @@ def counts_line(counts: object) -> Safe:
     items = sorted(counts.items(), key=lambda kv: (order.get(kv[0], 99), str(kv[0])))
     return Safe(
         " · ".join(
-            f"{_COUNT_ICONS.get(str(state), '•')} {int(n)} {escape(str(state) or '(no state)')}"
+            f"{_COUNT_ICONS.get(str(state), '•')} {int(n)} "
+            f"{escape_value(str(state) or '(no state)')}"
             for state, n in items
             if n
         )
@@ -149,6 +163,72 @@ class Rendered:
     error: str | None = None
 
 
+class TemplateTimeout(RuntimeError):
+    """A template ran longer than its time budget."""
+
+
+class Budget:
+    """A time budget for one render, checked wherever a template does work: each call,
+    attribute and item it looks up, each step of ``range``. A runaway template (nested loops,
+    a huge ``range``) then stops with :class:`TemplateTimeout` instead of stalling
+    ``watcher run``."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self.deadline = math.inf
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        self.deadline = self.clock() + self.seconds
+        try:
+            yield
+        finally:
+            self.deadline = math.inf
+
+    def check(self) -> None:
+        if self.clock() > self.deadline:
+            raise TemplateTimeout(f"took longer than {self.seconds:g}s")
+
+    def range(self, *args: int) -> Iterator[int]:
+        numbers = range(*args)
+        if len(numbers) > MAX_RANGE:
+            raise OverflowError(f"range of {len(numbers)} numbers (at most {MAX_RANGE})")
+        for number in numbers:
+            self.check()
+            yield number
+
+
+class _BudgetedEnvironment(SandboxedEnvironment):
+    """The sandbox, checking the render's :class:`Budget` on every lookup and call."""
+
+    budget: Budget
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        self.budget.check()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        self.budget.check()
+        return super().getitem(obj, argument)
+
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        self.budget.check()
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def _where(name: str, exc: BaseException) -> str:
+    """``card.j2, line 3``: the template line the error came from (Jinja2 maps the frames of
+    compiled templates back to template lines), else the template's name."""
+    line = getattr(exc, "lineno", None) if isinstance(exc, jinja2.TemplateSyntaxError) else None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(name):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f"{name}, line {line}" if line else name
+
+
 class Renderer:
     """Renders notification payloads with the packaged templates and the user's overrides."""
 
@@ -158,7 +238,7 @@ class Renderer:
         if override_dir is not None and not override_dir.is_dir():
             raise ConfigError(f"templates.dir: {override_dir} is not a directory")
         paths = [str(p) for p in (override_dir, packaged_templates()) if p is not None]
-        self.env = SandboxedEnvironment(
+        self.env = _BudgetedEnvironment(
             loader=jinja2.FileSystemLoader(paths),
             undefined=jinja2.StrictUndefined,
             autoescape=False,
@@ -167,6 +247,9 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=False,
         )
+        self.budget = Budget(RENDER_BUDGET)
+        self.env.budget = self.budget
+        self.env.globals["range"] = self.budget.range
         self.env.filters.update(
             duration=duration,
             bar=bar,
@@ -192,27 +275,24 @@ class Renderer:
             raise ConfigError(f"no template for notification kind {kind!r}") from None
 
     def render(self, kind: str, payload: Mapping[str, Any]) -> Rendered:
+        """Render ``kind``; on any failure (an error, a template over its time budget) the
+        plain fallback message and the error in one line, naming the template and line."""
         name = self.template_for(kind)
         try:
-            markup = self.env.get_template(name).render(**payload)
+            template = self.env.get_template(name)
+            with self.budget.running():
+                markup = template.render(**payload)
             return Rendered(to_message(markup))
-        except jinja2.TemplateError as exc:
-            where = (
-                f"{name}, line {exc.lineno}"
-                if isinstance(exc, jinja2.TemplateSyntaxError)
-                else name
-            )
-            error = f"template {where}: {type(exc).__name__}: {exc}"
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            error = f"template {name}: {type(exc).__name__}: {exc}"
-        return Rendered(plain_message(fallback_text(kind, payload)), error.replace("\n", " "))
+        except Exception as exc:  # a template must never stop delivery: fall back, say why
+            error = f"template {_where(name, exc)}: {type(exc).__name__}: {exc}"
+        return Rendered(plain_message(fallback_text(kind, payload)), " ".join(error.split()))
 
     def check(self, samples: Mapping[str, Mapping[str, Any]]) -> list[str]:
         """Render every template against sample data; the errors, one line each."""
         errors = []
         for kind in TEMPLATES:
             rendered = self.render(kind, samples[kind])
-            if rendered.error:
+            if rendered.error and rendered.error not in errors:  # kinds may share a template
                 errors.append(rendered.error)
         return errors
 
@@ -231,4 +311,4 @@ def fallback_text(kind: str, payload: Mapping[str, Any]) -> str:
     keb = payload.get("keb")
     if isinstance(keb, Mapping) and keb.get("error"):
         parts = [f"keb-watcher {kind.replace('_', ' ')}: {keb['error']}"]
-    return escape(" ".join(parts))
+    return escape_value(redact(" ".join(parts)))

@@ -26,6 +26,7 @@ from slack_sdk.webhook import WebhookClient
 
 from watcher.errors import SlackFailure
 from watcher.notify.blocks import Message
+from watcher.redact import cut, remember, remember_url
 
 EVENT_TYPE: Final = "keb_watcher_notification"
 #: Slack error codes that a later attempt may not get.
@@ -84,7 +85,7 @@ def _failure(method: str, exc: Exception) -> SlackFailure:
         details = (
             data.get("response_metadata", {}).get("messages") if isinstance(data, dict) else None
         )
-        text = f"{error} ({'; '.join(details)[:300]})" if details else str(error)
+        text = f"{error} ({cut('; '.join(map(str, details)), 300)})" if details else str(error)
         transient = error in TRANSIENT or (status is not None and (status == 429 or status >= 500))
         return SlackFailure(
             method,
@@ -165,6 +166,7 @@ class BotSlack:
     def __init__(
         self, token: str, base_url: str, *, timeout: int = 15, history_limit: int = 200
     ) -> None:
+        remember(token)
         self.client = WebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
         self.history_limit = history_limit
         self._ids: dict[str, str] = {}
@@ -327,6 +329,7 @@ class WebhookSlack:
     edits = False
 
     def __init__(self, url: str, *, timeout: int = 15) -> None:
+        remember_url(url)
         self.client = WebhookClient(url, timeout=timeout)
 
     def post(

@@ -33,7 +33,7 @@ FAULT_KINDS: Final = (
 )
 #: Faults that model a KEB (or a gateway) that behaves differently, not a broken network:
 #: ``no-api`` answers every ``/orchestrations*`` path with the plain-text 404 of KEB 1.15.1 and
-#: later (keb-api.md §12.7); ``inflated-total`` claims a ``totalCount`` of 1,000,000 on lists;
+#: later (docs/keb-api.md §12.7); ``inflated-total`` claims a ``totalCount`` of 1,000,000 on lists;
 #: ``deep-json`` nests the answer 1,000 levels deep; ``empty-page`` answers a list page with
 #: ``data: []`` and the real ``totalCount`` (§12.6). Use them with ``count`` ``None`` to keep
 #: the mode on until cleared.

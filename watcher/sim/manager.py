@@ -360,7 +360,7 @@ class Manager:
         if orch.state != IN_PROGRESS or orch.strategy_type != "parallel":
             return
         if orch.profile.legacy_kyma:
-            return  # KEB 1.8.9 and later no longer process upgradeKyma (keb-api.md §12.8)
+            return  # KEB 1.8.9 and later no longer process upgradeKyma (docs/keb-api.md §12.8)
         while orch.running < orch.workers and orch.ready:
             _, op = heapq.heappop(orch.ready)
             if op.vanished or op.state != PENDING:

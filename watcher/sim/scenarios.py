@@ -186,7 +186,7 @@ def _demo() -> tuple[OrchestrationSpec, ...]:
 
 def _large() -> tuple[OrchestrationSpec, ...]:
     """Maintenance windows that begin every hour of the day: the operations that start in
-    one poll interval are spread over the whole pending list (keb-api.md §12.1)."""
+    one poll interval are spread over the whole pending list (docs/keb-api.md §12.1)."""
     return tuple(
         OrchestrationSpec(
             ops=2000,

@@ -31,7 +31,9 @@ from watcher.core.models import (
     parse_keb_time,
 )
 from watcher.errors import StoreError
+from watcher.redact import redact
 from watcher.store.board import BoardQueries
+from watcher.store.files import corrupted, created_here
 from watcher.store.guard import sealed
 from watcher.store.journal import JournalQueries
 from watcher.store.rows import (
@@ -50,11 +52,14 @@ __all__ = ["SnapshotHead", "Store", "Tracked"]
 class Store(SnapshotQueries, JournalQueries, BoardQueries):
     """One SQLite database. Not thread-safe: use it from one thread (the event loop's)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, create: bool = True) -> None:
+        """Open the database at ``path``; with ``create``, make it (and its folders) first,
+        readable by their owner only. Without, a missing database is a :class:`UsageError`
+        naming the path: a cron job must not quietly start an empty one."""
         self.path = str(path)
         try:
             if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                created_here(Path(self.path), create=create)
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
             self.db = sqlite_utils.Database(conn)
             if self.path != ":memory:":
@@ -62,6 +67,10 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
             self._migrate()
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc) or "malformed" in str(exc):
+                raise StoreError(corrupted(self.path, exc)) from exc
+            raise StoreError(f"{self.path}: cannot open database: {exc}") from exc
         except (sqlite3.Error, OSError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise StoreError(f"{self.path}: cannot open database: {reason}") from exc
@@ -197,7 +206,7 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries):
     def due(self, now: datetime | None = None, retry_window: float = 0.0) -> list[Tracked]:
         """Tracked orchestrations the next cycle polls: active and not finished, and failed
         ones whose final summary went out less than ``retry_window`` seconds before ``now``
-        (a failed orchestration can still be retried, keb-api.md §12.4)."""
+        (a failed orchestration can still be retried, docs/keb-api.md §12.4)."""
         watching = [t for t in self.tracked() if t.finished_at is None]
         if now is not None:
             watching += [t for t in self.tracked() if t.watching_for_retries(now, retry_window)]
@@ -358,7 +367,7 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries):
                     i.kind,
                     i.priority,
                     i.channel,
-                    json.dumps(dict(i.payload), default=str),
+                    redact(json.dumps(dict(i.payload), default=str)),
                     iso(now),
                 )
                 for i in intents
@@ -372,7 +381,7 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries):
             conn.execute(
                 "UPDATE tracked SET last_attempt_at = ?, last_error = ?, "
                 "consecutive_failures = consecutive_failures + 1 WHERE orchestration_id = ?",
-                (iso(now), error, orch_id),
+                (iso(now), redact(error), orch_id),
             )
 
     def record_checks(self, orch_ids: Sequence[str], now: datetime) -> None:
@@ -450,7 +459,7 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries):
         with self.transaction() as conn:
             conn.execute(
                 "UPDATE health SET unhealthy_since = ?, last_error = ?, alerted = ? WHERE id = 1",
-                (iso(since) if since else None, error, int(alerted)),
+                (iso(since) if since else None, redact(error) if error else None, int(alerted)),
             )
             if intents:
                 self._insert_intents(conn, intents, now or utcnow())

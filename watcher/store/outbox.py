@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from watcher.clock import from_iso, iso
+from watcher.redact import redact
 from watcher.store.database import Store
 from watcher.store.guard import sealed
 
@@ -210,7 +211,14 @@ class Outbox:
             conn.execute(
                 "INSERT INTO attempts (outbox_id, at, method, ok, error, retry_after) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (entry.id, iso(now), method, int(ok), error, retry_after),
+                (
+                    entry.id,
+                    iso(now),
+                    method,
+                    int(ok),
+                    redact(error) if error else None,
+                    retry_after,
+                ),
             )
 
     def attempts(self, entry_id: int) -> list[dict[str, Any]]:
@@ -221,6 +229,8 @@ class Outbox:
         )
 
     def _set(self, entry: Entry, sql: str, params: Sequence[Any]) -> None:
+        # Errors are text from Slack and KEB: no secret reaches the database file.
+        params = [redact(p) if isinstance(p, str) else p for p in params]
         with self.store.transaction() as conn:
             conn.execute(f"UPDATE outbox SET {sql} WHERE id = ?", (*params, entry.id))
 

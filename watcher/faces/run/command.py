@@ -48,6 +48,7 @@ def run_command(obj: Context) -> None:
     # APScheduler logs two INFO lines per job run (every second for delivery): --debug only.
     logging.getLogger("apscheduler").setLevel(root if root <= logging.DEBUG else logging.WARNING)
     with Watcher(config) as app:
+        app.open_store(create=config.poll.discover)  # discovery may start from nothing
         code = asyncio.run(Service(app).run())
     if code:
         sys.exit(code)

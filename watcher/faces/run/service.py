@@ -127,6 +127,12 @@ class Service:
         finally:
             if health is not None:
                 health.stop()
+            # Stopping is decided: a further SIGTERM (a supervisor repeating itself) must not
+            # kill the exiting process, which the loop's close would allow (it restores the
+            # default action); Ctrl-C keeps Python's own handler.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         return 0
 
     def _dashboard(self) -> Pages:

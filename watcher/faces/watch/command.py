@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import random
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,6 +29,7 @@ from watcher.clock import utcnow
 from watcher.config import Config
 from watcher.core.durations import parse_duration
 from watcher.core.watching import (
+    TERMINATE,
     Sink,
     Sleep,
     Summary,
@@ -139,6 +141,10 @@ async def _run(
     notify: bool,
     track: bool,
 ) -> list[Summary]:
+    # SIGTERM (timeout, systemd, Kubernetes) ends the watch like Ctrl-C: final frame, summary.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel, TERMINATE)
     summaries = list(
         await asyncio.gather(
             *(
@@ -189,6 +195,7 @@ def run_watch(
     # it, with its notification policy (intents wait in the outbox for the next poll or
     # run); anything else (and everything without a file) is followed in memory.
     summaries: list[Summary] | None = None
+    terminated = False
     try:
         with Watcher(config, clock=hooks.now, memory=config.source is None) as app:
             ids = list(dict.fromkeys(app.resolve(i) for i in given))
@@ -199,10 +206,15 @@ def run_watch(
                     summaries = asyncio.run(_run(app, sink, ids, options, hooks, notify, track))
                 except KeyboardInterrupt:
                     pass
+                except asyncio.CancelledError:  # SIGTERM
+                    terminated = True
                 finally:
                     sink.close()
     except StoreError as exc:
         raise UsageError(str(exc)) from None
+    if terminated:
+        click.echo("watcher: terminated", err=True)
+        return 143
     if summaries is None:
         click.echo("watcher: interrupted", err=True)
         return 130
@@ -268,8 +280,8 @@ def make_watch_command(hooks: WatchHooks | None = None) -> click.Command:
 
         Exit codes: 0 succeeded, 1 failed, 3 canceled, 4 --timeout reached, 5 KEB cannot
         answer (unknown ID, token rejected, unreachable longer than --give-up-after), 2 usage
-        or configuration error, 130 interrupted. With several IDs: 0 only when all
-        succeeded, else the first that applies of 5, 4, 1, 3.
+        or configuration error, 130 interrupted, 143 terminated (SIGTERM). With several IDs:
+        0 only when all succeeded, else the first that applies of 5, 4, 1, 3.
 
         It never changes the tracked set unless --track is given: a tracked orchestration
         is recorded as `watcher poll` records it, any other is followed in memory. IDs of

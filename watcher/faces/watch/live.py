@@ -34,6 +34,7 @@ from rich.text import Text
 
 from watcher.core.diff import Transition, TransitionKind
 from watcher.core.durations import format_duration
+from watcher.core.inert import inert
 from watcher.core.models import Orchestration, is_terminal_operation
 from watcher.core.watching import Progress, Reconnect, Summary, WatchOutcome, done
 from watcher.core.wording import counts_text, transition_text
@@ -190,11 +191,13 @@ def render(frame: Frame, now: float, width: int | None = None) -> RenderableType
     grid = Table.grid(padding=(0, 2), expand=True)
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
-    grid.add_row("Orchestration", f"{frame.orchestration_id}  {orch.type if orch else ''}")
-    shown = orch.state if orch else "(not seen yet)"
+    # KEB text goes into Text objects (never parsed as rich markup) and through inert().
+    kind = inert(orch.type) if orch else ""
+    grid.add_row("Orchestration", Text(f"{inert(frame.orchestration_id)}  {kind}"))
+    shown = inert(orch.state) if orch else "(not seen yet)"
     state = Text(shown, style=STATE_STYLES.get(shown, ""))
     if orch and orch.description:
-        state.append(f"  {orch.description}", style="default")
+        state.append(f"  {inert(orch.description)}", style="default")
     grid.add_row("State", state)
     watched = f"{format_duration(round(elapsed))} watched"
     if summary is None and frame.next_poll is not None and frame.interval is not None:
@@ -211,11 +214,12 @@ def render(frame: Frame, now: float, width: int | None = None) -> RenderableType
     completed = done(frame.counts) - (frame.done_at_start or 0)
     grid.add_row("Throughput", pace_text(frame.counts, throughput(completed, elapsed)))
     if frame.notice and summary is None:
-        grid.add_row("KEB", Text(frame.notice, style="yellow"))
+        grid.add_row("KEB", Text(inert(frame.notice), style="yellow"))
     if summary is not None:
         style = "green" if summary.exit_code == 0 else "red"
         grid.add_row(
-            "Result", Text(f"{summary.reason} (exit {summary.exit_code})", style=f"bold {style}")
+            "Result",
+            Text(f"{inert(summary.reason)} (exit {summary.exit_code})", style=f"bold {style}"),
         )
     parts: list[RenderableType] = [grid]
     if frame.recent:
@@ -226,7 +230,7 @@ def render(frame: Frame, now: float, width: int | None = None) -> RenderableType
         parts.append(Text("Failures by reason", style="bold"))
         groups = frame.failures[:FAILURE_REASONS]
         for (_, n), reason in zip(groups, shorten_reasons([r for r, _ in groups]), strict=True):
-            parts.append(Text(f"  {n} x {reason}", style="red", overflow="fold"))
+            parts.append(Text(inert(f"  {n} x {reason}"), style="red", overflow="fold"))
         if len(frame.failures) > FAILURE_REASONS:
             parts.append(Text(f"  +{len(frame.failures) - FAILURE_REASONS} more reasons"))
     return Panel(Group(*parts), title="watcher watch", title_align="left", expand=True)
@@ -319,7 +323,7 @@ class PlainLines(_Lines):
         if p.first and p.orchestration is not None and not baseline:
             state = p.orchestration.state
             counts = counts_text(p.counts)
-            self._print(f"{when(p.at)}  {tag}watching: {state}, operations {counts}")
+            self._print(inert(f"{when(p.at)}  {tag}watching: {state}, operations {counts}"))
         for t in p.new:
             self._print(f"{when(t.at)}  {tag}{transition_text(t)}" if tag else transition_line(t))
         if p.recovered_after:
@@ -327,7 +331,7 @@ class PlainLines(_Lines):
 
     def reconnecting(self, orchestration_id: str, r: Reconnect, at: datetime) -> None:
         line = f"reconnecting (attempt {r.attempt}, next in {seconds_text(r.seconds)}): {r.reason}"
-        self._print(f"{when(at)}  {self._tag(orchestration_id)}{line}", err=True)
+        self._print(inert(f"{when(at)}  {self._tag(orchestration_id)}{line}"), err=True)
 
     def finish(self, summary: Summary) -> None:
         for line in summary_lines(summary):
@@ -347,7 +351,7 @@ def summary_lines(s: Summary) -> list[str]:
         f"{s.completed} completed in {format_duration(round(s.elapsed))} watched; "
         f"exit {s.exit_code}"
     )
-    return [line] + [f"  {n} x {reason}" for reason, n in s.failures]
+    return [inert(line)] + [inert(f"  {n} x {reason}") for reason, n in s.failures]
 
 
 def _base(kind: str, time: str, orchestration_id: str, state: str | None) -> dict[str, Any]:

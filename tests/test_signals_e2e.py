@@ -1,0 +1,108 @@
+"""Signals: `watch` treats SIGTERM (what `timeout`, systemd and Kubernetes send) like Ctrl-C:
+the final frame, the summary line, the terminal restored, exit 143."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_config
+from tests.test_watch_tty import ANSI, Terminal, frames
+from watcher.sim import SimServer, Simulator
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+@pytest.fixture
+def keb() -> Iterator[tuple[Simulator, SimServer]]:
+    sim = Simulator.from_scenario("failures", speed=60.0)
+    server = SimServer(sim).start()
+    yield sim, server
+    server.stop()
+
+
+def environment(sim: Simulator, server: SimServer) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    env.update(KEB_URL=server.url, KEB_TOKEN=sim.token, PYTHONPATH=str(ROOT), PYTHONUTF8="1")
+    env.pop("WATCHER_CONFIG", None)
+    return env
+
+
+def test_sigterm_ends_json_output_with_a_summary_line_and_exit_143(
+    keb: tuple[Simulator, SimServer], tmp_path: Path
+) -> None:
+    sim, server = keb
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "watch", sim.orchestration_ids()[0], "-o", "json"],
+        env=environment(sim, server),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = json.loads(proc.stdout.readline())  # watching
+    assert first["type"] in ("status", "transition")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    last = json.loads(out.splitlines()[-1])
+    assert (last["type"], last["outcome"], last["exitCode"]) == ("summary", "terminated", 143)
+    assert err == "watcher: terminated\n"
+
+
+def test_sigterm_on_a_terminal_leaves_the_final_frame_and_restores_the_cursor(
+    keb: tuple[Simulator, SimServer], tmp_path: Path
+) -> None:
+    sim, server = keb
+    env = environment(sim, server)
+    env["TERM"] = "xterm-256color"
+    argv = ["-m", "watcher", "watch", sim.orchestration_ids()[0], "--interval", "0.5s"]
+    term = Terminal(argv, env, str(tmp_path), rows=40, cols=100)
+    try:
+        drawn: Callable[[str], bool] = lambda screen: len(frames(screen)) >= 2  # noqa: E731
+        assert term.read_until(drawn, timeout=15.0), term.screen[-2000:]
+        time.sleep(0.2)
+        os.kill(term.pid, signal.SIGTERM)
+        assert term.wait(timeout=15.0) == 143
+    finally:
+        term.close()
+    tail = term.screen[-3000:]
+    assert "\x1b[?25h" in tail  # the cursor is shown again
+    assert "terminated (SIGTERM) (exit 143)" in ANSI.sub("", tail)  # the final frame
+    assert "Traceback" not in term.screen
+
+
+def test_run_survives_repeated_sigterm_while_stopping(
+    keb: tuple[Simulator, SimServer], tmp_path: Path
+) -> None:
+    sim, server = keb
+    config = write_config(
+        tmp_path / "watcher.toml", server.url, sim.token, 'interval = "1s"\njitter = "0s"\n'
+    )
+    config.chmod(0o600)
+    env = environment(sim, server)
+    base = [sys.executable, "-m", "watcher", "--config", str(config)]
+    subprocess.run([*base, "track", *sim.orchestration_ids()], env=env, check=True)
+    proc = subprocess.Popen(
+        [*base, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stderr is not None
+    while "cycle 1:" not in proc.stderr.readline():
+        pass
+    while proc.poll() is None:  # a supervisor that keeps sending SIGTERM until it is gone
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.002)
+    err = proc.stderr.read()
+    assert proc.returncode == 0, err
+    assert "stopped; lease released" in err
+    assert "Traceback" not in err
