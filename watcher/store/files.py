@@ -2,8 +2,8 @@
 
 Only ``track``, ``run`` with discovery and ``demo`` create the database (docs/contract.md
 §2.5); any other command that finds none exits 2 naming the path. The database and every
-folder created for it are the owner's only (0600 and 0700, whatever the umask); SQLite gives its ``-wal`` and
-``-shm`` files the database file's permissions.
+folder created for it are the owner's only (0600 and 0700, whatever the umask); SQLite gives
+its ``-wal`` and ``-shm`` files the database file's permissions.
 """
 
 from __future__ import annotations
