@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "watcher"
 
 #: Layers, top to bottom; a module may import its own layer and the layers below it only.
-#: ``clock``, ``errors``, ``logs`` and ``redact`` are leaves every layer may use (``core`` excepted).
+#: ``clock``, ``errors``, ``logs`` and ``redact`` are leaves every layer but ``core`` may use.
 ORDER = ("cli", "faces", "app", "engine", "notify", "store", "keb", "config", "core")
 LEAVES = {"errors", "clock", "logs", "redact"}
 #: Third-party packages that do I/O, and the one layer that may import each.

@@ -8,8 +8,7 @@ page; HTML escaping itself is Jinja2's autoescape (:mod:`watcher.notify.pages`).
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 from watcher.app import BoardState, Watcher
 from watcher.core.diff import Transition, TransitionKind
 from watcher.core.durations import format_duration
+from watcher.core.inert import inert
 from watcher.core.models import KNOWN_STATES, RETRYING, finished_count
 from watcher.core.wording import counts_text, transition_text
 from watcher.store.database import Tracked
@@ -40,29 +40,15 @@ MARKS: Final[Mapping[str, str]] = {
 }
 
 
-def _sanitiser() -> Callable[[str], str]:
-    """The product's sanitiser of KEB text (``watcher.core.inert.inert``: control, escape,
-    bidi and zero-width characters removed) once it exists; the text as it is until then."""
-    try:
-        module = importlib.import_module("watcher.core.inert")
-    except ImportError:
-        return str
-    inert: Callable[[str], str] = module.inert
-    return inert
-
-
-_SANITISE: Final = _sanitiser()
-
-
 def shown(text: object) -> str:
     """KEB text as a page shows it: the ONE place every KEB string goes through.
 
-    The sanitiser plugs in here (:func:`_sanitiser`); markup needs nothing, as autoescape
-    makes ``<script>`` text.
+    Control, escape, bidi and zero-width characters go (:func:`watcher.core.inert.inert`);
+    markup needs nothing more, as autoescape makes ``<script>`` text.
     """
     if text is None:
         return ""
-    return _SANITISE(str(text))
+    return inert(str(text))
 
 
 def state_class(state: str | None) -> str:
