@@ -249,9 +249,9 @@ def decide(
         return intents
     assert orch is not None
     this_run = runs_from(transitions, run)
-    counts = snap.state_counts()
-    if this_run.number > 1:  # failures a retry superseded no longer count (KEB's own stats)
-        counts = counts_standing(snap, counts)
+    # Failures a retry superseded no longer count, as in KEB's own operationStats (a retry
+    # may also have come and gone between two polls, unseen as a state change).
+    counts = counts_standing(snap, snap.state_counts())
     base = summary(orch, counts, now, reference, this_run)
     base["last_change"] = _last_change(transitions)
     cause = _digest(t.key for t in transitions)
