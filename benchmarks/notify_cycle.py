@@ -10,7 +10,12 @@ Measured, in one process, median of ``--repeat`` runs:
   (real HTTP through slack-sdk); every call is counted by method.
 
 Goal (issue 3): under 200 ms for diff + render + enqueue, and a handful of Slack calls.
-Run: ``python benchmarks/notify_cycle.py``.
+
+Then **posts per orchestration** (issue 11): the simulator's 2,000-operation orchestration
+with 150 failures over 4 reasons, polled every minute of its own clock until it ends, with
+the default ``slack.digest_interval`` (10 minutes), delivered to the fake Slack over real
+HTTP: how many posts of each kind, card edits, and the render + enqueue time per cycle.
+Run: ``python benchmarks/notify_cycle.py`` (``--skip-run`` for the burst only).
 """
 
 from __future__ import annotations
@@ -136,9 +141,74 @@ async def deliver(store: Store, slack: FakeSlack) -> Counter[str]:
     return Counter(c.method for c in slack.calls[before:])
 
 
+def whole_run(tmp: Path) -> None:
+    """The 2,000-operation, 150-failure orchestration polled every simulated minute."""
+    from tests.conftest import write_config
+    from tests.test_notify_e2e import DIGEST
+    from watcher.app import Watcher
+    from watcher.config.loader import load_config
+    from watcher.sim import SimServer, Simulator
+
+    sim = Simulator(DIGEST, seed=3)
+    keb = SimServer(sim).start()
+    slack = FakeSlack(
+        channels={"#kyma-upgrades": "C0KYMA001"}, post_interval=0.0, update_per_minute=10**6
+    ).start()
+    section = (
+        f'\n[slack]\ntoken = "xoxb-test-token"\nchannel = "#kyma-upgrades"\n'
+        f'base_url = "{slack.api_url}"\n'
+    )
+    config = load_config(write_config(tmp / "watcher.toml", keb.url, sim.token, section), {})
+    budget = RateBudget(post_interval=0.0, updates_per_minute=10**6)
+    renderer = Renderer()
+    polls, cycle_ms, seen = 0, [], 0
+    statuses = ("pending", "sent", "superseded", "skipped")
+    try:
+        with Watcher(config, clock=lambda: sim.now, budget=budget) as app:
+            app.track(sim.orchestration_ids(), None)
+            while True:
+                outcome = asyncio.run(app.poll(deadline=30))
+                assert not outcome.cycle.failed
+                polls += 1
+                # render + enqueue of this cycle: the cycle's own time (diff, policy, commit)
+                # plus rendering what it queued (delivery, which waits for HTTP, excluded).
+                queued = [e for e in app.outbox().entries(statuses) if e.id > seen]
+                seen = max([seen, *(e.id for e in queued)])
+                t1 = time.perf_counter()
+                for entry in queued:
+                    renderer.render(entry.kind, entry.payload)
+                cycle_ms.append((outcome.cycle.seconds + time.perf_counter() - t1) * 1000)
+                if sim.all_finished() and all(
+                    t.finished_at for t in app.tracked(include_inactive=True)
+                ):
+                    break
+                sim.advance(60)
+            started = sim.epoch
+    finally:
+        keb.stop()
+        slack.stop()
+    posts = [c for c in slack.calls if c.method == "chat.postMessage" and c.ok]
+    kinds = Counter(c.args["metadata"]["event_payload"]["kind"] for c in posts)
+    updates = sum(c.method == "chat.update" and c.ok for c in slack.calls)
+    print(
+        f"\n1 orchestration, 2,000 operations, 150 failures over 4 reasons, polled every "
+        f"minute for {polls} polls ({(sim.now - started).total_seconds() / 60:.0f} simulated "
+        f"minutes), slack.digest_interval 10m:"
+    )
+    print(
+        f"posts: {len(posts)} ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}); "
+        f"card edits: {updates}"
+    )
+    print(
+        f"render + enqueue per cycle: median {statistics.median(cycle_ms):.1f} ms, "
+        f"max {max(cycle_ms):.1f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--skip-run", action="store_true", help="only the one-cycle burst")
     args = parser.parse_args()
     enqueues, renders = [], []
     intents = 0
@@ -170,6 +240,9 @@ def main() -> None:
         f"Slack calls: {sum(calls.values())} ({by_method}) for 2,000 completions in "
         f"{ORCHESTRATIONS} orchestrations: per orchestration one card edit and one final summary"
     )
+    if not args.skip_run:
+        with tempfile.TemporaryDirectory() as tmp:
+            whole_run(Path(tmp))
 
 
 if __name__ == "__main__":

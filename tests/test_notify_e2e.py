@@ -145,6 +145,8 @@ def test_killed_at_random_moments_delivers_everything_once(
         tmp_path, Simulator.from_scenario("failures", seed=5), slack_options={"post_interval": 0.05}
     )
     setups.append(s)
+    # A digest every poll: more posts, so more moments to be killed in the middle of one.
+    s.config.write_text(s.config.read_text() + 'digest_interval = "0s"\n')
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     base = [sys.executable, "-m", "watcher", "--config", str(s.config)]
     subprocess.run(
@@ -157,8 +159,8 @@ def test_killed_at_random_moments_delivers_everything_once(
             [*base, "poll"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
-            # From just after start-up (a poll starts in about 0.2 s) to well past a cycle.
-            proc.wait(timeout=rng.uniform(0.1, 1.2))
+            # From just after start-up (a poll starts in about 0.2 s) to past a whole poll.
+            proc.wait(timeout=rng.uniform(0.1, 0.8))
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()

@@ -166,3 +166,9 @@ def test_health_intents() -> None:
     assert down.key != up.key
     assert down.priority == up.priority == PRIORITY["keb_unhealthy"]
     assert down.payload["duration_seconds"] == 660
+
+
+def test_pending_to_in_progress_is_shown_on_the_card_only() -> None:
+    prev = Snapshot("o1", orch("pending"), ops("pending"), revision=1)
+    kinds = intents_for(prev, Observation(orch("in progress"), ops("in progress")))
+    assert [k for k, _ in kinds] == ["progress"]

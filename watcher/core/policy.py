@@ -30,10 +30,20 @@ from watcher.core.intents import Intent
 from watcher.core.models import (
     CANCELED,
     FAILED,
+    IN_PROGRESS,
+    PENDING,
     SUCCEEDED,
+    Operation,
     Orchestration,
     finished_count,
     is_terminal_orchestration,
+)
+from watcher.core.standing import (
+    counts_standing,
+    picked_up,
+    requested_retries,
+    retries,
+    standing_failures,
 )
 
 #: The kinds of notification (``[slack.routes]`` keys), each with its delivery priority:
@@ -191,6 +201,23 @@ def _last_change(transitions: Sequence[Transition]) -> str:
     return transitions[-1].kind.value.replace("_", " ")
 
 
+def _failure_items(ops: Iterable[Operation]) -> list[dict[str, str]]:
+    return [
+        {"description": op.description, "shoot": op.shoot_name, "operation_id": op.operation_id}
+        for op in ops
+    ]
+
+
+def _routine(t: Transition) -> bool:
+    """``pending -> in progress``: the card shows it; a thread reply would be noise."""
+    return (
+        t.kind is TransitionKind.ORCHESTRATION_STATE
+        and t.from_state == PENDING
+        and t.to_state == IN_PROGRESS
+        and not t.via
+    )
+
+
 def decide(
     result: Diff,
     *,
@@ -221,16 +248,36 @@ def decide(
         add("not_found", f"{orch_id}:not_found", {"orchestration": {"id": orch_id}})
         return intents
     assert orch is not None
-    counts = snap.state_counts()
-    base = summary(orch, counts, now, reference, runs_from(transitions, run))
+    this_run = runs_from(transitions, run)
+    # Failures a retry superseded no longer count, as in KEB's own operationStats (a retry
+    # may also have come and gone between two polls, unseen as a state change).
+    counts = counts_standing(snap, snap.state_counts())
+    base = summary(orch, counts, now, reference, this_run)
     base["last_change"] = _last_change(transitions)
     cause = _digest(t.key for t in transitions)
+    # What still stands: a complete snapshot (the baseline, every state change) knows each
+    # runtime's newest operation; a partial one only the operations it loaded.
+    standing = (
+        standing_failures(snap)
+        if snap.complete
+        else [op for op in snap.operations.values() if op.state == FAILED]
+    )
+    standing_groups = failure_groups(_failure_items(standing))
+    tally = retries(snap) if snap.complete else None
+    if tally is not None:
+        base["retried"] = tally.to_payload()
 
     baseline = any(t.kind is TransitionKind.BASELINE for t in transitions)
+    card = dict(base)
+    if baseline or is_terminal_orchestration(orch.state):
+        # Tracking an orchestration that already failed (or ended) shows why on the card.
+        card.update(
+            failures=standing_groups[:REASONS], more_reasons=max(0, len(standing_groups) - REASONS)
+        )
     if baseline:
-        add("tracking_started", f"{orch_id}:card", dict(base))
+        add("tracking_started", f"{orch_id}:card", card)
     else:
-        add("progress", f"{orch_id}:progress:{cause}", dict(base))
+        add("progress", f"{orch_id}:progress:{cause}", card)
 
     failed = [
         {"description": t.description, "shoot": t.shoot_name, "operation_id": t.operation_id or ""}
@@ -268,31 +315,31 @@ def decide(
         }
         retry = t.kind is TransitionKind.ORCHESTRATION_STATE and t.from_state == FAILED
         if retry and not baseline:
-            add("retried", f"{orch_id}:retried:{t.key}", {**base, "change": change})
+            # The IDs KEB stored for pickup, or the retries it picked up since.
+            count = requested_retries(snap) + picked_up(snap)
+            if not count and tally is not None:
+                count = tally.operations
+            add(
+                "retried",
+                f"{orch_id}:retried:{t.key}",
+                {**base, "change": change, "retried_operations": count or None},
+            )
         if t.kind is TransitionKind.ORCHESTRATION_STATE and is_terminal_orchestration(
             t.to_state or ""
         ):
-            all_failed = [
-                {
-                    "description": op.description,
-                    "shoot": op.shoot_name,
-                    "operation_id": op.operation_id,
-                }
-                for op in snap.operations.values()
-                if op.state == FAILED
-            ]
-            groups = failure_groups(all_failed)
+            # Only the failures that still stand: a retried operation that succeeded is not
+            # a failure of the outcome (its old row stays failed in KEB's list).
             add(
                 "finished",
                 f"{orch_id}:finished:{t.key}",
                 {
                     **base,
                     "change": change,
-                    "failures": groups[:REASONS],
-                    "more_reasons": max(0, len(groups) - REASONS),
+                    "failures": standing_groups[:REASONS],
+                    "more_reasons": max(0, len(standing_groups) - REASONS),
                 },
             )
-        elif not baseline and not retry:
+        elif not baseline and not retry and not _routine(t):
             add("state_changed", f"{orch_id}:state:{t.key}", {**base, "change": change})
     return intents
 

@@ -42,7 +42,7 @@ def escape_value(text: str) -> str:
     mention or entity), and ``*``, ``_``, ``~`` and backticks replaced by look-alikes
     (``∗ ˍ ∼ ˋ``) so that it cannot turn on bold, italics, strike-through or close a code span.
 
-    >>> escape_value("*URGENT* <!here> `x`\n# FAKE")
+    >>> escape_value("*URGENT* <!here> `x`\\n# FAKE")
     '∗URGENT∗ &lt;!here&gt; ˋxˋ # FAKE'
     """
     return escape(inert(text)).translate(_FORMATTING)

@@ -12,6 +12,11 @@ The product contract (docs/contract.md §7, docs/notifications.md §4):
   wait early: a final summary absorbs it (the summary lists every failure), and a later reply
   of the same thread (a state change) releases it, so that the thread stays in event order.
   A run ends with its final summary; a retry's digests start a clock of their own.
+* **News, not repetition.** A digest whose reasons were all named by an earlier digest of the
+  run says nothing new but a count the card already shows: it waits ``QUIET`` intervals
+  (an hour by default) instead of one, merging what follows; a digest with a reason not named
+  yet keeps the one-interval clock. So a calm thread gets a reply per new reason, and a long
+  upgrade that keeps failing the same way still gets one an hour.
 
 Nothing here reads the clock: ``now`` comes from the sender.
 """
@@ -25,8 +30,12 @@ from typing import Final
 from watcher.store.outbox import Entry, Outbox
 
 #: Kinds that are replies in the card's thread (bot token mode).
-REPLY_KINDS: Final = frozenset({"failure_digest", "state_changed", "finished", "not_found"})
+REPLY_KINDS: Final = frozenset(
+    {"failure_digest", "state_changed", "retried", "finished", "not_found"}
+)
 DIGEST: Final = "failure_digest"
+#: How many intervals a digest that names no new reason waits (see the module docstring).
+QUIET: Final = 6
 
 
 class Pacing:
@@ -87,7 +96,16 @@ class Pacing:
         ):
             return None  # a later reply must not overtake it, nor wait for the clock
         last = self.outbox.last_digest_sent(digest.orchestration_id)
-        return last + self.interval if last is not None else None
+        if last is None:
+            return None
+        return last + self.interval * (1 if self._news(digest) else QUIET)
+
+    def _news(self, digest: Entry) -> bool:
+        """Does the digest name a reason no digest of its run has named yet?"""
+        if digest.payload.get("more_reasons"):
+            return True  # reasons beyond those listed: possibly new ones
+        reasons = {str(g.get("reason")) for g in digest.payload.get("failures", [])}
+        return not reasons <= self.outbox.reported_reasons(digest.orchestration_id or "")
 
     def waits_for_earlier(self, entry: Entry, pending: Sequence[Entry]) -> bool:
         """A thread reply never overtakes an earlier reply of the same thread still pending."""

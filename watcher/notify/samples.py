@@ -67,6 +67,7 @@ def sample_payload(kind: str) -> dict[str, Any]:
     elif kind == "retried":
         base.update(
             run=2,
+            retried_operations=2,
             change={
                 "from": "failed",
                 "to": "retrying",

@@ -303,6 +303,20 @@ class Outbox:
         ).fetchone()
         return from_iso(row[0])
 
+    def reported_reasons(self, orch_id: str) -> set[str]:
+        """The failure reasons the sent digests of the orchestration's current run named."""
+        rows = self.store.conn.execute(
+            "SELECT payload FROM outbox WHERE orchestration_id = ? AND kind = 'failure_digest' "
+            "AND status = 'sent' AND id > COALESCE((SELECT MAX(id) FROM outbox "
+            "WHERE orchestration_id = ? AND kind = 'finished'), 0)",
+            (orch_id, orch_id),
+        ).fetchall()
+        return {
+            str(group.get("reason"))
+            for (payload,) in rows
+            for group in json.loads(payload).get("failures", [])
+        }
+
     def schedule(self, entry: Entry, at: datetime | None) -> None:
         """Hold a notification that was never attempted until ``at`` (None: due now)."""
         self._set(entry, "next_attempt_at = ?", [iso(at) if at else None])
