@@ -756,3 +756,16 @@ def test_fault_rules_count_down_and_validate() -> None:
         faults.inject("boom")
     with pytest.raises(ValueError, match="probability"):
         faults.inject("5xx", probability=2.0)
+
+
+def test_the_large_scenario_spreads_pickups_by_maintenance_window() -> None:
+    """The benchmarks' scenario: pickups all over the pending list (keb-api.md §12.1)."""
+    specs = SCENARIOS["large"].orchestrations
+    assert all(s.maintenance_window and set(s.window_hours or ()) == set(range(24)) for s in specs)
+    sim = Simulator.from_scenario("large", seed=1)
+    oid = sim.orchestration_ids()[0]
+    sim.advance(3 * 3600)
+    states = [op["state"] for op in all_operations(sim, oid)]
+    moved = [i for i, state in enumerate(states) if state != PENDING]
+    assert moved
+    assert len(moved) < max(moved) // 2  # not the head of the list: gaps everywhere
