@@ -80,6 +80,12 @@ def import_time(env: dict[str, str]) -> float:
     return float("nan")
 
 
+def help_time(env: dict[str, str], runs: int = 5) -> float:
+    """Median wall seconds of ``watcher --help`` as a whole process (start-up alone)."""
+    args = [sys.executable, "-m", "watcher", "--help"]
+    return statistics.median(run_process(args, env)[0] for _ in range(runs))
+
+
 def measure(repeat: int) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -142,6 +148,7 @@ def measure(repeat: int) -> dict[str, Any]:
             entry["naive_requests"] = max(p["naive_requests"] for p in pairs)
             entry["rss_mb"] = max(p["rss_mb"] for p in pairs)
         out["import_watcher_cli_seconds"] = import_time(env)
+        out["help_seconds"] = help_time(env)
         return out
     finally:
         sim.terminate()
@@ -169,3 +176,4 @@ def report(repeat: int, *, as_json: bool = False) -> None:
             f"{goals[key]:>9}{r['requests']:>10}{r['naive_requests']:>11}{r['rss_mb']:>8.0f}"
         )
     print(f"import watcher.cli: {results['import_watcher_cli_seconds']:.3f} s (-X importtime)")
+    print(f"watcher --help:     {results['help_seconds']:.3f} s (whole process, median of 5)")

@@ -34,7 +34,7 @@ from watcher.core.models import (
     Page,
     operation_stats,
 )
-from watcher.errors import KebNotFound, KebResponseError
+from watcher.errors import KebListChanged, KebNotFound
 
 REASONS = (
     "provisioner client returns failed status: shoot reconciliation timed out",
@@ -75,6 +75,8 @@ class FakeKeb:
     #: Runtimes deprovisioned (their operations deleted by the cleaning step).
     gone: set[str] = field(default_factory=set)
     interleave: Callable[[], None] | None = None
+    #: The state filter of every whole-list read (``list_operations``), in order.
+    lists: list[tuple[str, ...]] = field(default_factory=list)
     _counter: int = 0
 
     # -- the world ------------------------------------------------------------------------
@@ -245,24 +247,31 @@ class FakeKeb:
         return Page(chunk, len(chunk), len(self._filtered(states)))
 
     async def list_operations(
-        self, orchestration_id: str, states: Sequence[str] = ()
+        self,
+        orchestration_id: str,
+        states: Sequence[str] = (),
+        *,
+        max_pages: int | None = None,
     ) -> list[Operation]:
-        """All pages, with the same consistency check as the real client."""
-        for _ in range(5):
-            first = await self.list_operations_page(orchestration_id, states=states)
-            items = list(first.items)
-            total = first.total_count
-            ok = True
-            page = 2
-            while len(items) < total and page <= total // 100 + 2:
-                nxt = await self.list_operations_page(orchestration_id, page=page, states=states)
-                ok = ok and nxt.total_count == total
-                items.extend(nxt.items)
-                page += 1
-            ids = [op.operation_id for op in items]
-            if ok and len(set(ids)) == len(ids) == total:
-                return items
-        raise KebResponseError("fake KEB: the list kept changing while paging")
+        """All pages, with the same consistency check as the real client, read once."""
+        self.lists.append(tuple(states))
+        first = await self.list_operations_page(orchestration_id, states=states)
+        items = list(first.items)
+        total = first.total_count
+        last = max(1, -(-total // 100))
+        if max_pages is not None and last > max_pages:
+            raise KebListChanged(f"fake KEB: {total} items, more than {max_pages} pages")
+        ok = True
+        for page in range(2, last + 1):
+            nxt = await self.list_operations_page(orchestration_id, page=page, states=states)
+            ok = ok and nxt.total_count == total
+            items.extend(nxt.items)
+            if len(nxt.items) < 100:
+                break
+        ids = [op.operation_id for op in items]
+        if ok and len(set(ids)) == len(ids) == total:
+            return items
+        raise KebListChanged("fake KEB: the list changed while paging")
 
     async def get_operation(self, orchestration_id: str, operation_id: str) -> OperationDetail:
         self._request(orchestration_id)

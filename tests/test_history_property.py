@@ -27,7 +27,9 @@ from tests.history_check import (
     first_kinds,
     recorded_paths,
 )
+from watcher.core.models import PENDING
 from watcher.engine.cycle import Engine
+from watcher.engine.incremental import full_sweep_cost
 from watcher.errors import KebResponseError
 from watcher.faces.reports import transition_json
 from watcher.store.database import Store
@@ -63,9 +65,17 @@ def run_history(
                 store = Store(db)
             keb.interleave = lambda: keb.step() if rng.random() < race else None
             before = keb.marks()
+            requests, lists = keb.requests, len(keb.lists)
             report = asyncio.run(engine(store, full_every).poll_once())
             keb.interleave = None
             [result] = report.results
+            # The bound (docs/contract.md §7): a full sweep plus one request, plus one GET
+            # for each operation that vanished (its own 404 tells deletion from a race).
+            vanished = sum(op.vanished for op in keb.ops)
+            assert keb.requests - requests <= full_sweep_cost(len(keb.ops)) + 1 + vanished
+            # The pending list is never read in a cycle that sweeps the whole list.
+            read = keb.lists[lists:]
+            assert not ((PENDING,) in read and () in read), read
             if baseline is None and result.ok and result.mode != "deferred":
                 baseline = (before, keb.marks())  # the poll that took the baseline
             # A list that kept changing while paged fails the cycle (KEB's answers did not

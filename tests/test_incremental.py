@@ -13,12 +13,14 @@ import random
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.fake_keb import FakeKeb
-from watcher.core.models import FAILED, IN_PROGRESS, PENDING, SUCCEEDED, Operation
+from watcher.core.models import FAILED, IN_PROGRESS, PENDING, SUCCEEDED, Operation, Page
 from watcher.engine.cycle import Engine, PollResult
+from watcher.errors import KebListChanged
 from watcher.store.database import Store
 
 CLOCK = datetime(2026, 1, 1, tzinfo=UTC)
@@ -179,3 +181,61 @@ def test_a_failed_orchestration_waiting_for_a_retry_costs_one_request_a_cycle(
             assert (result.mode, keb.requests - before) == ("unchanged", 1)
         now[0] = CLOCK + timedelta(days=7, seconds=1)  # the retry window is over
         assert asyncio.run(engine.poll_once()).results == []
+
+
+def test_a_paging_race_defers_once_and_never_re_sweeps_in_the_same_cycle(
+    world: World,
+) -> None:
+    """Every request of these polls lets KEB move on between its two queries (a page and its
+    ``totalCount``, §12.6): the lists disagree with themselves, and no poll re-reads them."""
+    rng = random.Random(3)
+    modes = []
+    for _ in range(30):
+        world.keb.interleave = lambda: world.keb.step() if rng.random() < 0.5 else None
+        lists, before = len(world.keb.lists), world.keb.requests
+        [result] = asyncio.run(world.engine.poll_once()).results
+        requests = world.keb.requests - before
+        world.keb.interleave = None
+        # Twice in a row a sweep that did not hold together is an error of that cycle.
+        assert result.ok or isinstance(result.exception, KebListChanged), result
+        modes.append(result.mode)
+        vanished = sum(op.vanished for op in world.keb.ops)
+        assert requests <= 2 + math.ceil(len(world.keb.ops) / 100) + 1 + vanished, result
+        read = world.keb.lists[lists:]
+        assert not ((PENDING,) in read and () in read), read
+        assert len(read) == len(set(read)), read  # no list twice in one cycle
+    assert "deferred" in modes
+
+
+def test_a_sweep_that_fails_again_after_a_deferral_is_an_error_of_the_cycle(
+    world: World,
+) -> None:
+    world.keb.description = "Scheduled 500 operations, retried 0 operations"  # forces a sweep
+    real = world.keb.list_operations_page
+
+    async def short(orchestration_id: str, **kwargs: Any) -> Page[Operation]:
+        page = await real(orchestration_id, **kwargs)
+        return Page(page.items[1:], page.count - 1, page.total_count)  # one row never seen
+
+    world.keb.list_operations_page = short  # type: ignore[method-assign]
+    [result] = asyncio.run(world.engine.poll_once()).results
+    assert (result.ok, result.mode) == (True, "deferred")
+    [result] = asyncio.run(world.engine.poll_once()).results
+    assert not result.ok
+    assert isinstance(result.exception, KebListChanged)
+    world.keb.list_operations_page = real  # type: ignore[method-assign]
+    assert world.poll()[0].mode == "full"
+
+
+def test_the_pending_list_is_not_read_when_it_would_cost_more_than_a_full_sweep(
+    world: World,
+) -> None:
+    world.move(range(0, 150), IN_PROGRESS)  # two pages in progress (a second worker pool)
+    world.move(range(150, 151), FAILED, "quota exceeded")
+    world.move(range(160, SIZE, 31), SUCCEEDED, "Operation succeeded")  # pending -> succeeded
+    result, requests = world.poll()
+    # GET, 2 in-progress pages, the tail, the failed list: 5; the pending list would need 4
+    # more, beyond a full sweep plus one (8): the cycle defers and the next one sweeps.
+    assert (result.mode, requests) == ("deferred", 5)
+    result, requests = world.poll()
+    assert (result.mode, requests) == ("full", FULL)

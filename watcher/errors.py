@@ -19,7 +19,8 @@ the offending input and never contains a secret.
         ├── KebTransientError         worth retrying: connection, timeout, 5xx, 429, bad body
         │   ├── KebUnavailable        connection refused/reset, timeout, 5xx, 429
         │   └── KebResponseError      2xx with a body that is not the JSON we expect
-        │                             (truncated JSON, an HTML error page)
+        │       │                     (truncated JSON, an HTML error page)
+        │       └── KebListChanged    the pages of one list disagree (it changed while read)
         └── KebPermanentError         retrying cannot fix it
             ├── KebAuthError          401/403 from the gateway ("Jwt is expired", "RBAC: ...")
             ├── KebNotFound           KEB's own JSON 404: no such orchestration/operation
@@ -141,6 +142,13 @@ class KebResponseError(KebTransientError):
     """KEB (or a proxy in front of it) answered 2xx with a body that is not the expected JSON."""
 
 
+class KebListChanged(KebResponseError):
+    """The pages of one list did not hold together: ``totalCount`` moved between pages, an
+    item showed up twice, or fewer items came than claimed (docs/keb-api.md §12.6). The list is
+    read once per cycle; the observer defers to the next cycle rather than reading it again,
+    so a cycle never costs more than a full sweep plus one request."""
+
+
 class KebPermanentError(KebError):
     """A failure that retrying the same request cannot fix."""
 
@@ -157,6 +165,9 @@ class KebNoOrchestrationApi(KebPermanentError):
     """A 404 that is not KEB's JSON ``{"error": ...}``: the gateway routed the request to a
     server without orchestration routes (KEB 1.15.1 removed them; docs/keb-api.md §12.7), or the
     base URL is wrong. Nothing is known about the orchestration: it is *not* gone."""
+
+    #: In every such message; says the endpoint, not the orchestration, is the problem.
+    phrase = "serves no orchestration API"
 
 
 class KebUnsupportedType(KebPermanentError):

@@ -165,7 +165,13 @@ class Engine:
             not waiting and now - tracked.last_full_sweep_at >= self.full_sweep_every
         )
         try:
-            outcome = await self.observer.observe(head, force_full=force_full)
+            outcome = await self.observer.observe(
+                head,
+                force_full=force_full,
+                # Swept already but asked to sweep again: the last cycle deferred.
+                after_deferral=tracked.last_full_sweep_at is None
+                and head.orchestration is not None,
+            )
         except KebError as exc:
             message = str(exc)
             log.warning(

@@ -21,10 +21,14 @@ that gave the stats, KEB facts from §2.10, §3.4, §4.3 and §12):
    runtime). As operations only move forward and every list was read after the GET, that also
    proves that nothing moved while the lists were read.
 
-A cycle never costs more than a full sweep plus one request: before the pending list is read
-the cost so far is compared with a full sweep, and when a proof fails after lists were read,
-the observation is *deferred*: nothing is recorded now, and the next cycle sweeps fully (a
-failed proof is never followed by a full sweep in the same cycle).
+A cycle never costs more than a full sweep plus one request: every read is charged against
+that budget before it is made (a list by the pages its count needs; a list that turns out
+longer is not read on, :class:`~watcher.errors.KebListChanged`), and an incremental
+observation whose first reads alone would leave no room for one more is not tried (the full
+sweep is as cheap). When a proof fails after lists were read, or a read would exceed the
+budget, the observation is *deferred*: nothing is recorded now, and the next cycle sweeps
+fully (a failed proof is never followed by a full sweep in the same cycle, and the pending
+list is never read in a cycle that sweeps).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from watcher.core.models import (
     is_terminal_operation,
     operation_stats,
 )
-from watcher.errors import KebNotFound
+from watcher.errors import KebListChanged, KebNotFound
 from watcher.store.rows import SnapshotHead
 
 PAGE_SIZE = 100  # KEB's maximum page size (MaxPaginationPage).
@@ -63,7 +67,11 @@ class KebReader(Protocol):
     async def get_orchestration(self, orchestration_id: str) -> Orchestration: ...
 
     async def list_operations(
-        self, orchestration_id: str, states: Sequence[str] = ()
+        self,
+        orchestration_id: str,
+        states: Sequence[str] = (),
+        *,
+        max_pages: int | None = None,
     ) -> list[Operation]: ...
 
     async def list_operations_page(
@@ -135,13 +143,25 @@ class Incremental:
         self.stats = dict(orch.operation_stats or {})
         self.counts = dict(head.counts)
         self.requests = 1  # the GET that gave the stats
+        #: A full sweep plus one request: no cycle may cost more.
+        self.budget = full_sweep_cost(head.operation_count) + 1
 
     def _fail(self, message: str) -> Unproven:
         return Unproven(message, spent=self.requests > 1)
 
+    def _charge(self, requests: int, what: str) -> None:
+        if self.requests + requests > self.budget:
+            raise self._fail(f"{what} would cost more than a full sweep")
+        self.requests += requests
+
     async def _list(self, state: str, expected: int) -> list[Operation]:
-        self.requests += pages(expected)
-        return await self.keb.list_operations(self.orch_id, [state])
+        """The ``state`` list, in the pages ``expected`` items need and not one more."""
+        needed = pages(expected)
+        self._charge(needed, f"reading the {state} list")
+        try:
+            return await self.keb.list_operations(self.orch_id, [state], max_pages=needed)
+        except KebListChanged as exc:
+            raise self._fail(str(exc)) from None
 
     async def run(self) -> tuple[Observation, Snapshot]:
         orch_id, counts, stats = self.orch_id, self.counts, self.stats
@@ -154,6 +174,11 @@ class Incremental:
         old_failed = (self.head.expected_stats or {}).get(FAILED, 0)
         want_canceled = stats.get(CANCELED, 0) > counts.get(CANCELED, 0)
         want_failed = stats.get(FAILED, 0) > old_failed
+        first = pages(stats.get(IN_PROGRESS, 0)) + 1
+        first += pages(stats.get(CANCELED, 0)) if want_canceled else 0
+        first += pages(counts.get(FAILED, 0) + 1) if want_failed else 0
+        if self.requests + first + 1 > self.budget:
+            raise self._fail("a full sweep costs no more")  # nothing read yet: sweep now
         reads = [
             self._list(IN_PROGRESS, stats.get(IN_PROGRESS, 0)),
             self._tail(),
@@ -235,7 +260,7 @@ class Incremental:
         items: list[Operation] = []
         total = -1
         for number in range(first, first + TAIL_PAGES):
-            self.requests += 1
+            self._charge(1, f"page {number} of the list")
             page = await self.keb.list_operations_page(
                 self.orch_id, page=number, page_size=PAGE_SIZE
             )
@@ -269,8 +294,7 @@ class Incremental:
         showing up in any list read: the whole pending list, if that keeps the cycle within
         a full sweep plus one request."""
         pending_now = self.stats.get(PENDING, 0)
-        budget = full_sweep_cost(self.head.operation_count) + 1
-        if self.requests + pages(pending_now) > budget:
+        if self.requests + pages(pending_now) > self.budget:
             raise self._fail(f"{unseen} operations left the pending list unseen")
         listed = await self._list(PENDING, pending_now)
         now = {op.operation_id for op in listed}
@@ -311,7 +335,7 @@ class Incremental:
         failed_pages = pages(counts.get(FAILED, 0) + n)
         canceled_pages = pages(stats.get(CANCELED, 0)) if to_canceled else 0
         if n <= failed_pages + canceled_pages:
-            self.requests += n
+            self._charge(n, f"{n} single reads")
             details = await asyncio.gather(*(self._get_or_none(i) for i in departed))
             for op_id, op in zip(departed, details, strict=True):
                 if op is None:

@@ -34,7 +34,7 @@ from watcher.engine.incremental import (
     SnapshotReader,
     Unproven,
 )
-from watcher.errors import KebNotFound, KebUnsupportedType
+from watcher.errors import KebListChanged, KebNotFound, KebUnsupportedType
 from watcher.store.database import SnapshotHead
 
 __all__ = ["TAIL_PAGES", "Findings", "KebReader", "Mode", "Observer", "SnapshotReader"]
@@ -66,7 +66,15 @@ class Observer:
         self.keb = keb
         self.snapshots = snapshots
 
-    async def observe(self, head: SnapshotHead, *, force_full: bool = False) -> Findings:
+    async def observe(
+        self, head: SnapshotHead, *, force_full: bool = False, after_deferral: bool = False
+    ) -> Findings:
+        """The cheapest provable observation of ``head``'s orchestration.
+
+        ``after_deferral``: the previous cycle deferred (this one sweeps). A list that again
+        does not hold together while swept is then an error of the cycle, not another
+        deferral: a momentary race (docs/keb-api.md §12.6) does not repeat every cycle, damage does.
+        """
         orch_id = head.orchestration_id
         try:
             orch = await self.keb.get_orchestration(orch_id)
@@ -103,6 +111,11 @@ class Observer:
             swept = await self._full(orch, previous)
         except KebUnsupportedType:
             return self._orchestration_only(orch, head)
+        except KebListChanged as exc:
+            if after_deferral:
+                raise
+            log.info("orchestration %s: %s; the next cycle sweeps", orch_id, exc)
+            return Findings("deferred", None, None, "the list changed while swept")
         if swept is None:
             log.info("orchestration %s: changed while swept; the next cycle sweeps", orch_id)
             return Findings("deferred", None, None, "the orchestration changed while swept")

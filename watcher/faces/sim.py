@@ -40,7 +40,18 @@ def _scenario_help() -> str:
     help="Behave like KEB 1.15.1 and later: a plain-text 404 on every /orchestrations* path "
     "(DELETE /_sim/faults brings the API back).",
 )
-def sim_command(port: int, host: str, scenario: str, seed: int, speed: float, no_api: bool) -> None:
+@click.option(
+    "--races",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    metavar="P",
+    help="Chance that the world moves on between the two queries KEB runs for one answer "
+    "(a page and its totalCount, an orchestration and its operationStats).",
+)
+def sim_command(
+    port: int, host: str, scenario: str, seed: int, speed: float, no_api: bool, races: float
+) -> None:
     """Serve a simulated KEB orchestration API (as KEB 1.8.12-1.15.0 served it).
 
     It prints the URL and a bearer token accepted by its gateway. Faults can be injected
@@ -50,6 +61,7 @@ def sim_command(port: int, host: str, scenario: str, seed: int, speed: float, no
     \b
     Example:
       watcher sim --scenario failures --port 8080
+      watcher sim --scenario retry-rows --races 0.2 --speed 0
       KEB_URL=http://127.0.0.1:8080 KEB_TOKEN=<printed token> watcher status <ID>
     """
     try:
@@ -61,6 +73,7 @@ def sim_command(port: int, host: str, scenario: str, seed: int, speed: float, no
             port=port,
             out=sys.stdout,
             faults=("no-api",) if no_api else (),
+            races=races,
         )
     except OSError as exc:  # the bind: port in use, address not available, no permission
         raise UsageError(f"--port {port}: cannot listen on {host}: {exc.strerror or exc}") from None

@@ -23,11 +23,10 @@ from urllib.parse import quote
 import httpx
 
 from watcher.core.models import Operation, OperationDetail, Orchestration, Page, parse_page
-from watcher.errors import ConfigError, KebRequestError, KebResponseError
+from watcher.errors import ConfigError, KebListChanged, KebRequestError, KebResponseError
 from watcher.keb.auth import TokenProvider
 from watcher.keb.paging import (
     MAX_PAGE_SIZE,
-    MAX_SWEEPS,
     MAX_TOTAL_COUNT,
     check_pages,
     page_count,
@@ -151,14 +150,20 @@ class KebClient:
         return await self._page(path, page, page_size, states, Operation.from_json)
 
     async def list_operations(
-        self, orchestration_id: str, states: Sequence[str] = ()
+        self,
+        orchestration_id: str,
+        states: Sequence[str] = (),
+        *,
+        max_pages: int | None = None,
     ) -> list[Operation]:
         """Every operation of an orchestration matching ``states``, in KEB's (creation) order.
 
-        The pages are checked against each other; see :meth:`_all_pages`.
+        The pages are checked against each other; see :meth:`_all_pages`. With ``max_pages``,
+        a list whose page 1 claims more pages raises :class:`KebListChanged` instead of
+        reading them (the caller's request budget).
         """
         path = f"/orchestrations/{_segment(orchestration_id)}/operations"
-        return await self._all_pages(path, states, Operation.from_json, _operation_id)
+        return await self._all_pages(path, states, Operation.from_json, _operation_id, max_pages)
 
     async def get_operation(self, orchestration_id: str, operation_id: str) -> OperationDetail:
         """``GET /orchestrations/{id}/operations/{operation_id}``, with its cluster/Kyma config."""
@@ -221,43 +226,36 @@ class KebClient:
         states: Sequence[str],
         parse_item: Callable[[object], T],
         key: Callable[[T], str],
+        max_pages: int | None = None,
     ) -> list[T]:
         """All pages of a list, accepted only when they agree with each other.
 
         KEB pages with ``LIMIT/OFFSET`` over a table that changes under us (operations are
-        appended by retries and deleted by the cleaning step), so a page can repeat or skip
+        appended by retries and deleted by the cleaning step), and a page and its
+        ``totalCount`` are separate queries (docs/keb-api.md §12.6), so a page can repeat or skip
         rows. Page 1 gives ``totalCount``; pages 2..n are fetched concurrently. The result
         stands only if every page reported the same ``totalCount``, no ID repeats and the
-        distinct items number exactly ``totalCount``; otherwise the list is swept again, up to
-        :data:`MAX_SWEEPS` times.
+        distinct items number exactly ``totalCount``; otherwise :class:`KebListChanged`.
+        The list is swept once: sweeping again could repeat for as long as KEB is busy, and
+        a cycle may cost no more than a full sweep plus one request (the observer defers to
+        the next cycle instead).
         """
         noun = _noun(path)
-        problem = ""
-        sweep = 0
-        while sweep < MAX_SWEEPS:
-            sweep += 1
+        while True:
             size = self._page_size
             try:
-                pages = await self._sweep(path, size, states, parse_item)
+                pages = await self._sweep(path, size, states, parse_item, max_pages)
             except KebRequestError as err:
                 limit = server_page_limit(str(err)) if err.status == 400 else None
                 if limit is None or limit >= size:
                     raise
                 log.warning("KEB GET %s: server allows page_size %d; using it", path, limit)
                 self._page_size = limit
-                sweep -= 1
                 continue
             items, problem = check_pages(pages, key, noun)
             if not problem:
                 return items
-            log.warning(
-                "KEB GET %s: %s list changed while paging (%s); sweep %d of %d",
-                path, noun, problem, sweep, MAX_SWEEPS,
-            )  # fmt: skip
-        raise KebResponseError(
-            f"KEB GET {path}: {noun} list kept changing while paging ({problem}); "
-            f"gave up after {MAX_SWEEPS} sweeps"
-        )
+            raise KebListChanged(f"KEB GET {path}: {noun} list changed while paging ({problem})")
 
     async def _sweep(
         self,
@@ -265,6 +263,7 @@ class KebClient:
         size: int,
         states: Sequence[str],
         parse_item: Callable[[object], T],
+        max_pages: int | None = None,
     ) -> list[Page[T]]:
         """Page 1, then pages 2..n by a few concurrent readers in page order.
 
@@ -279,6 +278,11 @@ class KebClient:
         if total > MAX_TOTAL_COUNT:
             raise KebResponseError(f"KEB GET {path}: implausible totalCount {total}")
         last = page_count(total, size)
+        if max_pages is not None and last > max_pages:
+            raise KebListChanged(
+                f"KEB GET {path}: {total} items on {last} pages, more than the {max_pages} "
+                "this cycle can afford"
+            )
         if last == 1 or len(first.items) < size:
             return [first]
         pages: dict[int, Page[T]] = {1: first}

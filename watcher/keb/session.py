@@ -250,10 +250,7 @@ class Session:
             raise KebAuthError(message, status=status)
         if status == 404:
             if _keb_error(content) is None:
-                raise KebNoOrchestrationApi(
-                    redact(f"{head}: {NO_API}", token) + (f" ({detail})" if detail else ""),
-                    status=status,
-                )
+                raise KebNoOrchestrationApi(redact(no_api(req, response), token), status=status)
             raise KebNotFound(message, status=status)
         if status == 500 and "unsupported orchestration type" in (_keb_error(content) or ""):
             raise KebUnsupportedType(message, status=status)
@@ -350,10 +347,27 @@ def _too_deep(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
 
 
 #: What a plain-text 404 means (docs/keb-api.md §12.7).
-NO_API = (
-    "this endpoint serves no orchestration API "
-    "(KEB 1.15.1 and later removed it, or keb.url is wrong)"
-)
+NO_API = KebNoOrchestrationApi.phrase
+
+
+def no_api(req: Request, response: httpx.Response) -> str:
+    """The one line for a plain-text 404: the URL asked (no query, never a token) and both
+    things it can mean, since a wrong base URL and KEB 1.15.1 or later answer the same.
+
+    >>> request = httpx.Request("GET", "https://kcp.example.com/wrong/orchestrations/o-1?page=1")
+    >>> print(no_api(Request("GET", "/orchestrations/o-1"), httpx.Response(404, request=request)))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    KEB GET https://kcp.example.com/wrong/orchestrations/o-1 answered a plain-text 404: the
+    endpoint serves no orchestration API. Either keb.url is wrong (it must be KEB's base URL,
+    without /orchestrations), or it points at KEB 1.15.1 or later, which removed the orchestration
+    API.
+    """
+    url = response.request.url.copy_with(query=None, fragment=None)
+    return (
+        f"KEB {req.method} {url} answered a plain-text 404: the endpoint {NO_API}. "
+        "Either keb.url is wrong (it must be KEB's base URL, without /orchestrations), "
+        "or it points at KEB 1.15.1 or later, which removed the orchestration API."
+    )
 
 
 def _keb_error(content: bytes) -> str | None:

@@ -28,16 +28,13 @@ from watcher.core.models import (
     FAILED,
     IN_PROGRESS,
     PENDING,
-    RETRYING,
     SUCCEEDED,
     TERMINAL_ORCHESTRATION_STATES,
 )
 from watcher.sim.api import (
-    SimApiError,
     UpgradeRequest,
     operation_not_found,
     orchestration_not_found,
-    select_retry,
 )
 from watcher.sim.inventory import (
     US_PER_SECOND,
@@ -45,7 +42,6 @@ from watcher.sim.inventory import (
     Runtime,
     new_uuid,
     next_window,
-    year0_window,
 )
 from watcher.sim.operator import ScriptedOperator
 from watcher.sim.records import (
@@ -64,6 +60,7 @@ from watcher.sim.records import (
     format_us,
     to_us,
 )
+from watcher.sim.retries import RetryFlow
 from watcher.sim.scenarios import (
     POSTED_PROFILE,
     PROVISIONER_PREFIX,
@@ -71,12 +68,14 @@ from watcher.sim.scenarios import (
     ScenarioSpec,
 )
 
-#: The orchestration manager polls every minute (docs/keb-api.md §9): retries are picked up, and a
-#: cancel is concluded, within that.
-RETRY_PICKUP_US: Final = 60 * US_PER_SECOND
+#: The orchestration manager polls every minute (docs/keb-api.md §9): a cancel is concluded
+#: within that (retries: :mod:`watcher.sim.retries`).
 CANCEL_CONCLUDE_US: Final = 30 * US_PER_SECOND
 #: ``waitForStart`` polls every 5 minutes until ``ScheduleTime``.
 SCHEDULE_POLL_US: Final = 300 * US_PER_SECOND
+#: While canceling, a free worker picks up the next operation that came due and cancels it
+#: on its own this long after (``cancel_one_by_one``, docs/keb-api.md §12.5).
+CANCEL_PICKUP_US: Final = 30 * US_PER_SECOND
 
 ScheduledEvent = tuple[int, int, Callable[[], None]]
 
@@ -99,6 +98,8 @@ class Manager:
         #: Scripted actions not yet fired or dropped.
         #: The scenario's scripted operator (cancels and retries at set moments).
         self.operator = ScriptedOperator(self)
+        #: Retry requests and their pickup (rows first, then the description).
+        self.retries = RetryFlow(self)
         #: Operation truth events that changed the state (creation and vanishing included).
         self.op_changes = 0
         accounts = [
@@ -174,6 +175,7 @@ class Manager:
         op.vanished = True
         if op.state == IN_PROGRESS:
             orch.running -= 1
+            orch.running2 -= op.second_pool
         if op.state in (PENDING, IN_PROGRESS):
             orch.unfinished -= 1
         self._record_op(orch, op, VANISHED, op.description)
@@ -326,7 +328,7 @@ class Manager:
         later: dict[int, list[OperationRecord]] = {}
         for op in orch.ops:
             if op.ready_us <= self.now_us:
-                heapq.heappush(orch.ready, (op.seq, op))
+                heapq.heappush(_heap(orch, op), (op.seq, op))
             else:
                 later.setdefault(op.ready_us, []).append(op)
         for ready_us, ops in later.items():
@@ -336,44 +338,79 @@ class Manager:
 
     def _make_ready(self, orch: OrchestrationRecord, op: OperationRecord) -> None:
         if op.ready_us <= self.now_us:
-            heapq.heappush(orch.ready, (op.seq, op))
+            heapq.heappush(_heap(orch, op), (op.seq, op))
         else:
             self.schedule(op.ready_us, partial(self._on_ready, orch, op))
 
     def _on_ready(self, orch: OrchestrationRecord, op: OperationRecord) -> None:
         if not op.vanished and op.state == PENDING:
-            heapq.heappush(orch.ready, (op.seq, op))
+            heapq.heappush(_heap(orch, op), (op.seq, op))
             self._dispatch(orch)
 
     def _on_ready_all(self, orch: OrchestrationRecord, ops: list[OperationRecord]) -> None:
         for op in ops:
             if not op.vanished and op.state == PENDING:
-                heapq.heappush(orch.ready, (op.seq, op))
+                heapq.heappush(_heap(orch, op), (op.seq, op))
         self._dispatch(orch)
 
     def _dispatch(self, orch: OrchestrationRecord) -> None:
         """Start ready operations in creation order while workers are free.
 
         Only the ``parallel`` strategy exists; any other type, or ``workers <= 0``, never
-        starts an operation, exactly as KEB (§2.7).
+        starts an operation, exactly as KEB (§2.7). Operations retried while the orchestration
+        was in progress have a second pool of ``workers`` of their own, so more than
+        ``workers`` can be in progress at once (docs/keb-api.md §12.10).
         """
+        if orch.state == CANCELING and orch.profile.cancel_one_by_one:
+            self._cancel_pickup(orch)
+            return
         if orch.state != IN_PROGRESS or orch.strategy_type != "parallel":
             return
         if orch.profile.legacy_kyma:
             return  # KEB 1.8.9 and later no longer process upgradeKyma (docs/keb-api.md §12.8)
-        while orch.running < orch.workers and orch.ready:
+        while orch.running - orch.running2 < orch.workers and orch.ready:
             _, op = heapq.heappop(orch.ready)
-            if op.vanished or op.state != PENDING:
-                continue
-            orch.running += 1
-            # The description stays "Operation created" until the provisioner call.
-            self._record_op(orch, op, IN_PROGRESS, DESC_OP_CREATED)
-            if op.dry_run:
-                self.schedule(self.now_us + op.duration_us, partial(self._finish, orch, op))
-                continue
-            op.kubernetes_version = (orch.kubernetes or {}).get("kubernetesVersion", "")
-            lead = max(US_PER_SECOND, op.duration_us // 20)
-            self.schedule(self.now_us + lead, partial(self._upgrading, orch, op))
+            if not op.vanished and op.state == PENDING:
+                self._start_op(orch, op)
+        while orch.running2 < orch.workers and orch.ready2:
+            _, op = heapq.heappop(orch.ready2)
+            if not op.vanished and op.state == PENDING:
+                orch.running2 += 1
+                self._start_op(orch, op)
+
+    def _start_op(self, orch: OrchestrationRecord, op: OperationRecord) -> None:
+        orch.running += 1
+        # The description stays "Operation created" until the provisioner call.
+        self._record_op(orch, op, IN_PROGRESS, DESC_OP_CREATED)
+        if op.dry_run:
+            self.schedule(self.now_us + op.duration_us, partial(self._finish, orch, op))
+            return
+        op.kubernetes_version = (orch.kubernetes or {}).get("kubernetesVersion", "")
+        lead = max(US_PER_SECOND, op.duration_us // 20)
+        self.schedule(self.now_us + lead, partial(self._upgrading, orch, op))
+
+    def _cancel_pickup(self, orch: OrchestrationRecord) -> None:
+        """``canceling``: a free worker takes the next operation that came due; its
+        initialisation step sees the cancel and cancels that operation alone (§12.5)."""
+        if orch.cancel_busy or orch.running >= orch.workers:
+            return
+        for heap in (orch.ready, orch.ready2):
+            while heap:
+                _, op = heapq.heappop(heap)
+                if not op.vanished and op.state == PENDING:
+                    orch.cancel_busy = True
+                    self.schedule(
+                        self.now_us + CANCEL_PICKUP_US, partial(self._cancel_one, orch, op)
+                    )
+                    return
+
+    def _cancel_one(self, orch: OrchestrationRecord, op: OperationRecord) -> None:
+        orch.cancel_busy = False
+        if orch.state == CANCELING and op.state == PENDING and not op.vanished:
+            desc = f"orchestration {orch.orchestration_id} was canceled"
+            self._record_op(orch, op, CANCELED, desc)
+            orch.unfinished -= 1
+        self._dispatch(orch)
 
     def _upgrading(self, orch: OrchestrationRecord, op: OperationRecord) -> None:
         if op.vanished:
@@ -403,6 +440,7 @@ class Manager:
         else:
             self._record_op(orch, op, SUCCEEDED, DESC_DRY_RUN if op.dry_run else DESC_SUCCEEDED)
         orch.running -= 1
+        orch.running2 -= op.second_pool
         orch.unfinished -= 1
         orch.finished += 1
         self.operator.on_progress(orch)
@@ -429,6 +467,7 @@ class Manager:
                 self._record_op(orch, op, CANCELED, DESC_OP_CANCELED)
                 orch.unfinished -= 1
         orch.ready.clear()
+        orch.ready2.clear()
         self._set_orch(orch, CANCELED, orch.description, bump=True)
         self.operator.on_terminal(orch)
 
@@ -437,59 +476,14 @@ class Manager:
         if orch.state in TERMINAL_ORCHESTRATION_STATES or orch.state == CANCELING:
             return
         self._set_orch(orch, CANCELING, DESC_ORCH_CANCELED, bump=True)
+        self._dispatch(orch)
         self._maybe_complete(orch)
 
     def retry(self, orch: OrchestrationRecord, operation_ids: Sequence[str]) -> dict[str, Any]:
         """``POST .../retry`` (§2.6): the ``RetryResponse``; 500 when canceled meanwhile."""
-        failed = [op for op in orch.ops if op.state == FAILED]
-        candidates, invalid, old = select_retry(
-            failed, operation_ids, check_newer=orch.state == FAILED, latest=self._latest
-        )
-        oid = orch.orchestration_id
-        response: dict[str, Any] = {
-            "orchestrationID": oid,
-            "retryShoots": None,
-            "oldOperations": old or None,
-            "invalidOperations": invalid or None,
-            "msg": f"No valid operations to retry for orchestration {oid}",
-        }
-        if not candidates:
-            return response
-        if orch.state in (CANCELING, CANCELED):
-            raise SimApiError(500, f"orchestration {oid} was canceled right before retrying")
-        response["retryShoots"] = [op.runtime.shoot_name for op in candidates]
-        response["msg"] = "retry operations are queued for processing"
-        orch.retry_ids.extend(op.operation_id for op in candidates)
-        if orch.state == FAILED:
-            self._set_orch(orch, RETRYING, orch.description + ", retrying", bump=True)
-        if orch.state in (RETRYING, IN_PROGRESS) and not orch.pickup_pending:
-            orch.pickup_pending = True
-            self.schedule(self.now_us + RETRY_PICKUP_US, partial(self._pickup, orch))
-        return response
+        return self.retries.retry(orch, operation_ids)
 
-    def _pickup(self, orch: OrchestrationRecord) -> None:
-        """The manager takes the stored retry list: new operations, new IDs, same runtimes."""
-        orch.pickup_pending = False
-        if orch.state not in (RETRYING, IN_PROGRESS):
-            return
-        profile = orch.profile
-        ids, orch.retry_ids = orch.retry_ids, []
-        created: list[OperationRecord] = []
-        for op_id in ids:
-            old = self.ops.get(op_id)
-            if old is None:
-                continue  # deleted by the cleaning step meanwhile
-            failure = None
-            if profile.retry_failure_rate and self._rng.random() < profile.retry_failure_rate:
-                failure = profile.reasons[len(created) % len(profile.reasons)]
-            window = self._windows(orch, old.runtime)
-            if profile.retry_year0_windows:
-                begin, end = year0_window(old.runtime.window_hour)
-                window = (begin, end, window[2])
-            created.append(self._new_operation(orch, old.runtime, failure, window))
-        base = orch.description.removesuffix(", retrying")
-        self._set_orch(orch, IN_PROGRESS, f"{base}, retried {len(created)} operations", bump=False)
-        for op in created:
-            self._make_ready(orch, op)
-        self._dispatch(orch)
-        self._maybe_complete(orch)
+
+def _heap(orch: OrchestrationRecord, op: OperationRecord) -> list[tuple[int, OperationRecord]]:
+    """The ready heap of the worker pool that runs ``op``."""
+    return orch.ready2 if op.second_pool else orch.ready

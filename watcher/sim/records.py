@@ -153,6 +153,8 @@ class OperationRecord:
     #: Set once KEB would have stored a runtime state (the upgrade started).
     kubernetes_version: str | None = None
     vanished: bool = False
+    #: Retried while its orchestration was in progress: run by the second worker pool.
+    second_pool: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """``OperationResponse``: no omitempty, no timestamps (docs/keb-api.md §3.5)."""
@@ -189,8 +191,10 @@ class OperationRecord:
 class OrchestrationRecord:
     """One ``upgradeCluster`` orchestration with its operations in creation order.
 
-    ``ready`` is a heap of ``(seq, operation)`` that may start now (window reached);
-    ``unfinished`` counts operations in ``pending``/``in progress``.
+    ``ready`` is a heap of ``(seq, operation)`` that may start now (window reached), ``ready2``
+    the same for the second worker pool (in-progress retries, §12.10); ``running`` counts
+    operations in progress (``running2`` those of the second pool among them); ``unfinished``
+    counts operations in ``pending``/``in progress``.
     """
 
     orchestration_id: str
@@ -212,7 +216,11 @@ class OrchestrationRecord:
     retry_ids: list[str] = field(default_factory=list)
     ops: list[OperationRecord] = field(default_factory=list)
     ready: list[tuple[int, OperationRecord]] = field(default_factory=list)
+    ready2: list[tuple[int, OperationRecord]] = field(default_factory=list)
     running: int = 0
+    running2: int = 0
+    #: A free worker is busy canceling one picked-up operation (``canceling``, §12.5).
+    cancel_busy: bool = False
     unfinished: int = 0
     finished: int = 0
     pickup_pending: bool = False

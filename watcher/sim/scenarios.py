@@ -89,6 +89,13 @@ class OrchestrationSpec:
     actions: tuple[ScriptedAction, ...] = ()
     #: A legacy ``upgradeKyma`` orchestration: its operations list answers 500 (§12.8).
     legacy_kyma: bool = False
+    #: Virtual seconds between the rows a retry inserts. KEB inserts them one at a time and
+    #: writes ``", retried K operations"`` only after the last (§12.2); ``0``: one instant.
+    row_gap: float = 0.0
+    #: While ``canceling``, free workers still pick up operations as they come due and cancel
+    #: each on its own (``orchestration <id> was canceled``), one every ``CANCEL_PICKUP``
+    #: seconds, before the bulk cancel (§12.5). ``False``: only the bulk cancel.
+    cancel_one_by_one: bool = False
 
     def __post_init__(self) -> None:
         if self.created > 0:
@@ -97,6 +104,8 @@ class OrchestrationSpec:
             raise ValueError("ops must be >= 0 and workers >= 1")
         if not 0.0 <= self.failure_rate <= 1.0 or not self.reasons:
             raise ValueError("failure_rate must be in [0, 1] with at least one reason")
+        if self.row_gap < 0:
+            raise ValueError("row_gap must not be negative")
 
 
 #: The behaviour of orchestrations created through ``POST /upgrade/cluster``.
@@ -164,6 +173,25 @@ _MAINTENANCE = OrchestrationSpec(
     window_hours=(8, 9, 10, 11, 12),
     created=-1.0,
 )
+#: Failed, then retried: the three new rows are inserted 40 s apart, and only then does the
+#: description say ", retried 3 operations" (§12.2).
+_RETRY_ROWS = replace(_RETRY, row_gap=40.0)
+#: Retried while still in progress (after 40 % finished, 10 of them failed): the retried
+#: operations run in a second worker pool, beyond ``workers`` (§12.10); rows 15 s apart.
+_RETRY_RUNNING = OrchestrationSpec(
+    ops=50,
+    workers=4,
+    duration=(120.0, 240.0),
+    failure_rate=0.2,
+    reasons=(REASON_RECONCILE, REASON_QUOTA),
+    schedule="immediate",
+    created=-1.0,
+    row_gap=15.0,
+    actions=(ScriptedAction("retry", after_done_fraction=0.4),),
+)
+#: Canceled after ~25 % finished; free workers keep canceling operations one by one before
+#: the bulk cancel (§12.5).
+_CANCELING = replace(_CANCEL, cancel_one_by_one=True)
 _DRY_RUN = OrchestrationSpec(ops=8, workers=4, duration=(20.0, 60.0), dry_run=True)
 
 
@@ -238,6 +266,21 @@ SCENARIOS: Final[dict[str, ScenarioSpec]] = {
                 replace(_SMALL, ops=6, legacy_kyma=True, created=-2.0),
                 replace(_SMALL, created=-1.0),
             ),
+        ),
+        ScenarioSpec(
+            "retry-rows",
+            "like retry, but the 3 retried rows are inserted 40 s apart before the description",
+            (_RETRY_ROWS,),
+        ),
+        ScenarioSpec(
+            "retry-running",
+            "50 operations, 4 workers, retried while in progress: a second worker pool",
+            (_RETRY_RUNNING,),
+        ),
+        ScenarioSpec(
+            "canceling",
+            "like cancel, but operations are canceled one by one as workers pick them up",
+            (_CANCELING,),
         ),
         ScenarioSpec(
             "maintenance",

@@ -430,15 +430,18 @@ def serve_forever(
     port: int,
     out: TextIO,
     faults: Sequence[str] = (),
+    races: float = 0.0,
 ) -> None:
     """Run ``watcher sim``: print how to connect, then serve until Ctrl-C. ``faults`` are
-    injected for good at start (``no-api``: a KEB without the orchestration API)."""
-    sim = Simulator.from_scenario(scenario, seed=seed, speed=speed)
+    injected for good at start (``no-api``: a KEB without the orchestration API); ``races``
+    is the chance that the world moves between the two queries of one answer (§12.6)."""
+    sim = Simulator.from_scenario(scenario, seed=seed, speed=speed, races=races)
     for kind in faults:
         sim.faults.inject(kind, count=None, path_prefix="/orchestrations")
     with SimServer(sim, host=host, port=port) as server:
         pace = "manual clock (POST /_sim/advance?seconds=N)" if speed is None else f"{speed:g}x"
-        print(f"KEB simulator: scenario {scenario!r}, seed {seed}, {pace}", file=out)
+        raced = f", races {races:g}" if races else ""
+        print(f"KEB simulator: scenario {scenario!r}, seed {seed}, {pace}{raced}", file=out)
         print(f"URL:   {server.url}", file=out)
         print(f"token: {sim.token}", file=out)
         for orchestration_id in sim.orchestration_ids():

@@ -8,16 +8,22 @@
 * one re-entrant lock, because the HTTP threads and the caller's thread share the world;
 * KEB's read and write API as methods returning the exact JSON objects KEB serves (docs/keb-api.md
   §2.1-§2.7) and raising :class:`~watcher.sim.api.SimApiError` with KEB's status and text;
-* the ground truth (:meth:`Simulator.truth`) that a watcher's observations are judged by.
+* the ground truth (:meth:`Simulator.truth`) that a watcher's observations are judged by;
+* with ``races``, KEB's two queries per answer (docs/keb-api.md §12.6): a list page and the
+  ``COUNT(*)`` behind its ``totalCount``, an orchestration row and its ``operationStats``, are
+  read at different moments, and the world's next events (due within :data:`RACE_HORIZON`
+  virtual seconds) can happen in between; whether they do is drawn from an RNG seeded with
+  the seed, so a run with the same requests in the same order replays identically.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from watcher.core.models import TERMINAL_ORCHESTRATION_STATES
 from watcher.errors import UsageError
@@ -28,6 +34,9 @@ from watcher.sim.manager import Manager
 from watcher.sim.records import UPGRADE_KYMA, TruthEvent, format_us, from_us
 from watcher.sim.scenarios import SCENARIOS, ScenarioSpec
 from watcher.sim.tokens import make_token
+
+#: How far ahead (virtual seconds) a race between two queries may take the world.
+RACE_HORIZON: Final = 30.0
 
 
 class Simulator:
@@ -44,13 +53,20 @@ class Simulator:
         seed: int = 1,
         speed: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        races: float = 0.0,
     ) -> None:
         if speed is not None and speed <= 0:
             raise ValueError(f"speed must be positive or None, got {speed!r}")
+        if not 0.0 <= races <= 1.0:
+            raise ValueError(f"races must be a probability in [0, 1], got {races!r}")
         self.scenario = scenario
         self.seed = seed
         self.speed = speed
         self.faults = Faults(seed)
+        #: The probability that the world moves on between the two queries of one answer.
+        self.races = races
+        # Its own RNG: races must not perturb the world's seeded sequence.
+        self._race_rng = random.Random(f"races-{seed}")
         #: A token the simulator's gateway accepts (``orchestrationsAdmin``, far-future exp).
         self.token = make_token()
         self._lock = threading.RLock()
@@ -60,12 +76,14 @@ class Simulator:
         self._wall_start = clock()
 
     @classmethod
-    def from_scenario(cls, name: str, *, seed: int = 1, speed: float | None = None) -> Simulator:
+    def from_scenario(
+        cls, name: str, *, seed: int = 1, speed: float | None = None, races: float = 0.0
+    ) -> Simulator:
         """A simulator playing ``SCENARIOS[name]``; :class:`UsageError` for an unknown name."""
         spec = SCENARIOS.get(name)
         if spec is None:
             raise UsageError(f"unknown scenario {name!r}; choose one of: {', '.join(SCENARIOS)}")
-        return cls(spec, seed=seed, speed=speed)
+        return cls(spec, seed=seed, speed=speed, races=races)
 
     # --- clock ----------------------------------------------------------------------------
 
@@ -74,6 +92,20 @@ class Simulator:
             elapsed = self._clock() - self._wall_start
             offset = self._jump_us + int(elapsed * self.speed * US_PER_SECOND)
             self._engine.run_until(self._engine.epoch_us + offset)
+
+    def _between_queries(self) -> bool:
+        """Between KEB's two queries for one answer: maybe the world's next events happen
+        (those due within :data:`RACE_HORIZON`); ``True`` when something did."""
+        if not self.races or self._race_rng.random() >= self.races:
+            return False
+        engine = self._engine
+        if not engine.events:
+            return False
+        due = engine.events[0][0]
+        if due > engine.now_us + round(RACE_HORIZON * US_PER_SECOND):
+            return False
+        engine.run_until(due)
+        return True
 
     @property
     def now(self) -> datetime:
@@ -206,13 +238,20 @@ class Simulator:
                 items = [o for o in items if o.state in wanted]
             start = (page - 1) * page_size
             data = [o.to_json(with_stats=False) for o in items[start : start + page_size]]
+            if self._between_queries():  # the COUNT(*) is a query of its own (§12.6)
+                everything = self._engine.orchs.values()
+                items = [o for o in everything if not states or o.state in states]
             return {"data": data, "count": len(data), "totalCount": len(items)}
 
     def get_orchestration(self, orchestration_id: str) -> dict[str, Any]:
         """``StatusResponse`` with ``operationStats`` (§2.2)."""
         with self._lock:
             self._sync()
-            return self._engine.get(orchestration_id).to_json(with_stats=True)
+            orch = self._engine.get(orchestration_id)
+            out = orch.to_json(with_stats=False)
+            self._between_queries()  # the stats are a query of their own (§12.6)
+            out["operationStats"] = orch.stats()
+            return out
 
     def list_operations(
         self,
@@ -233,6 +272,8 @@ class Simulator:
                 ops = [op for op in ops if op.state in wanted]
             start = (page - 1) * page_size
             data = [op.to_json() for op in ops[start : start + page_size]]
+            if self._between_queries():  # the COUNT(*) is a query of its own (§12.6)
+                ops = [op for op in orch.ops if not states or op.state in states]
             return {"data": data, "count": len(data), "totalCount": len(ops)}
 
     def get_operation(self, orchestration_id: str, operation_id: str) -> dict[str, Any]:

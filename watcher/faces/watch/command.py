@@ -38,7 +38,7 @@ from watcher.core.watching import (
     combined_exit_code,
 )
 from watcher.core.wording import plural
-from watcher.errors import StoreError, UsageError, WatcherError
+from watcher.errors import KebNoOrchestrationApi, StoreError, UsageError, WatcherError
 from watcher.faces.context import Context
 from watcher.faces.watch.live import JsonLines, LiveView, PlainLines
 
@@ -218,8 +218,14 @@ def run_watch(
     if summaries is None:
         click.echo("watcher: interrupted", err=True)
         return 130
+    endpoint = False
     for summary in summaries:
-        if summary.outcome in _ERRORS:
+        if summary.outcome in _ERRORS and KebNoOrchestrationApi.phrase in summary.reason:
+            # The endpoint is the problem, not this orchestration: one line, as `poll` says it.
+            if not endpoint:
+                click.echo(f"watcher: {summary.reason}", err=True)
+            endpoint = True
+        elif summary.outcome in _ERRORS:
             click.echo(f"watcher: {summary.orchestration_id}: {summary.reason}", err=True)
     return combined_exit_code(s.exit_code for s in summaries)
 
