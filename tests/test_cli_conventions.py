@@ -22,7 +22,7 @@ B1 = "5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11"
 @pytest.fixture
 def cfg(tmp_path: Path) -> str:
     """A configuration whose KEB is never reached by these tests."""
-    return str(write_config(tmp_path / "watcher.toml", "http://127.0.0.1:9", "t"))
+    return str(write_config(tmp_path / "watcher.toml", "http://127.0.0.1:9", "not-a-real-token"))
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ def test_a_config_after_the_command_is_the_one_used(cli: Cli, tmp_path: Path, cf
 
 
 def test_log_format_and_debug_after_the_command_configure_logging(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path / "watcher.toml", "http://127.0.0.1:9", "t")
+    cfg = write_config(tmp_path / "watcher.toml", "http://127.0.0.1:9", "not-a-real-token")
     base = [sys.executable, "-m", "watcher"]
     subprocess.run([*base, "track", A1, "-c", str(cfg)], check=True, capture_output=True)
     done = subprocess.run(
@@ -128,7 +128,7 @@ def test_a_prefix_without_a_config_file_asks_for_the_full_id(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    env = {"KEB_URL": "http://127.0.0.1:9", "KEB_TOKEN": "t"}
+    env = {"KEB_URL": "http://127.0.0.1:9", "KEB_TOKEN": "not-a-real-token"}
     result = cli("status", "5a3f1f5e", env=env)
     assert result.code == 2
     assert "give the full orchestration ID" in result.err
