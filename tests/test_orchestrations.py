@@ -88,3 +88,26 @@ def test_orchestrations_from_the_environment_alone(
     denied = cli("orchestrations", env={"KEB_URL": keb.server.url, "KEB_TOKEN": "not-a-jwt"})
     assert denied.code == 1
     assert "401" in denied.err
+
+
+def test_the_table_shows_keb_text_inert() -> None:
+    """What KEB lists is text from outside: escape sequences and bidi overrides in a type, a
+    state or a version never reach the terminal (docs/contract.md §4.7)."""
+    import json
+    from pathlib import Path
+
+    from watcher.core.models import Orchestration
+    from watcher.faces.orchestrations import table
+
+    raw = json.loads(
+        (Path(__file__).parent / "samples" / "get-orchestration-01-synth.json").read_text()
+    )
+    raw["type"] = "upgrade\x1b]52;c;ZXZpbA==\x07Cluster"
+    raw["state"] = "in progress\x1b[2J\u202e"
+    raw["parameters"]["kubernetes"] = {"kubernetesVersion": "1.29\x1b[31m"}
+    lines = table([Orchestration.from_json(raw)], set())
+    text = "\n".join(lines)
+    assert "\x1b" not in text
+    assert "\u202e" not in text
+    assert "\x07" not in text
+    assert "in progress" in lines[1]

@@ -13,6 +13,7 @@ from typing import Any, Final
 import click
 
 from watcher.core.ids import states
+from watcher.core.inert import inert
 from watcher.core.models import Orchestration
 from watcher.core.wording import plural
 from watcher.faces.context import OUTPUT, Context, emit_json, run
@@ -37,20 +38,22 @@ def details(orch: Orchestration) -> str:
 
 
 def table(items: Sequence[Orchestration], tracked: set[str]) -> list[str]:
-    """One row per orchestration, each column as wide as its widest cell."""
-    rows = [("ORCHESTRATION ID", "TYPE", "CREATED (UTC)", "STATE", "TRACKED", "DETAILS")]
+    """One row per orchestration, each column as wide as its widest cell; KEB's text is made
+    inert (:func:`watcher.core.inert.inert`) before it is measured."""
+    rows: list[tuple[str, ...]] = [
+        ("ORCHESTRATION ID", "TYPE", "CREATED (UTC)", "STATE", "TRACKED", "DETAILS")
+    ]
     for o in items:
         created = o.created_at.strftime("%Y-%m-%d %H:%M:%S") if o.created_at else "-"
-        rows.append(
-            (
-                o.orchestration_id,
-                _TYPE_WORDS.get(o.type, o.type or "-"),
-                created,
-                o.state or "-",
-                "yes" if o.orchestration_id in tracked else "-",
-                details(o),
-            )
+        cells = (
+            o.orchestration_id,
+            _TYPE_WORDS.get(o.type, o.type or "-"),
+            created,
+            o.state or "-",
+            "yes" if o.orchestration_id in tracked else "-",
+            details(o),
         )
+        rows.append(tuple(inert(cell) for cell in cells))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     return [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[5]
