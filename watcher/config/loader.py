@@ -37,7 +37,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from watcher.clock import utcnow
-from watcher.config import extras
+from watcher.config import messages
 from watcher.config.describe import describe, exposed_secret_warning, redact_url
 from watcher.config.settings import (
     NOTIFICATION_KINDS,
@@ -318,7 +318,7 @@ class _Loader:
         if kind == "listen":
             return self.listen(key, self.text(key, value))
         if kind in ("links", "mention"):
-            return getattr(extras, kind)(key, value, self.error)
+            return getattr(messages, kind)(key, value, self.error)
         raise AssertionError(f"{key}: no reader for kind {kind!r}")
 
     def text(self, key: str, value: Any) -> str:
