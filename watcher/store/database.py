@@ -18,8 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-
-import sqlite_utils
+from typing import Any
 
 from watcher.clock import from_iso, iso, utcnow
 from watcher.core.diff import Diff, Transition
@@ -48,6 +47,10 @@ from watcher.store.snapshots import SnapshotQueries
 __all__ = ["SnapshotHead", "Store", "Tracked"]
 
 
+def _journal_mode(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+
+
 @sealed
 class Store(SnapshotQueries, JournalQueries, BoardQueries):
     """One SQLite database. Not thread-safe: use it from one thread (the event loop's)."""
@@ -60,10 +63,13 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries):
         try:
             if self.path != ":memory:":
                 created_here(Path(self.path), create=create)
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
-            self.db = sqlite_utils.Database(conn)
-            if self.path != ":memory:":
-                self.db.enable_wal()
+            conn = self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            if self.path != ":memory:" and _journal_mode(conn) != "wal":
+                # WAL is a property of the file: set once, when the database is new, so that
+                # opening it (every `watcher poll`) does not pay for importing sqlite-utils.
+                import sqlite_utils
+
+                sqlite_utils.Database(conn).enable_wal()
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
             self._migrate()
@@ -77,8 +83,13 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries):
 
     @property
     def conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection = self.db.conn
-        return conn
+        return self._conn
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """The rows of a SELECT as dicts keyed by column name."""
+        cursor = self._conn.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
 
     def close(self) -> None:
         self.conn.close()
@@ -180,7 +191,7 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries):
             sql += " WHERE t.active = 1"
         sql += " ORDER BY t.tracked_at, t.orchestration_id"
         out = []
-        for row in self.db.query(sql):
+        for row in self._rows(sql):
             out.append(
                 Tracked(
                     orchestration_id=row["orchestration_id"],

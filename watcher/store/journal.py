@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
@@ -23,8 +24,6 @@ from watcher.store.rows import transition_from_row
 class JournalQueries:
     """Reads of ``transitions`` and writes of ``cycles``."""
 
-    db: Any  # sqlite_utils.Database, set by Store
-
     @property
     def conn(self) -> sqlite3.Connection:
         raise NotImplementedError
@@ -32,11 +31,14 @@ class JournalQueries:
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError
 
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
     def history(self, orch_id: str) -> list[Transition]:
         """Every recorded transition of one orchestration, oldest first."""
         return [
             transition_from_row(row)
-            for row in self.db.query(
+            for row in self._rows(
                 "SELECT * FROM transitions WHERE orchestration_id = ? ORDER BY id", [orch_id]
             )
         ]
@@ -45,7 +47,7 @@ class JournalQueries:
         """The orchestration's recorded state changes, oldest first (runs, retries)."""
         return [
             transition_from_row(row)
-            for row in self.db.query(
+            for row in self._rows(
                 "SELECT * FROM transitions WHERE orchestration_id = ? "
                 "AND kind = 'orchestration_state' ORDER BY id",
                 [orch_id],
@@ -59,7 +61,7 @@ class JournalQueries:
     def transitions_after(self, last_id: int) -> tuple[int, list[Transition]]:
         """Transitions recorded after row ``last_id`` (all orchestrations), and the new last
         row ID: lets a follower print what each cycle recorded."""
-        rows = list(self.db.query("SELECT * FROM transitions WHERE id > ? ORDER BY id", [last_id]))
+        rows = self._rows("SELECT * FROM transitions WHERE id > ? ORDER BY id", [last_id])
         if not rows:
             return last_id, []
         return int(rows[-1]["id"]), [transition_from_row(row) for row in rows]

@@ -122,7 +122,7 @@ class Outbox:
 
     def _select(self, where: str, params: Sequence[Any] = ()) -> list[Entry]:
         sql = f"SELECT * FROM outbox WHERE {where} ORDER BY priority, id"
-        return [Entry.from_row(row) for row in self.store.db.query(sql, list(params))]
+        return [Entry.from_row(row) for row in self.store._rows(sql, params)]
 
     def due(self, now: datetime) -> list[Entry]:
         return self._select(
@@ -223,9 +223,7 @@ class Outbox:
 
     def attempts(self, entry_id: int) -> list[dict[str, Any]]:
         return list(
-            self.store.db.query(
-                "SELECT * FROM attempts WHERE outbox_id = ? ORDER BY id", [entry_id]
-            )
+            self.store._rows("SELECT * FROM attempts WHERE outbox_id = ? ORDER BY id", [entry_id])
         )
 
     def _set(self, entry: Entry, sql: str, params: Sequence[Any]) -> None:
