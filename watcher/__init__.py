@@ -1,1 +1,6 @@
 """keb-watcher."""
+
+#: The one place the version is written: the wheel's metadata (pyproject's dynamic version),
+#: the KEB client's User-Agent, `watcher --version` and /metrics' build_info read it here, so
+#: nothing looks up package metadata at start-up.
+__version__ = "0.1.0"

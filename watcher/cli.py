@@ -14,6 +14,7 @@ from typing import Final, TextIO, cast
 
 import click
 
+from watcher import __version__
 from watcher.errors import WatcherError
 from watcher.faces.context import Context
 from watcher.logs import FORMATS, configure
@@ -157,7 +158,7 @@ class LazyGroup(click.Group):
     show_default=True,
     help="Log lines for people, or JSON lines (with orchestration and intent IDs).",
 )
-@click.version_option(package_name="keb-watcher")
+@click.version_option(__version__, prog_name="keb-watcher")
 @click.pass_context
 def main(
     ctx: click.Context, config_path: Path | None, debug: bool, verbose: bool, log_format: str

@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 
+from watcher import __version__
 from watcher.core.models import Operation, OperationDetail, Orchestration, Page, parse_page
 from watcher.errors import ConfigError, KebListChanged, KebRequestError, KebResponseError
 from watcher.keb.auth import TokenProvider
@@ -43,14 +43,7 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 T = TypeVar("T")
 
 
-def _package_version() -> str:
-    try:
-        return metadata.version("keb-watcher")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
-USER_AGENT = f"keb-watcher/{_package_version()}"
+USER_AGENT = f"keb-watcher/{__version__}"
 DEFAULT_RETRY = RetryPolicy()
 #: Concurrent page readers of one list sweep (the client's ``concurrency`` bounds them too).
 SWEEP_READERS = 8

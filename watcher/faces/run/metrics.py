@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from typing import Final
 
 from prometheus_client import (
@@ -40,6 +39,7 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from watcher import __version__
 from watcher.clock import utcnow
 from watcher.core.diff import Transition, TransitionKind
 from watcher.core.models import KNOWN_STATES, TERMINAL_OPERATION_STATES
@@ -58,14 +58,6 @@ FINISHED_STATES: Final = tuple(s for s in KNOWN_STATES if s in TERMINAL_OPERATIO
 #: Failure reasons exposed one by one; the others are summed as ``other``.
 TOP_REASONS: Final = 10
 REASON_LENGTH: Final = 100
-
-
-def package_version() -> str:
-    """keb-watcher's installed version (``unknown`` when run from a tree never installed)."""
-    try:
-        return version("keb-watcher")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 class WithoutCreated(Collector):
@@ -231,7 +223,7 @@ class Metrics:
             ["version"],
             registry=r,
         )
-        self.build_info.labels(package_version()).set(1)
+        self.build_info.labels(__version__).set(1)
         ProcessCollector(registry=r)
         for outcome in ("success", "failure"):
             self.cycles.labels(outcome)
