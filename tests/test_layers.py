@@ -57,7 +57,11 @@ def imports(path: Path) -> Iterator[tuple[int, str]]:
 def layer_of(name: str) -> str | None:
     """``watcher.store.outbox`` -> ``store``; ``watcher.app`` -> ``app``."""
     parts = name.split(".")
-    return parts[1] if parts[0] == "watcher" and len(parts) > 1 else None
+    if parts[0] != "watcher" or len(parts) < 2:
+        return None
+    module = PACKAGE / parts[1]
+    # `from watcher import __version__` names the package root, which every layer may read.
+    return parts[1] if module.is_dir() or module.with_suffix(".py").exists() else None
 
 
 def test_layers_only_import_downwards() -> None:

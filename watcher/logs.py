@@ -23,11 +23,13 @@ import logging
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from watcher.config import Config
 from watcher.redact import MIN_SECRET, REDACTOR, Redactor, remember
+
+if TYPE_CHECKING:
+    from watcher.config import Config
 
 FORMATS: Final = ("text", "json")
 #: Record attributes a JSON line carries when present (``extra=`` at the call site).

@@ -17,15 +17,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from watcher.app.dashboard import BoardState, DashboardReads
-from watcher.app.factories import check_ids, destination, keb_client, token_provider
-from watcher.app.notifications import NotificationTools
+from watcher.app.factories import destination, keb_client, token_provider
 from watcher.clock import Clock, utcnow
 from watcher.config import Config
 from watcher.core.diff import Transition
 from watcher.core.ids import is_uuid, require_uuids, resolve
 from watcher.core.models import Orchestration
-from watcher.core.watching import Sink, Sleep, Summary, WatchOptions
 from watcher.engine.cycle import CycleReport, Engine, notification_policy
 from watcher.engine.observer import KebReader
 from watcher.errors import UsageError
@@ -36,6 +33,10 @@ from watcher.store.lease import Lease, holder_id, holding, lease_ttl
 from watcher.store.outbox import Outbox
 
 if TYPE_CHECKING:
+    from watcher.app.dashboard import DashboardReads
+    from watcher.app.notifications import NotificationTools
+    from watcher.core.watching import Sink, Sleep, Summary, WatchOptions
+
     # Notifications (jinja2, slack-sdk) load only on the paths that send or render them, so
     # that `watcher poll` without Slack, `list` and `status` start quickly.
     from watcher.notify.budget import RateBudget
@@ -45,10 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DELIVERY_DEADLINE",
-    "BoardState",
     "PollOutcome",
     "Watcher",
-    "check_ids",
     "destination",
     "keb_client",
     "token_provider",
@@ -344,10 +343,14 @@ class Watcher:
     @property
     def dashboard(self) -> DashboardReads:
         """What the dashboard's pages read (:mod:`watcher.faces.web`)."""
+        from watcher.app.dashboard import DashboardReads
+
         return DashboardReads(self)
 
     @property
     def notifications(self) -> NotificationTools:
         """Checking, previewing and testing notifications (``check-config``, ``render``,
         ``notify-test``)."""
+        from watcher.app.notifications import NotificationTools
+
         return NotificationTools(self)

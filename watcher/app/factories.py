@@ -3,27 +3,15 @@ Slack destination. Faces do not call these; :class:`watcher.app.Watcher` does.""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from watcher.config import Config
-from watcher.errors import ConfigError, UsageError
+from watcher.errors import ConfigError
 from watcher.keb import CommandToken, FileToken, KebClient, RetryPolicy, StaticToken, TokenProvider
 from watcher.keb.timing import ExchangeHook, timed_transport
 
 if TYPE_CHECKING:
     from watcher.notify.slack import Destination
-
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def check_ids(ids: Sequence[str]) -> list[str]:
-    """Orchestration IDs are UUIDs in KEB; accept any plain token, reject what cannot be one."""
-    for orch_id in ids:
-        if not _ID.match(orch_id):
-            raise UsageError(f"{orch_id!r} is not an orchestration ID (expected e.g. a UUID)")
-    return list(dict.fromkeys(ids))
 
 
 def token_provider(config: Config) -> TokenProvider:

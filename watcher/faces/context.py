@@ -6,18 +6,21 @@ import it without an import cycle.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from watcher.app import Watcher
-from watcher.config import Config, load_config
-from watcher.logs import redact_secrets
+from watcher.core.ids import states
+
+if TYPE_CHECKING:
+    # The app (KEB client, store, engine) loads when a command asks for it, not when the
+    # command line is parsed: `--help`, `--version` and shell completion stay quick.
+    from watcher.app import Watcher
+    from watcher.config import Config
 
 T = TypeVar("T")
 
@@ -30,6 +33,17 @@ OUTPUT = click.option(
     help="Plain text for people, JSON for scripts.",
 )
 
+STATE = click.option(
+    "--state",
+    "-s",
+    "chosen",
+    multiple=True,
+    metavar="S",
+    callback=lambda _ctx, _param, value: states(value),
+    help="Only this state (repeatable): pending, inprogress, canceling, retrying, succeeded, "
+    "failed, canceled.",
+)
+
 
 class Context:
     """What the group passes to its commands."""
@@ -40,6 +54,9 @@ class Context:
 
     def config(self, *, keb_env: bool = False) -> Config:
         """The configuration; with ``keb_env``, KEB_URL/KEB_TOKEN win and no file is needed."""
+        from watcher.config import load_config
+        from watcher.logs import redact_secrets
+
         # An explicit --config must exist even where KEB_URL/KEB_TOKEN would do.
         required = not keb_env or self.config_path is not None
         config = load_config(
@@ -49,10 +66,14 @@ class Context:
         return config
 
     def watcher(self, *, keb_env: bool = False) -> Watcher:
+        from watcher.app import Watcher
+
         return Watcher(self.config(keb_env=keb_env))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio
+
     return asyncio.run(coro)
 
 

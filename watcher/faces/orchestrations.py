@@ -12,11 +12,10 @@ from typing import Any, Final
 
 import click
 
-from watcher.core.ids import states
 from watcher.core.inert import inert
 from watcher.core.models import Orchestration
 from watcher.core.wording import plural
-from watcher.faces.context import OUTPUT, Context, emit_json, run
+from watcher.faces.context import OUTPUT, STATE, Context, emit_json, run
 
 #: ``--type`` values: KEB's own and the words ``kcp`` prints.
 TYPES: Final = {
@@ -67,15 +66,7 @@ def orchestration_json(orch: Orchestration, tracked: set[str]) -> dict[str, Any]
 
 
 @click.command(name="orchestrations")
-@click.option(
-    "--state",
-    "-s",
-    "wanted",
-    multiple=True,
-    metavar="S",
-    help="Only this state (repeatable): pending, inprogress, canceling, retrying, succeeded, "
-    "failed, canceled.",
-)
+@STATE
 @click.option(
     "--type",
     "kind",
@@ -95,7 +86,7 @@ def orchestration_json(orch: Orchestration, tracked: set[str]) -> dict[str, Any]
 @click.pass_obj
 def orchestrations_command(
     obj: Context,
-    wanted: tuple[str, ...],
+    chosen: tuple[str, ...],
     kind: str | None,
     sort: str,
     track: bool,
@@ -112,7 +103,6 @@ def orchestrations_command(
       watcher orchestrations --state inprogress --type cluster --track
       watcher orchestrations --sort newest --output json | jq -r '.[0].orchestrationID'
     """
-    chosen = states(wanted)
     with obj.watcher(keb_env=not track) as app:
         items = run(app.orchestrations(chosen))
         if kind is not None:

@@ -10,12 +10,12 @@ import click
 
 from watcher.app import Watcher
 from watcher.config import describe
-from watcher.core.ids import require_uuids, states
+from watcher.core.ids import require_uuids
 from watcher.core.inert import inert
 from watcher.core.wording import plural
 from watcher.errors import KebNoOrchestrationApi
 from watcher.faces import reports as report
-from watcher.faces.context import OUTPUT, Context, emit_json, run
+from watcher.faces.context import OUTPUT, STATE, Context, emit_json, run
 
 
 @click.command()
@@ -58,17 +58,10 @@ def untrack(obj: Context, ids: tuple[str, ...]) -> None:
 
 
 @click.command(name="list")
-@click.option(
-    "--state",
-    "-s",
-    "wanted",
-    multiple=True,
-    metavar="S",
-    help="Only orchestrations in this state (repeatable; kcp's inprogress works).",
-)
+@STATE
 @OUTPUT
 @click.pass_obj
-def list_(obj: Context, wanted: tuple[str, ...], output: str) -> None:
+def list_(obj: Context, chosen: tuple[str, ...], output: str) -> None:
     """Tracked orchestrations with their last known state and counts, their age and the
     time of the last successful poll.
 
@@ -77,7 +70,6 @@ def list_(obj: Context, wanted: tuple[str, ...], output: str) -> None:
       watcher list --state inprogress --state failed
       watcher list --output json
     """
-    chosen = states(wanted)
     with obj.watcher() as app:
         items = app.tracked()
         now = app.clock()

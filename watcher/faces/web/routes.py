@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs, quote, urlsplit
 
-from watcher.app import Watcher, check_ids
+from watcher.app import Watcher
 from watcher.config import Secret
+from watcher.core.ids import is_uuid
 from watcher.errors import WatcherError
 from watcher.faces import reports
 from watcher.faces.web import views
@@ -198,9 +199,7 @@ class Dashboard:
 
 
 def _find(app: Watcher, orch_id: str) -> Tracked | None:
-    try:
-        check_ids([orch_id])
-    except WatcherError:
+    if not is_uuid(orch_id):
         return None
     return next((t for t in app.tracked() if t.orchestration_id == orch_id), None)
 

@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from watcher.app import BoardState, Watcher
+from watcher.app import Watcher
+from watcher.app.dashboard import BoardState
 from watcher.core.diff import Transition, TransitionKind
 from watcher.core.durations import format_duration
 from watcher.core.inert import inert
