@@ -288,3 +288,26 @@ def test_at_80_columns_states_and_reasons_are_whole() -> None:
     assert "c-0000003: pending -> in progress" in text  # no operation UUID, no cut state
     wide = "\n".join(screen(render(shown, 600.0, 160), 160))
     assert "c-0000003 op-3: pending -> in progress" in wide  # room for the UUID at 160
+
+
+def test_json_lines_reconnecting_carries_its_own_orchestrations_state() -> None:
+    """With several IDs, a reconnect line shows what was last seen of that orchestration,
+    not of the one reported just before it."""
+    other = "4ab15fee-890d-4238-bdfb-bb5a590433bd"
+    out = io.StringIO()
+    sink = JsonLines(out, io.StringIO())
+    sink.progress(progress(first=True))
+    sink.progress(
+        progress(
+            first=True,
+            orchestration_id=other,
+            orchestration=replace(ORCH, orchestration_id=other, state="pending"),
+            counts={"pending": 7},
+        )
+    )
+    sink.reconnecting(ORCH_ID, Reconnect(1, 0.8, "KEB GET /x: 502 Bad Gateway", 0.0), AT)
+    sink.reconnecting("c917aaaa-0000-4000-8000-000000000000", Reconnect(1, 0.8, "x", 0.0), AT)
+    *_, mine, unseen = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert (mine["orchestrationID"], mine["state"]) == (ORCH_ID, "in progress")
+    assert mine["counts"] == {"succeeded": 2, "in progress": 1}
+    assert (unseen["state"], unseen["counts"]) == (None, {})

@@ -397,32 +397,36 @@ def summary_event(s: Summary) -> dict[str, Any]:
 
 
 class JsonLines(_Lines):
-    """One JSON object per line on stdout; see the README for the schema."""
+    """One JSON object per line on stdout, each tagged with its orchestration; see
+    docs/output.md for the schema. With several IDs, a ``reconnecting`` line carries the
+    state and counts last seen of its own orchestration."""
 
-    state: str | None = None
-    counts: Mapping[str, int] = {}
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        super().__init__(out, err)
+        self._seen: dict[str, tuple[str | None, dict[str, int]]] = {}
 
     def _emit(self, event: Mapping[str, Any]) -> None:
         self._print(json.dumps(event, separators=(",", ":"), default=str))
 
     def progress(self, p: Progress) -> None:
-        self.state = p.orchestration.state if p.orchestration else None
-        self.counts = dict(p.counts)
+        state = p.orchestration.state if p.orchestration else None
+        self._seen[p.orchestration_id] = (state, dict(p.counts))
         for t in p.new:
             event = transition_event(t, p.counts)
-            event["state"] = self.state
+            event["state"] = state
             self._emit(event)
         if p.first or p.new or p.recovered_after:
             self._emit(status_event(p))
 
     def reconnecting(self, orchestration_id: str, r: Reconnect, at: datetime) -> None:
-        event = _base("reconnecting", at.isoformat(), orchestration_id, self.state)
+        state, counts = self._seen.get(orchestration_id, (None, {}))
+        event = _base("reconnecting", at.isoformat(), orchestration_id, state)
         event.update(
             attempt=r.attempt,
             nextIn=round(r.seconds, 3),
             failingFor=round(r.failing_for, 3),
             reason=r.reason,
-            counts=dict(self.counts),
+            counts=counts,
         )
         self._emit(event)
 
