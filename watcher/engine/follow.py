@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import assert_never
 
 from watcher.clock import utcnow
-from watcher.core.models import FAILED, PENDING, MaintenanceWindow, Orchestration
+from watcher.core.models import FAILED, MaintenanceWindow, Orchestration
 from watcher.core.pace import idle_pending
 from watcher.core.watching import (
     TERMINATE,
@@ -43,10 +43,10 @@ from watcher.store.database import Store, Tracked
 
 
 def _tracked(store: Store, orch_id: str) -> Tracked:
-    for item in store.tracked(include_inactive=True):
-        if item.orchestration_id == orch_id:
-            return item
-    raise AssertionError(f"{orch_id} was tracked at the start of the watch")
+    found = store.tracked_one(orch_id)
+    if found is None:
+        raise AssertionError(f"{orch_id} was tracked at the start of the watch")
+    return found
 
 
 class _Watch:
@@ -81,7 +81,7 @@ class _Watch:
         if interval is None:
             windows: Sequence[MaintenanceWindow] = ()
             if idle_pending(state, self.counts):
-                windows = [op.window for op in store.operations_in_state(orch_id, PENDING).values()]
+                windows = store.pending_windows(orch_id)
             interval = poll_interval(state, self.counts, windows, at)
         self.last_id, new = store.transitions_after(self.last_id)
         progress = Progress(
@@ -97,9 +97,8 @@ class _Watch:
             recovered_after=follow.failures,
         )
         self.first = False
-        # A 404 for an orchestration never seen leaves no snapshot row: the tracked row says it.
-        not_found = head.not_found or _tracked(store, orch_id).not_found
-        return progress, Observed(state, not_found, interval)
+        # (For an orchestration never seen, load_head reads not_found from the tracked row.)
+        return progress, Observed(state, head.not_found, interval)
 
     def summary(self, outcome: WatchOutcome, reason: str, elapsed: float, at: datetime) -> Summary:
         return Summary(

@@ -182,16 +182,22 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries):
         return unknown
 
     def tracked(self, *, include_inactive: bool = False) -> list[Tracked]:
+        return self._tracked("" if include_inactive else "WHERE t.active = 1")
+
+    def tracked_one(self, orch_id: str) -> Tracked | None:
+        """One tracked (or formerly tracked) orchestration, or None."""
+        found = self._tracked("WHERE t.orchestration_id = ?", (orch_id,))
+        return found[0] if found else None
+
+    def _tracked(self, where: str, params: Sequence[Any] = ()) -> list[Tracked]:
         sql = (
             "SELECT t.*, o.state, o.description, o.type, o.counts, o.operation_count, "
             "t.not_found, json_extract(o.raw, '$.createdAt') AS created_at "
-            "FROM tracked t LEFT JOIN orchestrations o USING (orchestration_id)"
+            f"FROM tracked t LEFT JOIN orchestrations o USING (orchestration_id) {where} "
+            "ORDER BY t.tracked_at, t.orchestration_id"
         )
-        if not include_inactive:
-            sql += " WHERE t.active = 1"
-        sql += " ORDER BY t.tracked_at, t.orchestration_id"
         out = []
-        for row in self._rows(sql):
+        for row in self._rows(sql, params):
             out.append(
                 Tracked(
                     orchestration_id=row["orchestration_id"],
@@ -218,10 +224,12 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries):
         """Tracked orchestrations the next cycle polls: active and not finished, and failed
         ones whose final summary went out less than ``retry_window`` seconds before ``now``
         (a failed orchestration can still be retried, docs/keb-api.md §12.4)."""
-        watching = [t for t in self.tracked() if t.finished_at is None]
-        if now is not None:
-            watching += [t for t in self.tracked() if t.watching_for_retries(now, retry_window)]
-        return sorted(watching, key=lambda t: (t.tracked_at, t.orchestration_id))
+        return [
+            t
+            for t in self.tracked()
+            if t.finished_at is None
+            or (now is not None and t.watching_for_retries(now, retry_window))
+        ]
 
     def is_known(self, orch_id: str) -> bool:
         row = self.conn.execute(
