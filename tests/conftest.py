@@ -32,6 +32,12 @@ class Keb:
     sim: Simulator
     server: SimServer
     config: Path
+    #: Lengths of the simulator's truth paths just before and just after the poll that took
+    #: the baseline (keyed by orchestration and operation ID): where a recorded history
+    #: may start. None: not known (the history is then checked against any suffix).
+    baseline: tuple[dict[str, int], dict[str, int]] | None = None
+    #: The baseline window still grows: no poll has succeeded for every orchestration yet.
+    baseline_open: bool = True
 
     def restart(self) -> None:
         """Bring the server back on the same port (after ``server.stop()``)."""

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cli, Keb
-from tests.test_ground_truth import check_against_truth, follow
+from tests.test_ground_truth import check_against_truth, follow, poll_recording
 
 
 def poll(keb: Keb, cli: Cli) -> Any:
-    return cli("--config", str(keb.config), "poll")
+    return poll_recording(keb, cli)
 
 
 def assert_one_line_errors(err: str, ids: list[str], expected: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Cli, Keb
+from tests.conftest import Cli, Keb, Result
 from tests.history_check import (
     check_completions,
     check_operation,
@@ -34,13 +34,36 @@ def truth_paths(events: Iterable[TruthEvent]) -> tuple[list[str], dict[str, list
     return orch, ops
 
 
+def truth_lengths(keb: Keb) -> dict[str, int]:
+    """How long each truth path is now, by orchestration and operation ID."""
+    lengths: dict[str, int] = {}
+    for orch_id in keb.sim.orchestration_ids():
+        orch, ops = truth_paths(keb.sim.truth(orch_id))
+        lengths[orch_id] = len(orch)
+        lengths.update((op_id, len(path)) for op_id, path in ops.items())
+    return lengths
+
+
+def poll_recording(keb: Keb, cli: Cli) -> Result:
+    """`watcher poll`, remembering where the truth stood around the polls that took the
+    baselines (``keb.baseline``): from before the first poll to after the first one that
+    polled every orchestration."""
+    before = truth_lengths(keb) if keb.baseline is None else keb.baseline[0]
+    result = cli("--config", str(keb.config), "poll")
+    if keb.baseline_open:
+        keb.baseline = (before, truth_lengths(keb))
+        keb.baseline_open = result.code != 0
+    return result
+
+
 def follow(keb: Keb, cli: Cli, steps: Iterable[float], *, max_polls: int = 400) -> int:
     """Poll until KEB is done, advancing virtual time between polls. A failed orchestration
-    stays watched for retries by itself (``poll.retry_window``)."""
+    stays watched for retries by itself (``poll.retry_window``). Remembers where the truth
+    stood around the first poll, which takes the baseline (``keb.baseline``)."""
     ids = keb.sim.orchestration_ids()
     assert cli("--config", str(keb.config), "track", *ids).code == 0
     for polls, step in enumerate(itertools.cycle(steps), start=1):
-        result = cli("--config", str(keb.config), "poll")
+        result = poll_recording(keb, cli)
         assert result.code == 0, result.err
         tracked = {
             t["orchestrationID"]: t
@@ -53,13 +76,23 @@ def follow(keb: Keb, cli: Cli, steps: Iterable[float], *, max_polls: int = 400) 
     raise AssertionError("unreachable")
 
 
+def baseline_positions(keb: Keb, key: str) -> range | None:
+    """The truth positions the baseline of ``key`` can have seen: from where the truth stood
+    before the first poll to where it stood after it (a poll may race KEB's writes)."""
+    if keb.baseline is None:
+        return None
+    before, after = keb.baseline
+    return range(max(before.get(key, 0) - 1, 0), after.get(key, 0))
+
+
 def check_against_truth(keb: Keb, cli: Cli, ids: Iterable[str] = ()) -> dict[str, Any]:
+    """Each history equals the truth from its baseline on, exactly (see ``history_check``)."""
     summary: dict[str, Any] = {}
     for orch_id in ids or keb.sim.orchestration_ids():
         history = cli("--config", str(keb.config), "history", orch_id, "-o", "json").json()
         orch_truth, op_truth = truth_paths(keb.sim.truth(orch_id))
         orch_path, op_paths = recorded_paths(history)
-        check_orchestration(orch_path, orch_truth)
+        check_orchestration(orch_path, orch_truth, baseline_positions(keb, orch_id))
         final = {
             op["operationID"]: op["state"]
             for op in keb.sim.list_operations(orch_id, 1, 100)["data"]
@@ -80,6 +113,7 @@ def check_against_truth(keb: Keb, cli: Cli, ids: Iterable[str] = ()) -> dict[str
                 final.get(op_id),
                 first_kind=kinds.get(op_id),
                 retry=op_id in retries,
+                starts=baseline_positions(keb, op_id),
             )
         check_completions(history)
         assert orch_path[-1] == keb.sim.orchestration_state(orch_id)

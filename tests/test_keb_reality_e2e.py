@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cli, Keb, write_config
-from tests.test_ground_truth import check_against_truth, follow
+from tests.test_ground_truth import check_against_truth, follow, poll_recording
 from tests.test_notify_e2e import CHANNEL, Setup, make_setup
 from watcher.core.diff import Observation, Snapshot, diff
 from watcher.core.models import Orchestration
@@ -23,7 +23,7 @@ NO_API = "serves no orchestration API"
 
 
 def poll(keb: Keb, cli: Cli) -> Any:
-    return cli("--config", str(keb.config), "poll")
+    return poll_recording(keb, cli)
 
 
 def kinds(db: Path, table: str = "transitions") -> list[str]:

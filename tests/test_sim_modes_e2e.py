@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cli, Keb, write_config
-from tests.test_ground_truth import check_against_truth, follow
+from tests.test_ground_truth import check_against_truth, follow, poll_recording
 from watcher.sim import SimServer, Simulator, TruthEvent
 
 pytestmark = pytest.mark.slow
@@ -71,7 +71,7 @@ def test_a_poll_between_the_retry_rows_and_the_description(keb_factory: Any, cli
     while not (keb.sim.all_finished() and "finished" in str(seen[-1:])):
         summary = keb.sim.state_summary()["orchestrations"][0]
         seen.append((summary["operations"], summary["description"]))
-        result = cli("--config", str(keb.config), "poll")
+        result = poll_recording(keb, cli)
         assert result.code == 0, result.err
         listed = cli("--config", str(keb.config), "list", "-o", "json").json()
         if listed[0]["finished"]:
