@@ -30,6 +30,7 @@ def test_demo_runs_to_the_end_and_shows_what_slack_would_get(tmp_path: Path) -> 
     assert "also sent to the channel" in out  # final summaries notify people
     assert re.search(r"❌ \d+ operations? failed · ", out)  # a failure digest
     assert "retrying" in out
+    assert "<!date^" not in out  # Slack's time tokens print as their UTC fallback
     assert "canceling" in out
     for outcome in ("succeeded", "failed", "canceled"):
         assert f": {outcome}, operations" in out

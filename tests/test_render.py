@@ -128,3 +128,13 @@ def test_templates_ship_in_the_wheel_and_a_plain_install_finds_them(tmp_path: Pa
     assert where.endswith("site-packages/watcher/_templates"), where
     assert errors == "[]"
     assert packaged_templates().is_dir()
+
+
+def test_the_landscape_label_is_configuration_shown_as_written() -> None:
+    """keb.name comes from the operator, not from KEB: its underscores and asterisks stay
+    (KEB text gets look-alikes instead), in the header and in the fallback text."""
+    rendered = Renderer(context={"keb_name": "prod_eu*1"}).render("finished", SAMPLES["finished"])
+    header = rendered.message.blocks[0]
+    assert header["type"] == "header"
+    assert "prod_eu*1" in header["text"]["text"]
+    assert "prod_eu*1" in rendered.message.text

@@ -26,9 +26,17 @@ from typing import Any, Final
 import jinja2
 from jinja2.sandbox import MAX_RANGE, SandboxedEnvironment
 
+from watcher.core.inert import inert
 from watcher.core.models import KNOWN_STATES
 from watcher.errors import ConfigError
-from watcher.notify.blocks import Message, escape_value, mark, plain_message, to_message
+from watcher.notify.blocks import (
+    Message,
+    escape,
+    escape_value,
+    mark,
+    plain_message,
+    to_message,
+)
 from watcher.notify.links import link_line, slack_date
 from watcher.redact import redact
 
@@ -266,6 +274,8 @@ class Renderer:
         given = dict(context or {})
         if given.get("mention"):  # validated by the loader; the only mention a message gets
             given["mention"] = Safe(given["mention"])
+        if given.get("keb_name"):  # configuration: shown as written (escaped, one line)
+            given["keb_name"] = Safe(escape(inert(str(given["keb_name"]))))
         self.env.globals.update(given)
 
     def template_for(self, kind: str) -> str:

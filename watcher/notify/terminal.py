@@ -28,12 +28,24 @@ _EMOJI = {
     ":wave:": "👋",
 }
 _MARKUP = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")
+#: Slack's own tokens the templates write: a time (shown in each reader's zone; the terminal
+#: shows its UTC fallback) and a link (shown as its label and address).
+_DATE = re.compile(r"<!date\^[^|>]*\|([^>]*)>")
+_LINK = re.compile(r"<([^|<>]+)\|([^<>]+)>")
 
 
 def plain(text: str) -> str:
-    """mrkdwn as a terminal shows it: emoji codes as emoji, no bold markers, no escapes."""
+    """mrkdwn as a terminal shows it: emoji codes as emoji, no bold markers, times and links
+    as words, no escapes.
+
+    >>> plain("*done* <!date^1715682600^{date_short_pretty} {time}|2024-05-14 10:30 UTC>")
+    'done 2024-05-14 10:30 UTC'
+    >>> plain("<https://dash.example/o/1|Dashboard> &amp; more")
+    'Dashboard (https://dash.example/o/1) & more'
+    """
     for code, emoji in _EMOJI.items():
         text = text.replace(code, emoji)
+    text = _LINK.sub(r"\2 (\1)", _DATE.sub(r"\1", text))
     return unescape(_MARKUP.sub(r"\1", text))
 
 
