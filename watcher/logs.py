@@ -24,9 +24,8 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
 
-from watcher.redact import MIN_SECRET, REDACTOR, Redactor, remember
+from watcher.redact import REDACTOR, Redactor, remember, url_secrets
 
 if TYPE_CHECKING:
     from watcher.config import Config
@@ -104,11 +103,7 @@ def secrets_of(config: Config) -> list[str]:
     """The configured secrets, as they could appear in a log line."""
     found = [s.reveal() for s in (config.keb.token, config.slack.token) if s]
     if config.slack.webhook_url:
-        url = config.slack.webhook_url.reveal()
-        found.append(url)
-        path = urlsplit(url).path
-        if len(path.strip("/")) >= MIN_SECRET:
-            found.append(path)
+        found.extend(url_secrets(config.slack.webhook_url.reveal()))
     return found
 
 
@@ -146,11 +141,6 @@ def configure(level: int, fmt: str = "text") -> None:
 
 
 def redact_secrets(config: Config) -> None:
-    """Teach the redactor, and every :class:`RedactFilter` on the root logger's handlers,
+    """Teach the process's redactor, which every :class:`RedactFilter` and stderr consult,
     ``config``'s secrets."""
-    secrets = secrets_of(config)
-    remember(*secrets)
-    for handler in logging.getLogger().handlers:
-        for flt in handler.filters:
-            if isinstance(flt, RedactFilter):
-                flt.add(secrets)
+    remember(*secrets_of(config))

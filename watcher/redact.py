@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final, TextIO, cast
 from urllib.parse import urlsplit
@@ -46,6 +46,20 @@ _PATTERNS: Final = (
     # user:password@ in a URL.
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]+:[^/\s@]+@"), r"\1" + MASK + "@"),
 )
+
+
+def url_secrets(url: str) -> list[str]:
+    """What of a secret URL (a Slack webhook) must never be shown: the URL, and its path,
+    which is the credential (when it is long enough to be one).
+
+    >>> url_secrets("https://hooks.slack.com/services/T0/B0/XYZSECRET")
+    ['https://hooks.slack.com/services/T0/B0/XYZSECRET', '/services/T0/B0/XYZSECRET']
+    """
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return [url]
+    return [url, path] if len(path.strip("/")) >= MIN_SECRET else [url]
 
 
 class Redactor:
@@ -71,13 +85,7 @@ class Redactor:
 
     def add_url(self, url: str) -> None:
         """A secret URL (a Slack webhook): the URL and its path, which is the credential."""
-        self.add(url)
-        try:
-            path = urlsplit(url).path
-        except ValueError:
-            return
-        if len(path.strip("/")) >= MIN_SECRET:
-            self.add(path)
+        self.add(*url_secrets(url))
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -122,10 +130,6 @@ def cut(text: str, limit: int, marker: str = "...") -> str:
     return REDACTOR.cut(text, limit, marker)
 
 
-def redact_all(texts: Iterable[str]) -> list[str]:
-    return [redact(t) for t in texts]
-
-
 class SafeStream:
     """A text stream (``sys.stderr``) whose every write is redacted and made inert line by
     line (:func:`watcher.core.inert.inert`): the catch-all under every error line, log record
@@ -145,9 +149,11 @@ class SafeStream:
 
 @contextmanager
 def safe_stderr() -> Iterator[None]:
-    """Route ``sys.stderr`` through a :class:`SafeStream` for the duration."""
+    """Route ``sys.stderr`` through a :class:`SafeStream` for the duration (once: the
+    console script has done it already for the whole process)."""
     previous = sys.stderr
-    sys.stderr = cast(TextIO, SafeStream(previous))
+    if not isinstance(previous, SafeStream):
+        sys.stderr = cast(TextIO, SafeStream(previous))
     try:
         yield
     finally:

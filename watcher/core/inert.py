@@ -65,17 +65,3 @@ def inert(text: str) -> str:
         else:
             out.append(char)
     return "".join(out)
-
-
-def inert_value(value: object) -> str:
-    """:func:`inert` of ``str(value)``; ``None`` is the empty string."""
-    return "" if value is None else inert(str(value))
-
-
-def is_inert(text: str) -> bool:
-    """Whether ``text`` has nothing :func:`inert` would change.
-
-    >>> is_inert("plain text ✅"), is_inert("a\\x1b[1mb"), is_inert("x\\u2066y")
-    (True, False, False)
-    """
-    return inert(text) == text

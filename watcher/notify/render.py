@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -115,17 +114,6 @@ def duration(seconds: object) -> str:
     if days or hours or (minutes and not secs):
         return " ".join(p for p in parts if p)
     return f"{minutes}m {secs}s" if minutes else f"{secs}s"
-
-
-def when(value: object) -> str:
-    if isinstance(value, str):
-        try:
-            return when(datetime.fromisoformat(value))
-        except ValueError:
-            return value
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M UTC")
-    return "-"
 
 
 def bar(fraction: object, width: int = 20) -> Safe:

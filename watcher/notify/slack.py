@@ -316,7 +316,7 @@ class BotSlack:
         return frozenset(s.strip() for s in str(raw).split(",") if s.strip())
 
     def probe(self) -> None:
-        self._call("auth.test")
+        self.auth_test()
 
     def channel_info(self, channel: str) -> dict[str, Any]:
         return self._call("conversations.info", channel=self.channel_id(channel))
