@@ -61,6 +61,14 @@ PAGE_SIZE = 100  # KEB's maximum page size (MaxPaginationPage).
 TAIL_PAGES = 2
 
 
+async def get_or_none(keb: KebReader, orch_id: str, op_id: str) -> Operation | None:
+    """One operation by its own GET; ``None`` when KEB answers 404 (it is gone)."""
+    try:
+        return (await keb.get_operation(orch_id, op_id)).operation
+    except KebNotFound:
+        return None
+
+
 class KebReader(Protocol):
     """The read side of :class:`watcher.keb.KebClient` that observing needs."""
 
@@ -93,9 +101,7 @@ class SnapshotReader(Protocol):
 
     def operations_in_state(self, orch_id: str, state: str) -> dict[str, Operation]: ...
 
-    def operation_ids_in_state(
-        self, orch_id: str, state: str, *, offset: int = 0, limit: int = -1
-    ) -> list[str]: ...
+    def operation_ids_in_state(self, orch_id: str, state: str) -> list[str]: ...
 
     def operations_by_id(self, orch_id: str, ids: Iterable[str]) -> dict[str, Operation]: ...
 
@@ -352,10 +358,7 @@ class Incremental:
             updates[op_id] = found.get(op_id) or _inferred(previous[op_id], SUCCEEDED)
 
     async def _get_or_none(self, op_id: str) -> Operation | None:
-        try:
-            return (await self.keb.get_operation(self.orch_id, op_id)).operation
-        except KebNotFound:
-            return None
+        return await get_or_none(self.keb, self.orch_id, op_id)
 
     def _check_counts(
         self, previous: Mapping[str, Operation], changed: Mapping[str, Operation]

@@ -26,18 +26,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 from watcher.core.diff import NotFound, Observation, Snapshot
-from watcher.core.models import Operation, Orchestration
+from watcher.core.models import Orchestration
 from watcher.engine.incremental import (
-    TAIL_PAGES,
     Incremental,
     KebReader,
     SnapshotReader,
     Unproven,
+    get_or_none,
 )
 from watcher.errors import KebListChanged, KebNotFound, KebUnsupportedType
 from watcher.store.database import SnapshotHead
 
-__all__ = ["TAIL_PAGES", "Findings", "KebReader", "Mode", "Observer", "SnapshotReader"]
+__all__ = ["Findings", "KebReader", "Mode", "Observer", "SnapshotReader"]
 
 log = logging.getLogger("watcher.engine.observer")
 
@@ -157,7 +157,7 @@ class Observer:
             return None
         operations = {op.operation_id: op for op in listed}
         missing = [op_id for op_id in previous.operations if op_id not in operations]
-        found = await asyncio.gather(*(self._get_or_none(orch_id, op_id) for op_id in missing))
+        found = await asyncio.gather(*(get_or_none(self.keb, orch_id, op_id) for op_id in missing))
         for op in found:
             if op is not None:
                 operations[op.operation_id] = op
@@ -165,9 +165,3 @@ class Observer:
         previous_order = [op_id for op_id in previous.operations if op_id in operations]
         reorder = bool(previous.operations) and known_order != previous_order[: len(known_order)]
         return Observation(orch, operations), reorder
-
-    async def _get_or_none(self, orch_id: str, op_id: str) -> Operation | None:
-        try:
-            return (await self.keb.get_operation(orch_id, op_id)).operation
-        except KebNotFound:
-            return None

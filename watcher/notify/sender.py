@@ -26,14 +26,13 @@ from watcher.clock import utcnow
 from watcher.errors import SlackFailure
 from watcher.notify.blocks import Message, plain_message
 from watcher.notify.budget import RateBudget
-from watcher.notify.pacing import Pacing
+from watcher.notify.pacing import REPLY_KINDS, Pacing
 from watcher.notify.render import Renderer, fallback_text
 from watcher.notify.slack import Destination, Posted, metadata
 from watcher.store.outbox import Card, Entry, Outbox
 
 log = logging.getLogger("watcher.notify")
 
-THREAD_KINDS = frozenset({"failure_digest", "state_changed", "retried", "finished", "not_found"})
 CARD_KINDS = frozenset({"tracking_started", "progress"})
 
 
@@ -331,7 +330,7 @@ class Sender:
         """A thread reply whose card is still in the outbox waits for it (even though the
         reply has the higher priority), so that it lands in the card's thread."""
         if (
-            entry.kind not in THREAD_KINDS
+            entry.kind not in REPLY_KINDS
             or not entry.orchestration_id
             or not self.destination.threads
         ):

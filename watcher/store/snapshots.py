@@ -85,14 +85,12 @@ class SnapshotQueries:
         ).fetchall()
         return [MaintenanceWindow(begin, end) for begin, end in rows]
 
-    def operation_ids_in_state(
-        self, orch_id: str, state: str, *, offset: int = 0, limit: int = -1
-    ) -> list[str]:
-        """IDs in KEB order (oldest first); ``limit`` -1 means all."""
+    def operation_ids_in_state(self, orch_id: str, state: str) -> list[str]:
+        """IDs in KEB order (oldest first)."""
         rows = self.conn.execute(
             "SELECT operation_id FROM operations WHERE orchestration_id = ? AND state = ? "
-            "ORDER BY id LIMIT ? OFFSET ?",
-            (orch_id, state, limit, offset),
+            "ORDER BY id",
+            (orch_id, state),
         ).fetchall()
         return [row[0] for row in rows]
 
