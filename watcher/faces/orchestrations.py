@@ -12,10 +12,10 @@ from typing import Any, Final
 
 import click
 
-from watcher.core.inert import inert
 from watcher.core.models import Orchestration
 from watcher.core.wording import plural
 from watcher.faces.context import OUTPUT, STATE, Context, emit_json, run
+from watcher.faces.reports import columns
 
 #: ``--type`` values: KEB's own and the words ``kcp`` prints.
 TYPES: Final = {
@@ -37,8 +37,8 @@ def details(orch: Orchestration) -> str:
 
 
 def table(items: Sequence[Orchestration], tracked: set[str]) -> list[str]:
-    """One row per orchestration, each column as wide as its widest cell; KEB's text is made
-    inert (:func:`watcher.core.inert.inert`) before it is measured."""
+    """One row per orchestration, aligned (:func:`watcher.faces.reports.columns`, which makes
+    KEB's text inert)."""
     rows: list[tuple[str, ...]] = [
         ("ORCHESTRATION ID", "TYPE", "CREATED (UTC)", "STATE", "TRACKED", "DETAILS")
     ]
@@ -52,12 +52,8 @@ def table(items: Sequence[Orchestration], tracked: set[str]) -> list[str]:
             "yes" if o.orchestration_id in tracked else "-",
             details(o),
         )
-        rows.append(tuple(inert(cell) for cell in cells))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    return [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[5]
-        for row in rows
-    ]
+        rows.append(cells)
+    return columns(rows)
 
 
 def orchestration_json(orch: Orchestration, tracked: set[str]) -> dict[str, Any]:

@@ -93,6 +93,23 @@ def age_text(seconds: float) -> str:
     return f"{s}s"
 
 
+def columns(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows as an aligned table, as kubectl and kcp print one: every column but the last as
+    wide as its widest cell, two spaces apart. Cells are made inert before they are measured.
+
+    >>> columns([("ID", "STATE", "NOTE"), ("a1", "in progress", "x")])
+    ['ID  STATE        NOTE', 'a1  in progress  x']
+    """
+    cells = [[inert(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]) - 1)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        + "  "
+        + row[-1]
+        for row in cells
+    ]
+
+
 def tracked_lines(
     items: Sequence[Tracked], now: datetime | None = None, retry_window: float = 0.0
 ) -> list[str]:
@@ -119,13 +136,7 @@ def tracked_lines(
         if item.last_error:
             operations += f"  [last poll failed: {item.last_error}]"
         rows.append((item.orchestration_id, state, age, when(item.last_success_at), operations))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [
-        inert("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)))
-        + "  "
-        + inert(row[4])
-        for row in rows
-    ]
+    lines = columns(rows)
     if any(item.finished_at for item in items):
         lines.append("* finished: no longer polled (history kept)")
     return lines
