@@ -172,3 +172,21 @@ def test_the_dashboard_is_read_only_and_says_when_it_is_stale(filled: Filled) ->
     late = Dashboard(filled.app, stale_after=600)
     assert not re.search(r'id="stale"[^>]*hidden', get(late, "/")[2])
     assert json.loads(get(late, "/api/board")[2])["stale"] is True
+
+
+def test_the_overview_lists_the_newest_orchestration_first(filled: Filled) -> None:
+    """Newest by KEB's createdAt (the second one of the scenario was created an hour after
+    the first), whatever order they were tracked in."""
+    body = get(Dashboard(filled.app, stale_after=60), "/")[2]
+    first, second = filled.ids  # created -2h and -1h
+    assert body.index(second) < body.index(first)
+
+
+def test_the_pulse_answers_the_revision_and_the_last_poll_only(filled: Filled) -> None:
+    """What every open page asks each second: no health, no outbox count."""
+    status, _headers, body = get(Dashboard(filled.app, stale_after=60), "/api/board")
+    assert status == 200
+    pulse = json.loads(body)
+    assert set(pulse) == {"revision", "stale", "last_poll", "last_poll_at"}
+    assert pulse["revision"] == filled.app.dashboard.pulse()[0]
+    assert pulse["last_poll_at"]

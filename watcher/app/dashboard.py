@@ -87,6 +87,11 @@ class DashboardReads:
             self.app.store.recent_transitions(orch_id, recent),
         )
 
+    def pulse(self) -> tuple[str, datetime | None]:
+        """What the pages' once-a-second check needs: the revision of the data and when the
+        last poll cycle ended (two small reads; no health, no outbox count)."""
+        return self.app.store.revision(), self.app.store.last_cycle_at()
+
     def board_state(self) -> BoardState:
         """What the top of the dashboard shows, and the revision of the data it shows."""
         since, error, _alerted = self.app.store.health()

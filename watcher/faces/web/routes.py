@@ -160,9 +160,8 @@ class Dashboard:
             state = query.get("state", [""])[0]
             return self._page(200, "overview.html", views.overview(app, state, self.stale_after))
         if path == "/api/board":
-            board = views.board(app, app.dashboard.board_state(), self.stale_after)
-            keys = ("revision", "stale", "last_poll", "last_poll_at")
-            return self._json(200, {key: board[key] for key in keys})
+            revision, last = app.dashboard.pulse()
+            return self._json(200, views.pulse(app.clock(), revision, last, self.stale_after))
         if path == "/api/orchestrations":
             window = app.config.poll.retry_window
             return self._json(200, [reports.tracked_json(t, window) for t in app.tracked()])

@@ -110,28 +110,40 @@ def _counts_label(counts: Mapping[str, int]) -> str:
     return shown(counts_text(counts)) if counts else "no operations"
 
 
+def pulse(
+    now: datetime, revision: str, last: datetime | None, stale_after: float
+) -> dict[str, Any]:
+    """What ``/api/board`` answers every second: the data's revision, the last poll, and
+    whether the service is late."""
+    return {
+        "revision": revision,
+        "stale": last is not None and (now - last).total_seconds() > stale_after,
+        "last_poll": ago(now, last) if last else "no poll yet",
+        "last_poll_at": last.isoformat() if last else "",
+    }
+
+
 def board(app: Watcher, state: BoardState, stale_after: float) -> dict[str, Any]:
     """The top of every page: landscape, KEB health, outbox depth, last poll, staleness."""
     now = app.clock()
-    last = state.last_cycle_at
-    stale = last is not None and (now - last).total_seconds() > stale_after
     return {
+        **pulse(now, state.revision, state.last_cycle_at, stale_after),
         "landscape": shown(landscape(app)),
         "keb_ok": state.unhealthy_since is None,
         "keb_since": ago(now, state.unhealthy_since),
         "keb_error": shown(state.keb_error),
         "undelivered": state.undelivered,
-        "last_poll": ago(now, last) if last else "no poll yet",
-        "last_poll_at": last.isoformat() if last else "",
-        "stale": stale,
         "stale_after": duration(stale_after),
-        "revision": state.revision,
     }
 
 
-def _row(app: Watcher, item: Tracked, now: datetime) -> dict[str, Any]:
+def _row(
+    app: Watcher, item: Tracked, now: datetime, numbers: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """One orchestration's row; ``numbers`` (its :meth:`progress`) when already read."""
     orch_id = item.orchestration_id
-    numbers = app.dashboard.progress(orch_id) or {}
+    if numbers is None:
+        numbers = app.dashboard.progress(orch_id) or {}
     reasons = app.dashboard.failure_reasons(orch_id) if item.counts.get("failed") else []
     counts = dict(item.counts)
     state = "not found" if item.not_found else (item.state or "")
@@ -151,7 +163,7 @@ def _row(app: Watcher, item: Tracked, now: datetime) -> dict[str, Any]:
         "more_reasons": max(0, len(reasons) - TOP_REASONS),
         "elapsed": duration(numbers.get("elapsed_seconds")),
         "eta": duration(numbers.get("eta_seconds")),
-        "created": numbers.get("orchestration", {}).get("created_at") or "",
+        "created": item.created_at.isoformat() if item.created_at else "",
         "tracked": item.tracked_at.isoformat(),
         "last_success": ago(now, item.last_success_at),
         "last_error": shown(item.last_error),
@@ -215,11 +227,11 @@ def detail(
     """``/orchestrations/{id}``: the card in full, timeline, operations, failures, commands."""
     now = app.clock()
     orch_id = item.orchestration_id
-    orch = app.dashboard.orchestration(orch_id)
-    timeline, recent = app.dashboard.timeline(orch_id, RECENT)
     reads = app.dashboard
+    orch = reads.orchestration(orch_id)
+    timeline, recent = reads.timeline(orch_id, RECENT)
     page = reads.find_operations(orch_id, states=states, search=search, limit=OPERATION_ROWS)
-    numbers = app.dashboard.progress(orch_id) or {}
+    numbers = reads.progress(orch_id) or {}
     rate = numbers.get("throughput_per_hour")
     facts = [
         ("Landscape", landscape(app)),
@@ -240,7 +252,7 @@ def detail(
     ]
     return {
         "board": board(app, app.dashboard.board_state(), stale_after),
-        "row": _row(app, item, now),
+        "row": _row(app, item, now, numbers),
         "facts": [(label, shown(value)) for label, value in facts],
         "timeline": _runs(timeline),
         "recent": [{"at": t.at.isoformat(timespec="seconds"), **_said(t)} for t in recent],
