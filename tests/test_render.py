@@ -138,3 +138,33 @@ def test_the_landscape_label_is_configuration_shown_as_written() -> None:
     assert header["type"] == "header"
     assert "prod_eu*1" in header["text"]["text"]
     assert "prod_eu*1" in rendered.message.text
+
+
+@pytest.mark.parametrize(
+    ("kind", "state", "mentioned"),
+    [
+        ("keb_unhealthy", None, True),
+        ("keb_recovered", None, False),
+        ("finished", "failed", True),
+        ("finished", "succeeded", False),
+        ("failure_digest", None, False),
+        ("progress", None, False),
+    ],
+)
+def test_the_label_is_everywhere_and_the_mention_only_where_someone_must_act(
+    kind: str, state: str | None, mentioned: bool
+) -> None:
+    """keb.name is in every message (the alerts too); slack.mention_on_failure only in a
+    failed outcome and the KEB-unhealthy alert (issue 11)."""
+    payload = dict(SAMPLES[kind])
+    if state is not None:
+        payload["orchestration"] = {**payload["orchestration"], "state": state}
+    renderer = Renderer(context={"keb_name": "prod-eu", "mention": "<!subteam^S0123ABC>"})
+    rendered = renderer.render(kind, payload)
+    assert rendered.error is None
+    text = (
+        "\n".join(str(block.get("text", {}).get("text", "")) for block in rendered.message.blocks)
+        + rendered.message.text
+    )
+    assert "prod-eu" in text
+    assert ("<!subteam^S0123ABC>" in text) is mentioned
