@@ -185,13 +185,12 @@ class Incremental:
         first += pages(counts.get(FAILED, 0) + 1) if want_failed else 0
         if self.requests + first + 1 > self.budget:
             raise self._fail("a full sweep costs no more")  # nothing read yet: sweep now
-        reads = [
+        in_progress, (tail, tail_stored), canceled, failed = await asyncio.gather(
             self._list(IN_PROGRESS, stats.get(IN_PROGRESS, 0)),
             self._tail(),
             self._list(CANCELED, stats.get(CANCELED, 0)) if want_canceled else _nothing(),
             self._list(FAILED, counts.get(FAILED, 0) + 1) if want_failed else _nothing(),
-        ]
-        in_progress, tail, canceled, failed = await asyncio.gather(*reads)
+        )
         seen: dict[str, Operation] = {}
         for op in (*tail, *canceled, *failed, *in_progress):
             other = seen.get(op.operation_id)
@@ -200,7 +199,7 @@ class Incremental:
             seen[op.operation_id] = op
 
         in_progress_old = self.snapshots.operations_in_state(orch_id, IN_PROGRESS)
-        previous: dict[str, Operation] = dict(in_progress_old)
+        previous: dict[str, Operation] = {**tail_stored, **in_progress_old}
         unknown = [i for i in seen if i not in previous]
         previous.update(self.snapshots.operations_by_id(orch_id, unknown))
         added = {i for i in seen if i not in previous}
@@ -255,8 +254,9 @@ class Incremental:
         )
         return Observation(self.orch, changed, complete=False), snapshot
 
-    async def _tail(self) -> list[Operation]:
-        """The last page(s) of the whole list: every operation created since the last poll.
+    async def _tail(self) -> tuple[list[Operation], dict[str, Operation]]:
+        """The last page(s) of the whole list: every operation created since the last poll,
+        and the stored rows of those that are not new (read once, reused by the caller).
 
         The total must be the old one plus the new operations shown (pages and ``totalCount``
         are separate queries in KEB, §12.6, so both are checked against each other).
@@ -291,7 +291,7 @@ class Incremental:
         fresh = [op for op in items if op.operation_id not in stored]
         if len(fresh) != new or any(op.operation_id in stored for op in items[len(items) - new :]):
             raise self._fail(f"{len(fresh)} new operations on the tail, {new} by the count")
-        return items
+        return items, stored
 
     async def _pending_removals(
         self, left_seen: set[str], added: set[str], unseen: int
