@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from watcher.core.failures import merge_digests
 from watcher.notify.budget import RateBudget
-from watcher.store.outbox import merge_digests
 
 
 class Clock:

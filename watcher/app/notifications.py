@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from watcher.app.factories import destination
 from watcher.core.diff import TransitionKind
+from watcher.core.failures import failure_groups
 from watcher.core.models import FAILED
-from watcher.core.policy import failure_groups, summary
+from watcher.core.policy import summary
 from watcher.core.wording import transition_text
 from watcher.errors import ConfigError, UsageError
 

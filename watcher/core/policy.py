@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from watcher.core.diff import Diff, Transition, TransitionKind
+from watcher.core.failures import failure_groups
 from watcher.core.intents import Intent
 from watcher.core.models import (
     CANCELED,
@@ -59,7 +60,6 @@ PRIORITY: Final[Mapping[str, int]] = {
     "tracking_started": 4,
     "progress": 5,
 }
-EXAMPLES: Final = 3  # example shoots per failure reason
 REASONS: Final = 10  # failure reasons listed before "+K more reasons"
 
 
@@ -103,34 +103,6 @@ class Reference:
 
 def _digest(parts: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:16]
-
-
-def failure_groups(
-    failed: Iterable[Mapping[str, str]], *, examples: int = EXAMPLES
-) -> list[dict[str, Any]]:
-    """Group failed operations by description: most frequent first.
-
-    Each item of ``failed`` has ``description``, ``shoot`` and ``operation_id``.
-
-    >>> failure_groups([{"description": "quota", "shoot": "c-1", "operation_id": "a"}] * 5,
-    ...                examples=2)[0]["more"]
-    3
-    """
-    groups: dict[str, list[Mapping[str, str]]] = {}
-    for item in failed:
-        groups.setdefault(item["description"] or "(no description)", []).append(item)
-    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-    return [
-        {
-            "reason": reason,
-            "count": len(items),
-            "examples": [
-                {"shoot": i["shoot"], "operation_id": i["operation_id"]} for i in items[:examples]
-            ],
-            "more": max(0, len(items) - examples),
-        }
-        for reason, items in ordered
-    ]
 
 
 def summary(

@@ -23,6 +23,7 @@ from typing import Final, Protocol, assert_never
 
 from watcher.core.diff import Transition
 from watcher.core.durations import format_duration
+from watcher.core.failures import grouped
 from watcher.core.models import (
     CANCELED,
     FAILED,
@@ -33,7 +34,6 @@ from watcher.core.models import (
     finished_count,
 )
 from watcher.core.pace import WATCH_PACE, poll_every
-from watcher.core.policy import failure_groups
 from watcher.errors import (
     KebAuthError,
     KebError,
@@ -253,12 +253,10 @@ def _timeout_reason(options: WatchOptions, state: str | None) -> str:
 
 def group_failures(operations: Iterable[Operation]) -> tuple[tuple[str, int], ...]:
     """Failed operations grouped by their description (the reason), most frequent first:
-    :func:`watcher.core.policy.failure_groups`, reasons and counts only."""
-    groups = failure_groups(
-        {"description": op.description, "shoot": op.shoot_name, "operation_id": op.operation_id}
-        for op in operations
+    :func:`watcher.core.failures.grouped`, reasons and counts only."""
+    return tuple(
+        (reason, len(ops)) for reason, ops in grouped(operations, lambda op: op.description)
     )
-    return tuple((group["reason"], group["count"]) for group in groups)
 
 
 #: Operations finished, from counts by state (one rule: :func:`watcher.core.models.finished_count`).

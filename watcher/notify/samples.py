@@ -6,8 +6,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from watcher.core.failures import failure_groups
 from watcher.core.models import Orchestration
-from watcher.core.policy import Reference, failure_groups, summary
+from watcher.core.policy import Reference, summary
 from watcher.notify.render import TEMPLATES
 
 NOW = datetime(2024, 5, 14, 10, 30, tzinfo=UTC)

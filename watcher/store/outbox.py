@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from watcher.clock import from_iso, iso
+from watcher.core.failures import merge_digests
 from watcher.redact import redact
 from watcher.store.database import Store
 from watcher.store.guard import sealed
@@ -417,26 +418,3 @@ class Outbox:
                 tuple(ids),
             )
             return max(cur.rowcount, 0)
-
-
-def merge_digests(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One digest from several (oldest first): counts added per reason, examples kept up to
-    the number each group shows, the newest digest's totals."""
-    merged = dict(payloads[-1])
-    groups: dict[str, dict[str, Any]] = {}
-    for payload in payloads:
-        for group in payload.get("failures", []):
-            into = groups.setdefault(
-                group["reason"], {"reason": group["reason"], "count": 0, "examples": [], "more": 0}
-            )
-            into["count"] += group["count"]
-            into["examples"].extend(group["examples"])
-    examples = max((len(g["examples"]) for p in payloads for g in p.get("failures", [])), default=3)
-    ordered = sorted(groups.values(), key=lambda g: (-g["count"], g["reason"]))
-    for group in ordered:
-        group["examples"] = group["examples"][:examples]
-        group["more"] = group["count"] - len(group["examples"])
-    merged["failures"] = ordered
-    merged["new_failures"] = sum(int(p.get("new_failures", 0)) for p in payloads)
-    merged["more_reasons"] = 0
-    return merged

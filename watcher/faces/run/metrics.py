@@ -42,6 +42,7 @@ from prometheus_client.registry import Collector
 from watcher import __version__
 from watcher.clock import utcnow
 from watcher.core.diff import Transition, TransitionKind
+from watcher.core.failures import ranked
 from watcher.core.models import KNOWN_STATES, TERMINAL_OPERATION_STATES
 from watcher.engine.cycle import CycleReport
 from watcher.notify.sender import DeliveryReport
@@ -78,12 +79,9 @@ def top_reasons(reasons: Iterable[tuple[str, int]], top: int = TOP_REASONS) -> d
     >>> top_reasons([("quota", 1), ("timeout", 5), ("quota", 2), ("", 1)], top=1)
     {'timeout': 5, 'other': 4}
     """
-    total: Tally[str] = Tally()
-    for reason, count in reasons:
-        total[" ".join(reason.split())[:REASON_LENGTH] or "(no description)"] += count
-    ranked = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
-    kept = dict(ranked[:top])
-    rest = sum(count for _, count in ranked[top:])
+    order = ranked((" ".join(reason.split())[:REASON_LENGTH], n) for reason, n in reasons)
+    kept = dict(order[:top])
+    rest = sum(count for _, count in order[top:])
     if rest:
         kept["other"] = kept.get("other", 0) + rest
     return kept

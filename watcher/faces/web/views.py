@@ -18,8 +18,9 @@ from watcher.app import Watcher
 from watcher.app.dashboard import BoardState
 from watcher.core.diff import Transition, TransitionKind
 from watcher.core.durations import format_duration
+from watcher.core.failures import grouped, ranked
 from watcher.core.inert import inert
-from watcher.core.models import KNOWN_STATES, RETRYING, finished_count
+from watcher.core.models import KNOWN_STATES, RETRYING, Operation, finished_count
 from watcher.core.wording import counts_text, transition_text
 from watcher.store.database import Tracked
 
@@ -144,7 +145,7 @@ def _row(
     orch_id = item.orchestration_id
     if numbers is None:
         numbers = app.dashboard.progress(orch_id) or {}
-    reasons = app.dashboard.failure_reasons(orch_id) if item.counts.get("failed") else []
+    reasons = ranked(app.dashboard.failure_reasons(orch_id)) if item.counts.get("failed") else []
     counts = dict(item.counts)
     state = "not found" if item.not_found else (item.state or "")
     return {
@@ -159,7 +160,7 @@ def _row(
         "done": finished_count(counts),
         "total": sum(counts.values()),
         "failed": counts.get("failed", 0),
-        "reasons": [(shown(text or "(no description)"), n) for text, n in reasons[:TOP_REASONS]],
+        "reasons": [(shown(text), n) for text, n in reasons[:TOP_REASONS]],
         "more_reasons": max(0, len(reasons) - TOP_REASONS),
         "elapsed": duration(numbers.get("elapsed_seconds")),
         "eta": duration(numbers.get("eta_seconds")),
@@ -208,17 +209,25 @@ def _said(t: Transition) -> dict[str, Any]:
 
 def _failures(app: Watcher, orch_id: str) -> list[dict[str, Any]]:
     """Failed operations grouped by description, most frequent first, every shoot listed."""
-    groups: dict[str, list[dict[str, str]]] = {}
-    for op in app.dashboard.failed_operations(orch_id):
-        groups.setdefault(op.description or "(no description)", []).append(
-            {
-                "shoot": shown(op.shoot_name or "-"),
-                "runtime": shown(op.runtime_id),
-                "operation": shown(op.operation_id),
-            }
-        )
-    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-    return [{"reason": shown(reason), "count": len(ops), "ops": ops} for reason, ops in ordered]
+    return [
+        {
+            "reason": shown(reason),
+            "count": len(ops),
+            "ops": [
+                {
+                    "shoot": shown(op.shoot_name or "-"),
+                    "runtime": shown(op.runtime_id),
+                    "operation": shown(op.operation_id),
+                }
+                for op in ops
+            ],
+        }
+        for reason, ops in grouped(app.dashboard.failed_operations(orch_id), _description)
+    ]
+
+
+def _description(op: Operation) -> str:
+    return op.description
 
 
 def detail(
