@@ -38,6 +38,8 @@ TERMINAL_ORCHESTRATION_STATES: Final = frozenset({SUCCEEDED, FAILED, CANCELED})
 TERMINAL_OPERATION_STATES: Final = frozenset({SUCCEEDED, FAILED, CANCELED})
 #: The states KEB reports in ``operationStats`` and accepts in the ``state`` filter.
 KNOWN_STATES: Final = (PENDING, IN_PROGRESS, CANCELING, RETRYING, SUCCEEDED, FAILED, CANCELED)
+#: KEB's largest page (``MaxPaginationPage``, default 100); a larger ``page_size`` is a 400.
+MAX_PAGE_SIZE: Final = 100
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 

@@ -6,14 +6,10 @@ Pure: no clock, no I/O. ``history`` adds the time in front; the live view its ow
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
 
 from watcher.core.diff import Transition, TransitionKind
 from watcher.core.inert import inert
-from watcher.core.models import KNOWN_STATES
-
-#: Operation states in the order KEB lists them (unknown states last).
-_STATE_ORDER: Final = {state: i for i, state in enumerate(KNOWN_STATES)}
+from watcher.core.states import in_keb_order, state_label
 
 
 def plural(n: int, noun: str, many: str | None = None) -> str:
@@ -28,11 +24,7 @@ def plural(n: int, noun: str, many: str | None = None) -> str:
 def counts_text(counts: Mapping[str, int]) -> str:
     """``120: 13 succeeded, 2 failed, 5 in progress, 100 pending`` (unknown states kept)."""
     total = sum(counts.values())
-    parts = [
-        f"{n} {state or '(no state)'}"
-        for state, n in sorted(counts.items(), key=lambda kv: (_STATE_ORDER.get(kv[0], 99), kv[0]))
-        if n
-    ]
+    parts = [f"{n} {state_label(state)}" for state, n in in_keb_order(counts) if n]
     return inert(f"{total}: " + ", ".join(parts)) if parts else "0"
 
 

@@ -44,6 +44,7 @@ from watcher.core.models import (
     CANCELED,
     FAILED,
     IN_PROGRESS,
+    MAX_PAGE_SIZE,
     PENDING,
     SUCCEEDED,
     Operation,
@@ -56,7 +57,6 @@ from watcher.core.models import (
 from watcher.errors import KebListChanged, KebNotFound
 from watcher.store.rows import SnapshotHead
 
-PAGE_SIZE = 100  # KEB's maximum page size (MaxPaginationPage).
 #: Pages of new operations read at the tail before a full sweep is the better proof.
 TAIL_PAGES = 2
 
@@ -87,7 +87,7 @@ class KebReader(Protocol):
         orchestration_id: str,
         *,
         page: int = 1,
-        page_size: int = 100,
+        page_size: int = MAX_PAGE_SIZE,
         states: Sequence[str] = (),
     ) -> Page[Operation]: ...
 
@@ -128,11 +128,11 @@ def full_sweep_cost(operation_count: int) -> int:
     >>> full_sweep_cost(0), full_sweep_cost(2000), full_sweep_cost(2001)
     (3, 22, 23)
     """
-    return 2 + max(1, math.ceil(operation_count / PAGE_SIZE))
+    return 2 + max(1, math.ceil(operation_count / MAX_PAGE_SIZE))
 
 
 def pages(n: int) -> int:
-    return max(1, math.ceil(n / PAGE_SIZE))
+    return max(1, math.ceil(n / MAX_PAGE_SIZE))
 
 
 class Incremental:
@@ -262,28 +262,28 @@ class Incremental:
         are separate queries in KEB, §12.6, so both are checked against each other).
         """
         known = self.head.operation_count
-        first = known // PAGE_SIZE + 1  # the page that holds the first new operation
+        first = known // MAX_PAGE_SIZE + 1  # the page that holds the first new operation
         items: list[Operation] = []
         total = -1
         for number in range(first, first + TAIL_PAGES):
             self._charge(1, f"page {number} of the list")
             page = await self.keb.list_operations_page(
-                self.orch_id, page=number, page_size=PAGE_SIZE
+                self.orch_id, page=number, page_size=MAX_PAGE_SIZE
             )
             if total not in (-1, page.total_count):
                 raise self._fail("the operation count changed while the tail was read")
             total = page.total_count
             items.extend(page.items)
-            expected_here = min(PAGE_SIZE, max(0, total - (number - 1) * PAGE_SIZE))
+            expected_here = min(MAX_PAGE_SIZE, max(0, total - (number - 1) * MAX_PAGE_SIZE))
             if len(page.items) != expected_here:
                 raise self._fail(
                     f"page {number} holds {len(page.items)} operations for totalCount {total}"
                 )
-            if total <= number * PAGE_SIZE:
+            if total <= number * MAX_PAGE_SIZE:
                 break
         else:
             raise self._fail("too many new operations for an incremental observation")
-        offset = (first - 1) * PAGE_SIZE
+        offset = (first - 1) * MAX_PAGE_SIZE
         new = max(0, total - known)
         if total < known or len(items) != total - offset:
             raise self._fail(f"operations were deleted or the list shifted ({known} -> {total})")

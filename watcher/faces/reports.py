@@ -15,11 +15,9 @@ from typing import Any
 from watcher.clock import utcnow
 from watcher.core.diff import Transition
 from watcher.core.inert import inert
-from watcher.core.models import KNOWN_STATES, Orchestration
+from watcher.core.models import Orchestration
 from watcher.core.wording import counts_text, transition_text
 from watcher.store.database import Tracked
-
-_STATE_ORDER = {state: i for i, state in enumerate(KNOWN_STATES)}
 
 
 def when(value: datetime | None) -> str:

@@ -9,12 +9,10 @@ import watcher.keb._httpx  # noqa: F401, I001
 
 from watcher.keb.auth import CommandToken, FileToken, StaticToken, TokenProvider
 from watcher.keb.client import KebClient
-from watcher.keb.paging import MAX_PAGE_SIZE
 from watcher.keb.retry import RetryPolicy, parse_retry_after
 from watcher.keb.session import RequestStats
 
 __all__ = [
-    "MAX_PAGE_SIZE",
     "CommandToken",
     "FileToken",
     "KebClient",

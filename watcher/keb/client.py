@@ -22,11 +22,17 @@ from urllib.parse import quote
 import httpx
 
 from watcher import __version__
-from watcher.core.models import Operation, OperationDetail, Orchestration, Page, parse_page
+from watcher.core.models import (
+    MAX_PAGE_SIZE,
+    Operation,
+    OperationDetail,
+    Orchestration,
+    Page,
+    parse_page,
+)
 from watcher.errors import ConfigError, KebListChanged, KebRequestError, KebResponseError
 from watcher.keb.auth import TokenProvider
 from watcher.keb.paging import (
-    MAX_PAGE_SIZE,
     MAX_TOTAL_COUNT,
     check_pages,
     page_count,

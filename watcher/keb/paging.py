@@ -16,8 +16,6 @@ from typing import TypeVar
 
 from watcher.core.models import Page
 
-#: KEB rejects ``page_size`` above ``MaxPaginationPage`` (default 100) with a 400 (§2.9).
-MAX_PAGE_SIZE = 100
 #: A ``totalCount`` beyond this is treated as a damaged response rather than paged through.
 MAX_TOTAL_COUNT = 1_000_000
 

@@ -26,7 +26,7 @@ import jinja2
 from jinja2.sandbox import MAX_RANGE, SandboxedEnvironment
 
 from watcher.core.inert import inert
-from watcher.core.models import KNOWN_STATES
+from watcher.core.states import finished_first, state_label
 from watcher.errors import ConfigError
 from watcher.notify.blocks import (
     Message,
@@ -132,21 +132,15 @@ def state_icon(state: object) -> Safe:
 
 
 def counts_line(counts: object) -> Safe:
-    """``✅ 13 succeeded · ❌ 2 failed · ...`` in KEB's state order; unknown states kept."""
+    """``✅ 13 succeeded · ❌ 2 failed · ...``, finished states first; unknown states kept."""
     if not isinstance(counts, Mapping):
         return Safe("")
-    order = {
-        s: i for i, s in enumerate(("succeeded", "failed", "canceled", "in progress", "pending"))
-    }
-    for i, known in enumerate(KNOWN_STATES):
-        order.setdefault(known, 10 + i)
-    items = sorted(counts.items(), key=lambda kv: (order.get(kv[0], 99), str(kv[0])))
+    named = {str(state): n for state, n in counts.items()}
     return Safe(
         " · ".join(
-            f"{_COUNT_ICONS.get(str(state), '•')} {int(n)} "
-            f"{escape_value(str(state) or '(no state)')}"
-            for state, n in items
-            if n
+            f"{_COUNT_ICONS.get(state, '•')} {int(named[state])} {escape_value(state_label(state))}"
+            for state in finished_first(named)
+            if named[state]
         )
     )
 

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from watcher.core.models import CANCELED, CANCELING
+from watcher.core.models import CANCELED, CANCELING, MAX_PAGE_SIZE
 from watcher.sim.inventory import TARGET_KEYS
 from watcher.sim.records import OperationRecord, to_us
 
-MAX_PAGE: Final = 100
 _INT64_MAX: Final = 2**63 - 1
 _RFC3339_LAYOUT: Final = "2006-01-02T15:04:05Z07:00"
 _RFC3339: Final = re.compile(
@@ -98,7 +97,9 @@ def go_atoi(text: str) -> int | None:
     return value if -_INT64_MAX - 1 <= value <= _INT64_MAX else None
 
 
-def parse_paging(query: Mapping[str, Sequence[str]], max_page: int = MAX_PAGE) -> tuple[int, int]:
+def parse_paging(
+    query: Mapping[str, Sequence[str]], max_page: int = MAX_PAGE_SIZE
+) -> tuple[int, int]:
     """``(page, page_size)`` from query parameters, or 400 with KEB's exact message (§2.9).
 
     ``page_size`` is checked completely before ``page``, as in ``pagination.go``.

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from watcher.core.models import TERMINAL_ORCHESTRATION_STATES
+from watcher.core.models import MAX_PAGE_SIZE, TERMINAL_ORCHESTRATION_STATES
 from watcher.errors import UsageError
 from watcher.sim.api import SimApiError, operation_not_found, validate_upgrade
 from watcher.sim.faults import Faults
@@ -227,7 +227,7 @@ class Simulator:
     # --- KEB read API -----------------------------------------------------------------------
 
     def list_orchestrations(
-        self, page: int = 1, page_size: int = 100, states: Sequence[str] | None = None
+        self, page: int = 1, page_size: int = MAX_PAGE_SIZE, states: Sequence[str] | None = None
     ) -> dict[str, Any]:
         """``StatusResponseList``: oldest first, exact-literal state filter (§2.1)."""
         with self._lock:
@@ -257,7 +257,7 @@ class Simulator:
         self,
         orchestration_id: str,
         page: int = 1,
-        page_size: int = 100,
+        page_size: int = MAX_PAGE_SIZE,
         states: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """``OperationResponseList`` in creation order (§2.3); O(page) without a filter."""

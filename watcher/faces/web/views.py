@@ -21,6 +21,7 @@ from watcher.core.durations import format_duration
 from watcher.core.failures import grouped, ranked
 from watcher.core.inert import inert
 from watcher.core.models import KNOWN_STATES, RETRYING, Operation, finished_count
+from watcher.core.states import finished_first
 from watcher.core.wording import counts_text, transition_text
 from watcher.store.database import Tracked
 
@@ -97,8 +98,7 @@ def bar(counts: Mapping[str, int]) -> list[Segment]:
     total = sum(counts.values())
     if not total:
         return []
-    order = ("succeeded", "failed", "canceled", "in progress", "canceling", "retrying", "pending")
-    states = [s for s in order if counts.get(s)] + sorted(s for s in counts if s not in order)
+    states = finished_first(s for s, n in counts.items() if n)
     out, x = [], 0
     for state in states:
         width = round(counts[state] * 1000 / total)
