@@ -17,8 +17,7 @@ import click
 from watcher import __version__
 from watcher.errors import WatcherError
 from watcher.faces.context import Context
-from watcher.logs import FORMATS, configure
-from watcher.redact import SafeStream, safe_stderr
+from watcher.logs import FORMATS, SafeStream, configure, safe_stderr
 
 #: Every command and where it lives. A command's module is imported only when that command
 #: runs (or ``--help`` lists them all): `watcher poll` from cron never pays for the live view

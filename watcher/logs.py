@@ -14,6 +14,9 @@ logger: each secret :mod:`watcher.redact` knows (KEB token, tokens read from a f
 command, Slack token, webhook URL and its path) and anything shaped like a credential is
 replaced by ``***`` in the message, the arguments and any traceback before a formatter reads
 them.
+
+Under all of it, :func:`safe_stderr` routes ``sys.stderr`` itself through a
+:class:`SafeStream`: redacted and inert, whatever writes there.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TextIO, cast
 
-from watcher.redact import REDACTOR, Redactor, remember, url_secrets
+from watcher.core.inert import inert
+from watcher.redact import REDACTOR, Redactor, redact, remember, url_secrets
 
 if TYPE_CHECKING:
     from watcher.config import Config
@@ -144,3 +149,33 @@ def redact_secrets(config: Config) -> None:
     """Teach the process's redactor, which every :class:`RedactFilter` and stderr consult,
     ``config``'s secrets."""
     remember(*secrets_of(config))
+
+
+class SafeStream:
+    """A text stream (``sys.stderr``) whose every write is redacted and made inert line by
+    line (:func:`watcher.core.inert.inert`): the catch-all under every error line, log record
+    and ``--debug`` traceback. Everything else is the wrapped stream's."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.wrapped = stream
+
+    def write(self, text: str) -> int:
+        lines = text.split("\n")
+        self.wrapped.write("\n".join(inert(redact(line)) for line in lines))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
+@contextmanager
+def safe_stderr() -> Iterator[None]:
+    """Route ``sys.stderr`` through a :class:`SafeStream` for the duration (once: the
+    console script has done it already for the whole process)."""
+    previous = sys.stderr
+    if not isinstance(previous, SafeStream):
+        sys.stderr = cast(TextIO, SafeStream(previous))
+    try:
+        yield
+    finally:
+        sys.stderr = previous

@@ -23,14 +23,9 @@ would mask single characters in every line.
 from __future__ import annotations
 
 import re
-import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, Final, TextIO, cast
+from typing import Final
 from urllib.parse import urlsplit
-
-from watcher.core.inert import inert
 
 MASK: Final = "***"
 #: Shorter secrets are configuration errors, never masked (they would mask ordinary words).
@@ -128,33 +123,3 @@ def redact(text: str) -> str:
 def cut(text: str, limit: int, marker: str = "...") -> str:
     """:func:`redact`, then shorten to ``limit`` characters."""
     return REDACTOR.cut(text, limit, marker)
-
-
-class SafeStream:
-    """A text stream (``sys.stderr``) whose every write is redacted and made inert line by
-    line (:func:`watcher.core.inert.inert`): the catch-all under every error line, log record
-    and ``--debug`` traceback. Everything else is the wrapped stream's."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.wrapped = stream
-
-    def write(self, text: str) -> int:
-        lines = text.split("\n")
-        self.wrapped.write("\n".join(inert(redact(line)) for line in lines))
-        return len(text)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.wrapped, name)
-
-
-@contextmanager
-def safe_stderr() -> Iterator[None]:
-    """Route ``sys.stderr`` through a :class:`SafeStream` for the duration (once: the
-    console script has done it already for the whole process)."""
-    previous = sys.stderr
-    if not isinstance(previous, SafeStream):
-        sys.stderr = cast(TextIO, SafeStream(previous))
-    try:
-        yield
-    finally:
-        sys.stderr = previous
