@@ -11,7 +11,6 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,9 @@ import pytest
 
 from tests.conftest import Cli, write_config
 from tests.fakeslack import FakeSlack, Message
+from tests.slack_rig import CHANNEL, EVENT, SlackRig
 from watcher.sim import SimServer, Simulator
 from watcher.sim.scenarios import ALL_REASONS, OrchestrationSpec, ScenarioSpec
-
-CHANNEL = "C0KYMA001"
-EVENT = "keb_watcher_notification"
 
 DIGEST = ScenarioSpec(
     "digest",
@@ -41,23 +38,8 @@ DIGEST = ScenarioSpec(
 )
 
 
-@dataclass
-class Setup:
-    sim: Simulator
-    keb: SimServer
-    slack: FakeSlack
-    config: Path
-
-    def keys(self) -> list[str]:
-        """The metadata key of every message in the channel, replies included."""
-        return [
-            m.metadata["event_payload"]["key"]
-            for m in self.slack.messages(CHANNEL)
-            if m.metadata and m.metadata.get("event_type") == EVENT
-        ]
-
-    def posts(self) -> list[Any]:
-        return [c for c in self.slack.calls if c.method == "chat.postMessage" and c.ok]
+class Setup(SlackRig):
+    """One KEB, one Slack channel, one configuration."""
 
 
 def make_setup(

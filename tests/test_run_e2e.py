@@ -23,7 +23,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Cli, Keb, write_config
-from tests.fakeslack import FakeSlack, Message
+from tests.fakeslack import FakeSlack
+from tests.slack_rig import CHANNEL, SlackRig
 from tests.test_ground_truth import check_against_truth
 from tests.test_metrics import FAMILIES
 from tests.test_monitoring import monitoring_metric_names
@@ -33,11 +34,9 @@ from watcher.sim.scenarios import ScenarioSpec
 from watcher.store.database import Store
 from watcher.store.outbox import Outbox
 
-CHANNEL = "C0KYMA001"
 #: Each orchestration has its own channel, so that Slack's one post per second per channel
 #: does not make the tests wait.
 CHANNELS = {f"#kyma-{i}": f"C0KYMA01{i}" for i in range(3)}
-EVENT = "keb_watcher_notification"
 ROOT = Path(__file__).resolve().parents[1]
 #: Three orchestrations (12 operations that succeed, 60 with failures, 60 canceled) that are
 #: all over after about 26 virtual minutes: a few real seconds at SPEED.
@@ -119,11 +118,7 @@ class Service:
 
 
 @dataclass
-class Setup:
-    sim: Simulator
-    keb: SimServer
-    slack: FakeSlack
-    config: Path
+class Setup(SlackRig):
     services: list[Service] = field(default_factory=list)
 
     @property
@@ -149,15 +144,8 @@ class Setup:
         self.services.append(service)
         return service
 
-    def messages(self) -> list[Message]:
-        return [m for cid in (CHANNEL, *CHANNELS.values()) for m in self.slack.messages(cid)]
-
-    def keys(self) -> list[str]:
-        return [
-            m.metadata["event_payload"]["key"]
-            for m in self.messages()
-            if m.metadata and m.metadata.get("event_type") == EVENT
-        ]
+    def channels(self) -> tuple[str, ...]:
+        return (CHANNEL, *CHANNELS.values())
 
     def all_done(self) -> bool:
         """KEB is done, and every orchestration is finished (outcome delivered)."""
