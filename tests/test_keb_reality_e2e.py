@@ -16,6 +16,7 @@ from tests.test_ground_truth import check_against_truth, follow, poll_recording
 from tests.test_notify_e2e import CHANNEL, Setup, make_setup
 from watcher.core.diff import Observation, Snapshot, diff
 from watcher.core.models import Orchestration
+from watcher.core.tracked import due
 from watcher.sim import Simulator
 from watcher.store.database import Store
 
@@ -211,10 +212,12 @@ def test_a_failed_orchestration_is_due_only_within_its_retry_window(tmp_path: Pa
             result = diff(Snapshot(orch_id), Observation(orch, {}), ended)
             store.commit_diff(result, now=ended, cycle_id=None, full_sweep=True, finished=True)
         window = 7 * 86400.0
-        due = [t.orchestration_id for t in store.due(ended + timedelta(days=6), window)]
-        assert due == ["o-failed"]
-        assert store.due(ended + timedelta(days=7), window) == []
-        assert store.due(ended + timedelta(days=1), 0.0) == []
+        tracked = store.tracked()
+        assert [t.orchestration_id for t in due(tracked, ended + timedelta(days=6), window)] == [
+            "o-failed"
+        ]
+        assert due(tracked, ended + timedelta(days=7), window) == []
+        assert due(tracked, ended + timedelta(days=1), 0.0) == []
 
 
 # -- legacy upgradeKyma -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from watcher.core.diff import Diff, Observation, Snapshot, Transition, TransitionKind, diff
 from watcher.core.intents import Intent
 from watcher.core.models import Operation, Orchestration
+from watcher.core.tracked import due
 from watcher.errors import StoreError
 from watcher.store.database import SCHEMA_VERSION, Store
 from watcher.store.outbox import Outbox
@@ -127,9 +128,9 @@ def test_track_untrack_retrack(tmp_path: Path) -> None:
         assert store.untrack(["o2", "nope"], NOW) == ["nope"]
         assert [t.orchestration_id for t in store.tracked()] == ["o1"]
         store.mark_finished("o1", NOW)
-        assert store.due() == []
+        assert due(store.tracked(), None, 0.0) == []
         store.track(["o1"], None, NOW)  # resumes a finished one
-        assert [t.orchestration_id for t in store.due()] == ["o1"]
+        assert [t.orchestration_id for t in due(store.tracked(), None, 0.0)] == ["o1"]
         assert store.is_known("o2")
         assert not store.is_known("nope")
 

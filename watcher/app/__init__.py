@@ -23,12 +23,13 @@ from watcher.config import Config
 from watcher.core.diff import Transition
 from watcher.core.ids import is_uuid, require_uuids, resolve
 from watcher.core.models import Orchestration
+from watcher.core.tracked import Tracked, due
 from watcher.engine.cycle import CycleReport, Engine, notification_policy
 from watcher.engine.observer import KebReader
 from watcher.errors import UsageError
 from watcher.keb import KebClient
 from watcher.keb.timing import ExchangeHook
-from watcher.store.database import Store, Tracked
+from watcher.store.database import Store
 from watcher.store.lease import Lease, holder_id, holding, lease_ttl
 from watcher.store.outbox import Outbox
 
@@ -165,7 +166,7 @@ class Watcher:
         """The tracked orchestrations the next cycle polls: unfinished ones, ended ones whose
         final notification is not delivered yet, and failed ones still watched for a retry
         (``poll.retry_window``)."""
-        return self.store.due(self.clock(), self.config.poll.retry_window)
+        return due(self.store.tracked(), self.clock(), self.config.poll.retry_window)
 
     def history(self, orch_id: str) -> list[Transition]:
         orch_id = self.resolve(orch_id)

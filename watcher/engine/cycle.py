@@ -23,6 +23,7 @@ from watcher.core.diff import Diff, NotFound, diff
 from watcher.core.intents import Intent
 from watcher.core.models import FAILED, finished_count, is_terminal_orchestration
 from watcher.core.policy import Reference, decide, health_intent, runs_from
+from watcher.core.tracked import Tracked, due
 from watcher.engine.observer import KebReader, Mode, Observer
 from watcher.errors import (
     KebAuthError,
@@ -32,7 +33,7 @@ from watcher.errors import (
     StoreError,
 )
 from watcher.keb import RequestStats
-from watcher.store.database import Store, Tracked
+from watcher.store.database import Store
 
 log = logging.getLogger("watcher.engine.cycle")
 
@@ -129,16 +130,16 @@ class Engine:
         t0 = time.perf_counter()
         requests_before = _requests(self.observer.keb)
         cycle_id = self.store.begin_cycle(started)
-        due = self.store.due(started, self.retry_window)
+        due_now = due(self.store.tracked(), started, self.retry_window)
         if select is not None:
-            due = list(select(due))
+            due_now = list(select(due_now))
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(tracked: Tracked) -> PollResult:
             async with gate:
                 return await self.poll_orchestration(tracked, cycle_id)
 
-        results = list(await asyncio.gather(*(one(t) for t in due)))
+        results = list(await asyncio.gather(*(one(t) for t in due_now)))
         self.store.record_checks(
             [r.orchestration_id for r in results if r.ok and r.mode == "unchanged"], self.clock()
         )

@@ -17,6 +17,7 @@ from typing import assert_never
 from watcher.clock import utcnow
 from watcher.core.models import FAILED, MaintenanceWindow, Orchestration
 from watcher.core.pace import idle_pending
+from watcher.core.tracked import Tracked
 from watcher.core.watching import (
     TERMINATE,
     Finish,
@@ -39,7 +40,7 @@ from watcher.core.watching import (
 )
 from watcher.engine.cycle import Engine
 from watcher.errors import KebTransientError, StoreError, TokenError
-from watcher.store.database import Store, Tracked
+from watcher.store.database import Store
 
 
 def _tracked(store: Store, orch_id: str) -> Tracked:

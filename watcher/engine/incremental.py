@@ -54,8 +54,8 @@ from watcher.core.models import (
     is_terminal_operation,
     operation_stats,
 )
+from watcher.core.tracked import SnapshotHead
 from watcher.errors import KebListChanged, KebNotFound
-from watcher.store.rows import SnapshotHead
 
 #: Pages of new operations read at the tail before a full sweep is the better proof.
 TAIL_PAGES = 2

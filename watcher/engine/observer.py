@@ -27,6 +27,7 @@ from typing import Literal
 
 from watcher.core.diff import NotFound, Observation, Snapshot
 from watcher.core.models import Orchestration
+from watcher.core.tracked import SnapshotHead
 from watcher.engine.incremental import (
     Incremental,
     KebReader,
@@ -35,7 +36,6 @@ from watcher.engine.incremental import (
     get_or_none,
 )
 from watcher.errors import KebListChanged, KebNotFound, KebUnsupportedType
-from watcher.store.database import SnapshotHead
 
 __all__ = ["Findings", "KebReader", "Mode", "Observer", "SnapshotReader"]
 

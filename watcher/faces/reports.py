@@ -16,8 +16,8 @@ from watcher.clock import utcnow
 from watcher.core.diff import Transition
 from watcher.core.inert import inert
 from watcher.core.models import Orchestration
+from watcher.core.tracked import Tracked
 from watcher.core.wording import counts_text, transition_text
-from watcher.store.database import Tracked
 
 
 def when(value: datetime | None) -> str:

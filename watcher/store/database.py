@@ -29,22 +29,16 @@ from watcher.core.models import (
     operation_stats,
     parse_keb_time,
 )
+from watcher.core.tracked import Tracked
 from watcher.errors import StoreError
 from watcher.redact import redact
 from watcher.store.board import BoardQueries
 from watcher.store.files import corrupted, created_here
 from watcher.store.guard import sealed
 from watcher.store.journal import JournalQueries
-from watcher.store.rows import (
-    OP_COLUMNS,
-    SnapshotHead,
-    Tracked,
-    operation_row,
-)
+from watcher.store.rows import OP_COLUMNS, operation_row
 from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION
 from watcher.store.snapshots import SnapshotQueries
-
-__all__ = ["SnapshotHead", "Store", "Tracked"]
 
 
 def _journal_mode(conn: sqlite3.Connection) -> str:
@@ -219,17 +213,6 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries):
                 )
             )
         return out
-
-    def due(self, now: datetime | None = None, retry_window: float = 0.0) -> list[Tracked]:
-        """Tracked orchestrations the next cycle polls: active and not finished, and failed
-        ones whose final summary went out less than ``retry_window`` seconds before ``now``
-        (a failed orchestration can still be retried, docs/keb-api.md §12.4)."""
-        return [
-            t
-            for t in self.tracked()
-            if t.finished_at is None
-            or (now is not None and t.watching_for_retries(now, retry_window))
-        ]
 
     def is_known(self, orch_id: str) -> bool:
         row = self.conn.execute(

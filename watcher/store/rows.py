@@ -1,76 +1,25 @@
 """How keb-watcher's records map to SQLite rows, and back: pure conversions.
 
 :mod:`watcher.store.database` does the I/O; everything that turns an :class:`Operation`, a
-:class:`Transition` or a tracked orchestration into a row (or a row into them) lives here.
+:class:`Transition` into a row (or a row into them) lives here; the records themselves are
+:mod:`watcher.core`'s.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
 from watcher.core.diff import Transition, TransitionKind
-from watcher.core.models import MaintenanceWindow, Operation, Orchestration
+from watcher.core.models import MaintenanceWindow, Operation
 
 OP_COLUMNS = (
     "orchestration_id, operation_id, runtime_id, shoot_name, state, description, plan_name, "
     "plan_id, global_account_id, sub_account_id, dry_run, window_begin, window_end, extra"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Tracked:
-    """A tracked orchestration with what we last knew of it (for ``list`` and the poller)."""
-
-    orchestration_id: str
-    channel: str | None
-    tracked_at: datetime
-    active: bool
-    finished_at: datetime | None
-    last_success_at: datetime | None
-    last_error: str | None
-    consecutive_failures: int
-    last_full_sweep_at: datetime | None
-    state: str | None
-    description: str | None
-    type: str | None
-    counts: Mapping[str, int]
-    operation_count: int
-    not_found: bool
-    #: When KEB created the orchestration (its ``createdAt``), once a poll has seen it.
-    created_at: datetime | None = None
-
-    def retries_watched_until(self, retry_window: float) -> datetime | None:
-        """Until when a finished ``failed`` orchestration is still polled for a retry
-        (``None``: it is not a failed one whose final summary went out)."""
-        if self.finished_at is None or self.state != "failed" or self.not_found:
-            return None
-        return self.finished_at + timedelta(seconds=retry_window)
-
-    def watching_for_retries(self, now: datetime, retry_window: float) -> bool:
-        until = self.retries_watched_until(retry_window)
-        return until is not None and now < until
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotHead:
-    """The orchestration part of a snapshot, cheap to load: enough to decide that nothing
-    changed without reading thousands of operation rows.
-
-    ``counts`` are raw operations per state; ``expected_stats`` is KEB's ``operationStats``
-    (per-instance ``failed``) for the stored operations."""
-
-    orchestration_id: str
-    orchestration: Orchestration | None
-    expected_stats: Mapping[str, int] | None
-    counts: Mapping[str, int]
-    operation_count: int
-    revision: int
-    not_found: bool
 
 
 def operation_row(orch_id: str, op: Operation) -> tuple[Any, ...]:

@@ -14,8 +14,9 @@ from collections.abc import Iterable
 
 from watcher.core.diff import Snapshot
 from watcher.core.models import MaintenanceWindow, Operation, Orchestration
+from watcher.core.tracked import SnapshotHead
 from watcher.store.guard import sealed
-from watcher.store.rows import OP_COLUMNS, SnapshotHead, operation_from_row
+from watcher.store.rows import OP_COLUMNS, operation_from_row
 
 
 @sealed

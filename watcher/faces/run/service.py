@@ -40,6 +40,7 @@ from watcher.core.cadence import Standing, discover, due
 from watcher.core.durations import format_duration
 from watcher.core.models import MaintenanceWindow
 from watcher.core.pace import idle_pending
+from watcher.core.tracked import Tracked
 from watcher.core.wording import plural, transition_text
 from watcher.engine.cycle import CycleReport, Engine
 from watcher.errors import KebError, StoreError, WatcherError
@@ -48,7 +49,6 @@ from watcher.faces.run.metrics import Metrics
 from watcher.faces.run.schedule import poll_trigger, tick_seconds
 from watcher.keb import KebClient
 from watcher.notify.sender import Sender
-from watcher.store.database import Tracked
 from watcher.store.lease import Holding, Keeper, Lease, holder_id, lease_ttl
 from watcher.store.retention import prune
 

@@ -32,11 +32,11 @@ from urllib.parse import parse_qs, quote, urlsplit
 from watcher.app import Watcher
 from watcher.config import Secret
 from watcher.core.ids import is_uuid
+from watcher.core.tracked import Tracked
 from watcher.errors import WatcherError
 from watcher.faces import reports
 from watcher.faces.web import views
 from watcher.notify.pages import PageRenderer
-from watcher.store.database import Tracked
 
 log = logging.getLogger("watcher.faces.web")
 

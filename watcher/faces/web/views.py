@@ -22,8 +22,8 @@ from watcher.core.failures import grouped, ranked
 from watcher.core.inert import inert
 from watcher.core.models import KNOWN_STATES, RETRYING, Operation, finished_count
 from watcher.core.states import finished_first
+from watcher.core.tracked import Tracked
 from watcher.core.wording import counts_text, transition_text
-from watcher.store.database import Tracked
 
 #: Failure reasons a row of the overview lists before "+K more".
 TOP_REASONS: Final = 3
