@@ -1,10 +1,12 @@
 """``watcher watch ID``: follow one orchestration until it is terminal; the exit code says how
 it ended (docs/contract.md §2.3).
 
-The command wires the configuration, a store, the KEB client and a renderer around
-:func:`watcher.core.watching.follow`. Its seams (sleep, clocks, whether stdout is a terminal, what
-``--notify`` does) are a :class:`WatchHooks` value: :func:`make_watch_command` builds the
-command over any hooks, and ``watch_command`` is the one with the real ones.
+The command asks :mod:`watcher.app` for the cycle of ``watch`` (driven by
+:mod:`watcher.engine.follow`, each step decided by :func:`watcher.core.watching.step`) and
+gives it a sink from :mod:`~watcher.faces.watch.live`. Its seams (sleep, clocks, whether
+stdout is a terminal, what ``--notify`` does) are a :class:`WatchHooks` value:
+:func:`make_watch_command` builds the command over any hooks, and ``watch_command`` is the
+one with the real ones.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """View models of the dashboard: the plain values its templates show.
 
 Built from what :class:`watcher.app.Watcher` returns, per request, on the request's own
-connection (:meth:`~watcher.app.Watcher.reader`). Every string that came from KEB (states,
+connection (:attr:`~watcher.app.Watcher.dashboard`). Every string that came from KEB (states,
 descriptions, shoot names, IDs, types, errors) passes through :func:`shown` on its way to a
 page; HTML escaping itself is Jinja2's autoescape (:mod:`watcher.notify.pages`).
 """
