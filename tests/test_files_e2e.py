@@ -78,7 +78,7 @@ def test_the_wal_and_shm_files_are_private_too(tmp_path: Path, umask_022: None) 
 
 @pytest.mark.parametrize(
     "args",
-    [["poll"], ["list"], ["history", ORCH], ["untrack", ORCH], ["outbox", "list"], ["run"]],
+    [["poll"], ["list"], ["history", ORCH], ["untrack", ORCH], ["outbox", "list"]],
 )
 def test_without_a_database_other_commands_exit_2_naming_it(
     tmp_path: Path, cli: Cli, args: list[str]

@@ -105,13 +105,24 @@ class Watcher:
 
     def open_store(self, *, create: bool) -> Store:
         """The database, created (owner-only) when missing if ``create``: only ``track``,
-        ``run`` with discovery and ``demo`` create it (docs/contract.md §2.5)."""
+        ``watch --track``, ``run`` and ``demo`` create it (docs/contract.md §2.5)."""
         if self._store is None:
             if self.memory:
                 self._store = Store(":memory:", create=True)
             else:
                 self._store = Store(self.config.storage.path, create=create)
         return self._store
+
+    def has_database(self) -> bool:
+        """Whether a database is open or exists at the configured path (``watch`` without
+        ``--track`` follows in memory when there is none, and creates nothing)."""
+        if self._store is not None:
+            return True
+        return (
+            not self.memory
+            and self.config.source is not None
+            and Path(self.config.storage.path).exists()
+        )
 
     def close(self) -> None:
         if self._scratch is not None:
@@ -146,10 +157,10 @@ class Watcher:
         (:func:`watcher.core.ids.resolve`)."""
         if is_uuid(value):
             return value.lower()
-        if self.config.source is None and self._store is None:
+        if not self.has_database():
             raise UsageError(
                 f"{value!r}: give the full orchestration ID (prefixes are looked up among the "
-                "tracked ones, which needs a configuration file)"
+                "tracked ones, which needs a configuration file and its database)"
             )
         return resolve(value, self.store.ids_starting(value) if len(value) >= 8 else ())
 
@@ -199,9 +210,7 @@ class Watcher:
 
     def tracked_ids(self) -> set[str]:
         """The IDs tracked now; empty, and no database created, when there is none yet."""
-        if self._store is None and (
-            self.config.source is None or not Path(self.config.storage.path).exists()
-        ):
+        if not self.has_database():
             return set()
         return {t.orchestration_id for t in self.store.tracked()}
 

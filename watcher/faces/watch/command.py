@@ -198,8 +198,11 @@ def run_watch(
     terminated = False
     try:
         with Watcher(config, clock=hooks.now, memory=config.source is None) as app:
+            if track:  # like `watcher track`, it creates the database
+                app.open_store(create=True)
+            elif app.has_database():  # an unusable storage.path is a usage error, now
+                app.open_store(create=False)
             ids = list(dict.fromkeys(app.resolve(i) for i in given))
-            app.store  # noqa: B018 - open it now: an unusable storage.path is a usage error
             with quiet_engine_logs():
                 sink = make_sink(output, ids, hooks)
                 try:
