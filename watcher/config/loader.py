@@ -58,6 +58,15 @@ __all__ = ["config_from_env", "default_config_path", "describe", "load_config"]
 
 _STATE_ALIASES: Final = {"inprogress": "in progress"}
 
+#: What a command that reads only the database and templates (``local``) leaves unset when its
+#: ``${VAR}`` is: the connection settings of KEB, Slack and the service, none of which it uses
+#: (docs/contract.md §2.2). The rest of those sections (``keb.name``, the mention) it renders.
+_LOCAL_SECTIONS: Final = ("keb", "slack", "service")
+_LOCAL_KINDS: Final = frozenset(
+    {"secret", "secret_url", "url", "base_url", "path", "text", "channel"}
+)
+_LOCAL_KEEPS: Final = frozenset({"keb.name"})
+
 #: Variables that stand in for the file's keb.url/keb.token (docs/contract.md §2).
 _ENV_KEYS: Final = {"KEB_URL": "keb.url", "KEB_TOKEN": "keb.token"}
 
@@ -73,6 +82,7 @@ def load_config(
     *,
     require_file: bool = True,
     env_overrides: bool = False,
+    local: bool = False,
 ) -> Config:
     """Read, check and return the configuration; raise :class:`ConfigError` on any problem.
 
@@ -81,6 +91,11 @@ def load_config(
     ``KEB_TOKEN``, which then win over the file's ``keb.url`` and ``keb.token`` (``KEB_TOKEN``
     also replaces a ``token_file`` or ``token_command``). With ``require_file=False`` a missing
     file is no error when ``KEB_URL`` is set: the result is :func:`config_from_env`.
+
+    With ``local`` (a command that reads only the database and templates), a ``${VAR}`` that
+    names an unset variable in a connection setting of ``[keb]``, ``[slack]`` or ``[service]``
+    is no error: the setting is left unset and its error kept in ``Config.unresolved``, raised
+    by :meth:`Config.require` if the command does reach for it.
     """
     path = default_config_path(env) if path is None else path
     label = str(path)
@@ -97,7 +112,7 @@ def load_config(
     overrides = {}
     if env_overrides:
         overrides = {key: var for var, key in _ENV_KEYS.items() if env.get(var)}
-    loader = _Loader(label, env, Path(os.path.abspath(path)).parent, overrides)
+    loader = _Loader(label, env, Path(os.path.abspath(path)).parent, overrides, local=local)
     config = loader.load(document, source=Path(os.path.abspath(path)))
     warning = exposed_secret_warning(path, document)
     if warning:
@@ -146,13 +161,22 @@ class _Loader:
     """One load: checks the document against :data:`SECTIONS` and builds the dataclasses."""
 
     def __init__(
-        self, label: str | None, env: Mapping[str, str], base: Path, overrides: dict[str, str]
+        self,
+        label: str | None,
+        env: Mapping[str, str],
+        base: Path,
+        overrides: dict[str, str],
+        *,
+        local: bool = False,
     ) -> None:
         self.label = label
         self.env = env
         self.base = base
         self.overrides = overrides  # dotted key -> the environment variable that replaces it
         self.origins: dict[str, str] = {}
+        self.local = local
+        #: dotted key -> the error of its unset ${VAR}, for keys a local command leaves unset
+        self.unresolved: dict[str, str] = {}
 
     def where(self, key: str) -> str:
         if key in self.overrides:
@@ -180,7 +204,12 @@ class _Loader:
         self.check_token_sources(tables.get("keb", {}))
         self.apply_overrides(tables.setdefault("keb", {}))
         sections = {name: self.section(name, tables.get(name, {})) for name in SECTIONS}
-        return Config(**sections, source=source, origins=MappingProxyType(self.origins))
+        return Config(
+            **sections,
+            source=source,
+            origins=MappingProxyType(self.origins),
+            unresolved=MappingProxyType(self.unresolved),
+        )
 
     # -- names, variables and the environment ------------------------------------------------
 
@@ -222,11 +251,23 @@ class _Loader:
             if not _VARIABLE.fullmatch(name):
                 raise self.error(key, "bad '${...}' reference (a variable name is A-Z, 0-9, _)")
             if name not in self.env:
-                raise self.error(key, f"${{{name}}} names an unset environment variable")
+                error = self.error(key, f"${{{name}}} names an unset environment variable")
+                if not self.may_leave_unset(key):
+                    raise error
+                self.unresolved.setdefault(key, str(error))
+                return match[0]
             used[name] = None
             return self.env[name]
 
         return _REFERENCE.sub(replace, value)
+
+    def may_leave_unset(self, key: str) -> bool:
+        """Whether a local load may leave ``key`` unset (see :data:`_LOCAL_SECTIONS`)."""
+        section, _, name = key.partition(".")
+        if not self.local or section not in _LOCAL_SECTIONS or key in _LOCAL_KEEPS:
+            return False
+        spec = {f.name: f for f in dataclasses.fields(SECTIONS[section])}.get(name)
+        return spec is not None and spec.metadata["kind"] in _LOCAL_KINDS
 
     def check_token_sources(self, keb: dict[str, Any]) -> None:
         sources = [key for key in ("token", "token_file", "token_command") if key in keb]
@@ -255,6 +296,11 @@ class _Loader:
         values: dict[str, Any] = {}
         for spec in dataclasses.fields(SECTIONS[name]):
             key = f"{name}.{spec.name}"
+            if key in self.unresolved:
+                # Unset for this command; a required string keeps its ${VAR} text, never used.
+                required = spec.default is dataclasses.MISSING
+                values[spec.name] = table[spec.name] if required else spec.default
+                continue
             if spec.name in table:
                 values[spec.name] = self.convert(key, spec.metadata, table[spec.name])
                 continue
@@ -271,6 +317,8 @@ class _Loader:
             raise self.error("poll.cron", "cannot be combined with poll.interval (set one)")
         if name != "slack":
             return
+        unset = {key.removeprefix("slack.") for key in self.unresolved if key.startswith("slack.")}
+        values = {**values, **dict.fromkeys(unset, "")}  # given, though left unset here
         if "token" in values and "webhook_url" in values:
             raise self.error(
                 "slack.webhook_url", "cannot be combined with slack.token (bot token or webhook)"

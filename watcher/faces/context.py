@@ -52,23 +52,30 @@ class Context:
         self.config_path = config_path
         self.debug = debug
 
-    def config(self, *, keb_env: bool = False) -> Config:
-        """The configuration; with ``keb_env``, KEB_URL/KEB_TOKEN win and no file is needed."""
+    def config(self, *, keb_env: bool = False, local: bool = False) -> Config:
+        """The configuration; with ``keb_env``, KEB_URL/KEB_TOKEN win and no file is needed.
+        With ``local`` (a command that reads only the database and templates), an unset
+        ``${VAR}`` of a KEB, Slack or service connection setting is not an error
+        (docs/contract.md §2.2): using that setting raises it."""
         from watcher.config import load_config
         from watcher.logs import redact_secrets
 
         # An explicit --config must exist even where KEB_URL/KEB_TOKEN would do.
         required = not keb_env or self.config_path is not None
         config = load_config(
-            self.config_path, os.environ, require_file=required, env_overrides=keb_env
+            self.config_path,
+            os.environ,
+            require_file=required,
+            env_overrides=keb_env,
+            local=local,
         )
         redact_secrets(config)
         return config
 
-    def watcher(self, *, keb_env: bool = False) -> Watcher:
+    def watcher(self, *, keb_env: bool = False, local: bool = False) -> Watcher:
         from watcher.app import Watcher
 
-        return Watcher(self.config(keb_env=keb_env))
+        return Watcher(self.config(keb_env=keb_env, local=local))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

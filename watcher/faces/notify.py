@@ -15,8 +15,9 @@ from watcher.notify.samples import SAMPLES
 from watcher.store.outbox import STATUSES, UNDELIVERED
 
 
-def _app(ctx: click.Context) -> Watcher:
-    app: Watcher = ctx.find_root().obj.watcher()
+def _app(ctx: click.Context, *, local: bool = False) -> Watcher:
+    """The app; ``local`` for a command that reads only the database and templates."""
+    app: Watcher = ctx.find_root().obj.watcher(local=local)
     return app
 
 
@@ -62,7 +63,7 @@ def render_command(ctx: click.Context, kind: str, orch_id: str | None, output: s
     if orch_id is None and not explicit and not default_config_path(os.environ).exists():
         rendered = Renderer().render(kind, SAMPLES[kind])  # no configuration needed for samples
     else:
-        with _app(ctx) as app:
+        with _app(ctx, local=True) as app:
             rendered = app.notifications.render(kind, orch_id)
     message = rendered.message
     if output == "json":
@@ -116,7 +117,7 @@ def outbox_command(
       watcher outbox retry 12 13
       watcher outbox drop --all
     """
-    with _app(ctx) as app:
+    with _app(ctx, local=True) as app:  # retry and drop only mark; delivery is poll's
         outbox = app.outbox()
         if action == "list":
             entries = outbox.entries(statuses or UNDELIVERED)

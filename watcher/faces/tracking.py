@@ -49,7 +49,7 @@ def untrack(obj: Context, ids: tuple[str, ...]) -> None:
       watcher untrack 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11
       watcher untrack 5a3f1f5e
     """
-    with obj.watcher() as app:
+    with obj.watcher(local=True) as app:
         full, unknown = app.untrack(ids)
     for orch_id in full:
         click.echo(f"{orch_id}: {'was not tracked' if orch_id in unknown else 'untracked'}")
@@ -70,7 +70,7 @@ def list_(obj: Context, chosen: tuple[str, ...], output: str) -> None:
       watcher list --state inprogress --state failed
       watcher list --output json
     """
-    with obj.watcher() as app:
+    with obj.watcher(local=True) as app:
         items = app.tracked()
         now = app.clock()
         window = app.config.poll.retry_window
@@ -143,7 +143,7 @@ def history(
     """
     from watcher.faces import history as hist
 
-    with obj.watcher() as app:
+    with obj.watcher(local=True) as app:
         start = hist.parse_since(since, app.clock()) if since else None
         orch_id, last, everything = app.history_from(orchestration_id)
         items = hist.choose(everything, start, tail)
