@@ -40,8 +40,8 @@ STATE = click.option(
     multiple=True,
     metavar="S",
     callback=lambda _ctx, _param, value: states(value),
-    help="Only this state (repeatable): pending, inprogress, canceling, retrying, succeeded, "
-    "failed, canceled.",
+    help="Only these states, repeated or comma-separated, any case (e.g. --state "
+    "failed,inprogress): pending, inprogress, canceling, retrying, succeeded, failed, canceled.",
 )
 
 
