@@ -22,10 +22,10 @@ from watcher.clock import Clock, utcnow
 from watcher.config import Config
 from watcher.core.diff import Transition
 from watcher.core.ids import is_uuid, require_uuids, resolve
-from watcher.core.models import Orchestration
+from watcher.core.models import Orchestration, is_terminal_orchestration
 from watcher.engine.cycle import CycleReport, Engine, notification_policy
 from watcher.engine.observer import KebReader
-from watcher.errors import UsageError
+from watcher.errors import KebNotFound, UsageError
 from watcher.keb import KebClient
 from watcher.keb.timing import ExchangeHook
 from watcher.store.database import Store, Tracked
@@ -151,6 +151,18 @@ class Watcher:
         ids = require_uuids(ids)
         return self.open_store(create=True).track(ids, channel, self.clock())
 
+    async def unknown_to_keb(self, ids: Sequence[str]) -> list[str]:
+        """The IDs KEB answers its own 404 for (``track`` asks before it tracks). Any other
+        error (unreachable, token rejected, no orchestration API) raises as it is."""
+        unknown: list[str] = []
+        async with self.keb() as keb:
+            for orch_id in ids:
+                try:
+                    await keb.get_orchestration(orch_id)
+                except KebNotFound:
+                    unknown.append(orch_id)
+        return unknown
+
     def resolve(self, value: str) -> str:
         """The full ID ``value`` names: itself when it is a UUID, else the one known
         orchestration it is a unique prefix (8 characters or more) of
@@ -190,6 +202,11 @@ class Watcher:
         orch_id = self.resolve(orch_id)
         last = self.store.last_transition_id()
         return orch_id, last, self.history(orch_id)
+
+    def has_ended(self, orch_id: str) -> bool:
+        """Whether the recorded state of ``orch_id`` is terminal (``history --follow`` ends)."""
+        tracked = self.store.tracked_one(orch_id)
+        return tracked is not None and is_terminal_orchestration(tracked.state or "")
 
     def transitions_after(self, orch_id: str, last_id: int) -> tuple[int, list[Transition]]:
         """The transitions of ``orch_id`` recorded after row ``last_id``, and the new last row."""

@@ -7,8 +7,10 @@ import it without an import cycle.
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -76,6 +78,21 @@ class Context:
         from watcher.app import Watcher
 
         return Watcher(self.config(keb_env=keb_env, local=local))
+
+
+@contextmanager
+def quiet_retries(obj: Context) -> Iterator[None]:
+    """A one-shot command shows the user one line: the KEB client's retry warnings ("...;
+    retrying in 1.0s (attempt 2 of 4)") are logged only with ``--debug``; the error that ends
+    the retries is the line the command prints."""
+    logger = logging.getLogger("watcher.keb")
+    level = logger.level
+    if not obj.debug:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -14,7 +14,7 @@ import click
 
 from watcher.core.models import Orchestration
 from watcher.core.wording import plural
-from watcher.faces.context import OUTPUT, STATE, Context, emit_json, run
+from watcher.faces.context import OUTPUT, STATE, Context, emit_json, quiet_retries, run
 from watcher.faces.reports import columns
 
 #: ``--type`` values: KEB's own and the words ``kcp`` prints.
@@ -100,7 +100,8 @@ def orchestrations_command(
       watcher orchestrations --sort newest --output json | jq -r '.[0].orchestrationID'
     """
     with obj.watcher(keb_env=not track) as app:
-        items = run(app.orchestrations(chosen))
+        with quiet_retries(obj):
+            items = run(app.orchestrations(chosen))
         if kind is not None:
             items = [o for o in items if o.type == TYPES[kind]]
         if sort == "newest":
