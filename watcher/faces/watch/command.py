@@ -10,6 +10,7 @@ command over any hooks, and ``watch_command`` is the one with the real ones.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -35,12 +36,19 @@ from watcher.core.watching import (
     Summary,
     WatchOptions,
     WatchOutcome,
+    combine,
     combined_exit_code,
 )
 from watcher.core.wording import plural
 from watcher.errors import KebNoOrchestrationApi, StoreError, UsageError, WatcherError
 from watcher.faces.context import Context
-from watcher.faces.watch.live import JsonLines, LiveView, PlainLines
+from watcher.faces.watch.live import (
+    JsonLines,
+    LiveView,
+    PlainLines,
+    combined_event,
+    combined_line,
+)
 
 #: Called once the watch has ended (not after Ctrl-C) when ``--notify`` is given.
 OnFinished = Callable[[Summary, Watcher], Awaitable[None]]
@@ -230,6 +238,13 @@ def run_watch(
             endpoint = True
         elif summary.outcome in _ERRORS:
             click.echo(f"watcher: {summary.orchestration_id}: {summary.reason}", err=True)
+    if len(summaries) > 1:  # the last line names the combined outcome and the exit code
+        both = combine(summaries)
+        if output == "json":
+            click.echo(json.dumps(combined_event(both, hooks.now()), separators=(",", ":")))
+        else:
+            board = hooks.terminal()  # the live board, drawn to fit the terminal
+            click.echo(combined_line(both, None if board else hooks.now()))
     return combined_exit_code(s.exit_code for s in summaries)
 
 
