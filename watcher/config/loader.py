@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 from watcher.clock import utcnow
 from watcher.config import messages
 from watcher.config.describe import describe, exposed_secret_warning, redact_url
+from watcher.config.scope import unused_by_local_commands
 from watcher.config.settings import (
     NOTIFICATION_KINDS,
     ORCHESTRATION_TYPES,
@@ -57,15 +58,6 @@ __all__ = ["config_from_env", "default_config_path", "describe", "load_config"]
 
 
 _STATE_ALIASES: Final = {"inprogress": "in progress"}
-
-#: What a command that reads only the database and templates (``local``) leaves unset when its
-#: ``${VAR}`` is: the connection settings of KEB, Slack and the service, none of which it uses
-#: (docs/contract.md §2.2). The rest of those sections (``keb.name``, the mention) it renders.
-_LOCAL_SECTIONS: Final = ("keb", "slack", "service")
-_LOCAL_KINDS: Final = frozenset(
-    {"secret", "secret_url", "url", "base_url", "path", "text", "channel"}
-)
-_LOCAL_KEEPS: Final = frozenset({"keb.name"})
 
 #: Variables that stand in for the file's keb.url/keb.token (docs/contract.md §2).
 _ENV_KEYS: Final = {"KEB_URL": "keb.url", "KEB_TOKEN": "keb.token"}
@@ -252,7 +244,7 @@ class _Loader:
                 raise self.error(key, "bad '${...}' reference (a variable name is A-Z, 0-9, _)")
             if name not in self.env:
                 error = self.error(key, f"${{{name}}} names an unset environment variable")
-                if not self.may_leave_unset(key):
+                if not (self.local and unused_by_local_commands(key)):
                     raise error
                 self.unresolved.setdefault(key, str(error))
                 return match[0]
@@ -260,14 +252,6 @@ class _Loader:
             return self.env[name]
 
         return _REFERENCE.sub(replace, value)
-
-    def may_leave_unset(self, key: str) -> bool:
-        """Whether a local load may leave ``key`` unset (see :data:`_LOCAL_SECTIONS`)."""
-        section, _, name = key.partition(".")
-        if not self.local or section not in _LOCAL_SECTIONS or key in _LOCAL_KEEPS:
-            return False
-        spec = {f.name: f for f in dataclasses.fields(SECTIONS[section])}.get(name)
-        return spec is not None and spec.metadata["kind"] in _LOCAL_KINDS
 
     def check_token_sources(self, keb: dict[str, Any]) -> None:
         sources = [key for key in ("token", "token_file", "token_command") if key in keb]
