@@ -176,6 +176,10 @@ class Watcher:
             )
         return resolve(value, self.store.ids_starting(value) if len(value) >= 8 else ())
 
+    def known_ids(self) -> list[str]:
+        """Every ID a prefix may name: tracked ones and untracked ones with history."""
+        return self.store.ids_starting("")
+
     def untrack(self, ids: Sequence[str]) -> tuple[list[str], list[str]]:
         """Stop tracking; returns the full IDs, and those of them that were not tracked."""
         full = list(dict.fromkeys(self.resolve(i) for i in ids))

@@ -95,6 +95,17 @@ def quiet_retries(obj: Context) -> Iterator[None]:
         logger.setLevel(level)
 
 
+def terminal_width() -> int | None:
+    """How wide tables may be: ``$COLUMNS`` when set, else the terminal's width when stdout
+    is one; ``None`` in a pipe (every column, nothing cut: scripts and grep see it all)."""
+    import shutil
+    import sys
+
+    if os.environ.get("COLUMNS", "").strip().isdigit() or sys.stdout.isatty():
+        return max(shutil.get_terminal_size().columns, 40)
+    return None
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     import asyncio
 

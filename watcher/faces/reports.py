@@ -17,6 +17,7 @@ from watcher.core.diff import Transition
 from watcher.core.inert import inert
 from watcher.core.models import KNOWN_STATES, Orchestration
 from watcher.core.wording import counts_text, transition_text
+from watcher.faces.tables import Column, fit
 from watcher.store.database import Tracked
 
 _STATE_ORDER = {state: i for i, state in enumerate(KNOWN_STATES)}
@@ -93,33 +94,22 @@ def age_text(seconds: float) -> str:
     return f"{s}s"
 
 
-def columns(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Rows as an aligned table, as kubectl and kcp print one: every column but the last as
-    wide as its widest cell, two spaces apart. Cells are made inert before they are measured.
-
-    >>> columns([("ID", "STATE", "NOTE"), ("a1", "in progress", "x")])
-    ['ID  STATE        NOTE', 'a1  in progress  x']
-    """
-    cells = [[inert(cell) for cell in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]) - 1)]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-        + "  "
-        + row[-1]
-        for row in cells
-    ]
-
-
 def tracked_lines(
-    items: Sequence[Tracked], now: datetime | None = None, retry_window: float = 0.0
+    items: Sequence[Tracked],
+    now: datetime | None = None,
+    retry_window: float = 0.0,
+    width: int | None = None,
+    known: Iterable[str] = (),
 ) -> list[str]:
-    """The ``list`` table: one row per orchestration, every column as wide as its widest
-    cell. AGE is the time since KEB created the orchestration (``-`` before a baseline);
-    LAST POLL is the last successful check (a failed orchestration waiting for a retry is
-    checked too, and says until when)."""
+    """The ``list`` table: one row per orchestration, fitted to ``width``
+    (:func:`watcher.faces.tables.fit`: IDs shortened to prefixes unique among ``known``,
+    LAST POLL as an age, then LAST POLL and AGE dropped; OPERATIONS is cut last). AGE is the
+    time since KEB created the orchestration (``-`` before a baseline); LAST POLL is the last
+    successful check (a failed orchestration waiting for a retry is checked too, and says
+    until when)."""
     if not items:
         return ["nothing is tracked; start with: watcher track ORCHESTRATION_ID"]
-    rows = [("ORCHESTRATION", "STATE", "AGE", "LAST POLL", "OPERATIONS")]
+    states, ages, polls, ago, operations = [], [], [], [], []
     for item in items:
         state = "not found" if item.not_found else (item.state or "(no baseline yet)")
         until = item.retries_watched_until(retry_window)
@@ -127,16 +117,28 @@ def tracked_lines(
             until = None  # the retry window is over: finished like the others
         if item.finished_at is not None and until is None:
             state += " *"
+        states.append(state)
         age = "-"
         if now is not None and item.created_at is not None:
             age = age_text((now - item.created_at).total_seconds())
-        operations = counts_text(item.counts) if item.state else "-"
+        ages.append(age)
+        polls.append(when(item.last_success_at))
+        last = item.last_success_at
+        ago.append(f"{age_text((now - last).total_seconds())} ago" if now and last else "-")
+        ops = counts_text(item.counts) if item.state else "-"
         if until is not None:
-            operations += f"  [failed, watching for retries until {when(until)}]"
+            ops += f"  [failed, watching for retries until {when(until)}]"
         if item.last_error:
-            operations += f"  [last poll failed: {item.last_error}]"
-        rows.append((item.orchestration_id, state, age, when(item.last_success_at), operations))
-    lines = columns(rows)
+            ops += f"  [last poll failed: {item.last_error}]"
+        operations.append(ops)
+    table = [
+        Column("ORCHESTRATION", [i.orchestration_id for i in items], ids=True, short="ID"),
+        Column("STATE", states),
+        Column("AGE", ages, drop=2),
+        Column("LAST POLL", polls, drop=3, compact=ago),
+        Column("OPERATIONS", operations),
+    ]
+    lines = fit(table, width, known)
     if any(item.finished_at for item in items):
         lines.append("* finished: no longer polled (history kept)")
     return lines

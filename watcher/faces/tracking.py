@@ -15,7 +15,15 @@ from watcher.core.inert import inert
 from watcher.core.wording import plural
 from watcher.errors import KebError, KebNoOrchestrationApi
 from watcher.faces import reports as report
-from watcher.faces.context import OUTPUT, STATE, Context, emit_json, quiet_retries, run
+from watcher.faces.context import (
+    OUTPUT,
+    STATE,
+    Context,
+    emit_json,
+    quiet_retries,
+    run,
+    terminal_width,
+)
 
 
 @click.command()
@@ -104,6 +112,7 @@ def list_(obj: Context, chosen: tuple[str, ...], output: str) -> None:
     """
     with obj.watcher(local=True) as app:
         items = app.tracked()
+        known = app.known_ids()
         now = app.clock()
         window = app.config.poll.retry_window
     if chosen:
@@ -113,7 +122,8 @@ def list_(obj: Context, chosen: tuple[str, ...], output: str) -> None:
     elif chosen and not items:
         click.echo(f"no tracked orchestration is {' or '.join(chosen)}")
     else:
-        click.echo("\n".join(report.tracked_lines(items, now, window)))
+        lines = report.tracked_lines(items, now, window, terminal_width(), known)
+        click.echo("\n".join(lines))
 
 
 @click.command()
