@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -28,7 +29,7 @@ from watcher.engine.observer import KebReader
 from watcher.errors import KebNotFound, UsageError
 from watcher.keb import KebClient
 from watcher.keb.timing import ExchangeHook
-from watcher.store.database import Store, Tracked
+from watcher.store.database import Silence, Store, Tracked
 from watcher.store.lease import Lease, holder_id, holding, lease_ttl
 from watcher.store.outbox import Outbox
 
@@ -56,6 +57,8 @@ __all__ = [
 #: How long `watcher poll` keeps delivering (sitting out Slack's rate limits) before it exits;
 #: what is still undelivered then stays in the outbox for the next run.
 DELIVERY_DEADLINE = 60.0
+#: The label of the link to the orchestration's dashboard page (``service.public_url``).
+DASHBOARD_LINK = "keb-watcher"
 
 
 @dataclass
@@ -185,6 +188,29 @@ class Watcher:
         full = list(dict.fromkeys(self.resolve(i) for i in ids))
         return full, self.store.untrack(full, self.clock())
 
+    def silence(
+        self, ids: Sequence[str], seconds: float, reason: str | None, by: str | None
+    ) -> tuple[list[str], datetime]:
+        """Silence the orchestrations ``ids`` name (unique prefixes will do) for ``seconds``;
+        returns their full IDs and until when. Only what keb-watcher knows can be silenced."""
+        full = list(dict.fromkeys(self.resolve(i) for i in ids))
+        for orch_id in full:
+            if not self.store.is_known(orch_id):
+                raise UsageError(f"{orch_id} is not tracked (`watcher track` it first)")
+        now = self.clock()
+        until = now + timedelta(seconds=seconds)
+        self.store.silence(full, until, reason, by, now)
+        return full, until
+
+    def unsilence(self, ids: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Lift silences; returns the full IDs, and those of them that were not silenced."""
+        full = list(dict.fromkeys(self.resolve(i) for i in ids))
+        return full, self.store.unsilence(full, self.clock())
+
+    def silences(self) -> dict[str, Silence]:
+        """The silences in force now, by orchestration."""
+        return self.store.silences(self.clock())
+
     def tracked(self, *, include_inactive: bool = False) -> list[Tracked]:
         return self.store.tracked(include_inactive=include_inactive)
 
@@ -285,10 +311,14 @@ class Watcher:
         from watcher.notify.render import Renderer
 
         links = self.config.links
+        orchestration = dict(links.orchestration)
+        if self.config.service.public_url:  # our own dashboard's page of the orchestration
+            page = f"{self.config.service.public_url}/orchestrations/{{orchestration_id}}"
+            orchestration = {DASHBOARD_LINK: page, **orchestration}
         context = {
             "keb_name": self.config.keb.name,
             "mention": self.config.slack.mention_on_failure,
-            "links": {"orchestration": links.orchestration, "operation": links.operation},
+            "links": {"orchestration": orchestration, "operation": links.operation},
         }
         return Renderer(self.config.templates.dir, context=context)
 

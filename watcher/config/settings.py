@@ -171,6 +171,9 @@ class ServiceConfig:
     ready_after_intervals: float = field(default=3.0, metadata=_kind("number"))
     #: When set, the dashboard's pages and API need it (bearer header or the login form).
     dashboard_token: Secret | None = field(default=None, metadata=_kind("secret"))
+    #: Where people reach the dashboard (https://keb-watcher.example.com): Slack messages
+    #: link to the orchestration's page there.
+    public_url: str | None = field(default=None, metadata=_kind("url"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from watcher.core.inert import inert
 from watcher.core.models import KNOWN_STATES, Orchestration
 from watcher.core.wording import counts_text, transition_text
 from watcher.faces.tables import Column, fit
-from watcher.store.database import Tracked
+from watcher.store.database import Silence, Tracked
 
 _STATE_ORDER = {state: i for i, state in enumerate(KNOWN_STATES)}
 
@@ -55,7 +55,9 @@ def orchestration_lines(orch: Orchestration) -> list[str]:
     return [inert(f"{label:<14}{value}") for label, value in rows]
 
 
-def tracked_json(item: Tracked, retry_window: float = 0.0) -> dict[str, Any]:
+def tracked_json(
+    item: Tracked, retry_window: float = 0.0, silence: Silence | None = None
+) -> dict[str, Any]:
     until = item.retries_watched_until(retry_window)
     return {
         "orchestrationID": item.orchestration_id,
@@ -72,6 +74,7 @@ def tracked_json(item: Tracked, retry_window: float = 0.0) -> dict[str, Any]:
         "lastSuccessAt": item.last_success_at.isoformat() if item.last_success_at else None,
         "createdAt": item.created_at.isoformat() if item.created_at else None,
         "lastError": item.last_error,
+        "silence": silence.to_json() if silence is not None else None,
     }
 
 
@@ -100,6 +103,7 @@ def tracked_lines(
     retry_window: float = 0.0,
     width: int | None = None,
     known: Iterable[str] = (),
+    silences: Mapping[str, Silence] | None = None,
 ) -> list[str]:
     """The ``list`` table: one row per orchestration, fitted to ``width``
     (:func:`watcher.faces.tables.fit`: IDs shortened to prefixes unique among ``known``,
@@ -117,6 +121,8 @@ def tracked_lines(
             until = None  # the retry window is over: finished like the others
         if item.finished_at is not None and until is None:
             state += " *"
+        if silences and item.orchestration_id in silences:
+            state += " ~"
         states.append(state)
         age = "-"
         if now is not None and item.created_at is not None:
@@ -128,6 +134,11 @@ def tracked_lines(
         ops = counts_text(item.counts) if item.state else "-"
         if until is not None:
             ops += f"  [failed, watching for retries until {when(until)}]"
+        silence = (silences or {}).get(item.orchestration_id)
+        if silence is not None:
+            by = f" by {silence.by}" if silence.by else ""
+            why = f": {silence.reason}" if silence.reason else ""
+            ops += f"  [silenced until {when(silence.until)}{by}{why}]"
         if item.last_error:
             ops += f"  [last poll failed: {item.last_error}]"
         operations.append(ops)
@@ -141,6 +152,8 @@ def tracked_lines(
     lines = fit(table, width, known)
     if any(item.finished_at for item in items):
         lines.append("* finished: no longer polled (history kept)")
+    if silences and any(item.orchestration_id in silences for item in items):
+        lines.append("~ silenced: digests and replies held back (`watcher unsilence ID`)")
     return lines
 
 

@@ -113,16 +113,22 @@ def list_(obj: Context, chosen: tuple[str, ...], output: str) -> None:
     with obj.watcher(local=True) as app:
         items = app.tracked()
         known = app.known_ids()
+        silences = app.silences()
         now = app.clock()
         window = app.config.poll.retry_window
     if chosen:
         items = [item for item in items if item.state in chosen and not item.not_found]
     if output == "json":
-        emit_json([report.tracked_json(item, window) for item in items])
+        emit_json(
+            [
+                report.tracked_json(item, window, silences.get(item.orchestration_id))
+                for item in items
+            ]
+        )
     elif chosen and not items:
         click.echo(f"no tracked orchestration is {' or '.join(chosen)}")
     else:
-        lines = report.tracked_lines(items, now, window, terminal_width(), known)
+        lines = report.tracked_lines(items, now, window, terminal_width(), known, silences)
         click.echo("\n".join(lines))
 
 

@@ -42,9 +42,10 @@ from watcher.store.rows import (
     operation_row,
 )
 from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION
+from watcher.store.silences import Silence, SilenceQueries
 from watcher.store.snapshots import SnapshotQueries
 
-__all__ = ["SnapshotHead", "Store", "Tracked"]
+__all__ = ["Silence", "SnapshotHead", "Store", "Tracked"]
 
 
 def _journal_mode(conn: sqlite3.Connection) -> str:
@@ -52,7 +53,7 @@ def _journal_mode(conn: sqlite3.Connection) -> str:
 
 
 @sealed
-class Store(SnapshotQueries, JournalQueries, BoardQueries):
+class Store(SnapshotQueries, JournalQueries, BoardQueries, SilenceQueries):
     """One SQLite database. Not thread-safe: use it from one thread (the event loop's)."""
 
     def __init__(self, path: Path | str, *, create: bool = True) -> None:

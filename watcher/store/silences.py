@@ -1,0 +1,92 @@
+"""Silences (``watcher silence``): an orchestration's non-final notifications held back for a
+while, as Alertmanager silences alerts. Mixed into :class:`watcher.store.database.Store`.
+
+A silence names who set it, why and until when; one per orchestration (a new one replaces
+it). What it holds back is decided by :meth:`watcher.store.outbox.Outbox.hold_back_silenced`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from watcher.clock import iso
+from watcher.store.guard import sealed
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """One orchestration's silence: until when, why, set by whom and when."""
+
+    orchestration_id: str
+    until: datetime
+    reason: str | None
+    by: str | None
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "until": self.until.isoformat(),
+            "reason": self.reason,
+            "by": self.by,
+            "at": self.at.isoformat(),
+        }
+
+
+@sealed
+class SilenceQueries:
+    """Setting, lifting and reading silences."""
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError
+
+    def silence(
+        self,
+        ids: Sequence[str],
+        until: datetime,
+        reason: str | None,
+        by: str | None,
+        now: datetime,
+    ) -> None:
+        """Silence ``ids`` until ``until`` (replacing a silence they had)."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO silences (orchestration_id, until, reason, created_by, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (orchestration_id) DO UPDATE SET "
+                "until = excluded.until, reason = excluded.reason, "
+                "created_by = excluded.created_by, created_at = excluded.created_at",
+                [(i, iso(until), reason, by, iso(now)) for i in ids],
+            )
+
+    def unsilence(self, ids: Sequence[str], now: datetime) -> list[str]:
+        """Lift the silences of ``ids``; returns those that had none in force."""
+        active = self.silences(now)
+        with self.transaction() as conn:
+            conn.executemany("DELETE FROM silences WHERE orchestration_id = ?", [(i,) for i in ids])
+        return [i for i in ids if i not in active]
+
+    def silences(self, now: datetime) -> dict[str, Silence]:
+        """The silences in force at ``now``, by orchestration (expired ones are not)."""
+        rows = self.conn.execute(
+            "SELECT orchestration_id, until, reason, created_by, created_at FROM silences "
+            "WHERE until > ?",
+            (iso(now),),
+        ).fetchall()
+        return {
+            row[0]: Silence(
+                row[0],
+                datetime.fromisoformat(row[1]),
+                row[2],
+                row[3],
+                datetime.fromisoformat(row[4]),
+            )
+            for row in rows
+        }
