@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from watcher.core.ids import states
+from watcher.faces.completion import complete_states
 
 if TYPE_CHECKING:
     # The app (KEB client, store, engine) loads when a command asks for it, not when the
@@ -42,6 +43,7 @@ STATE = click.option(
     multiple=True,
     metavar="S",
     callback=lambda _ctx, _param, value: states(value),
+    shell_complete=complete_states,
     help="Only these states, repeated or comma-separated, any case (e.g. --state "
     "failed,inprogress): pending, inprogress, canceling, retrying, succeeded, failed, canceled.",
 )

@@ -10,6 +10,7 @@ import click
 
 from watcher.app import Watcher
 from watcher.config import default_config_path
+from watcher.faces.completion import complete_ids
 from watcher.notify.render import TEMPLATES, Renderer
 from watcher.notify.samples import SAMPLES
 from watcher.store.outbox import STATUSES, UNDELIVERED
@@ -38,7 +39,12 @@ def notify_test_command(ctx: click.Context, channel: str | None) -> None:
 
 @click.command()
 @click.argument("kind", type=click.Choice(sorted(TEMPLATES)))
-@click.option("--orchestration", "orch_id", help="Render for a tracked orchestration as it is now.")
+@click.option(
+    "--orchestration",
+    "orch_id",
+    shell_complete=complete_ids,
+    help="Render for a tracked orchestration as it is now.",
+)
 @click.option(
     "--output",
     "-o",

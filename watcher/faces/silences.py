@@ -12,6 +12,7 @@ import click
 
 from watcher.core.durations import format_duration, parse_duration
 from watcher.errors import UsageError
+from watcher.faces.completion import complete_ids
 from watcher.faces.context import Context
 from watcher.faces.reports import when
 
@@ -27,7 +28,7 @@ def _who() -> str | None:
 
 
 @click.command(name="silence")
-@click.argument("ids", nargs=-1, required=True, metavar="ID...")
+@click.argument("ids", nargs=-1, required=True, metavar="ID...", shell_complete=complete_ids)
 @click.option(
     "--for",
     "duration",
@@ -66,7 +67,7 @@ def silence_command(obj: Context, ids: tuple[str, ...], duration: str, reason: s
 
 
 @click.command(name="unsilence")
-@click.argument("ids", nargs=-1, required=True, metavar="ID...")
+@click.argument("ids", nargs=-1, required=True, metavar="ID...", shell_complete=complete_ids)
 @click.pass_obj
 def unsilence_command(obj: Context, ids: tuple[str, ...]) -> None:
     """Lift silences: notifications go out again from now on. Exits 1 if one of them was

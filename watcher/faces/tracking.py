@@ -15,6 +15,7 @@ from watcher.core.inert import inert
 from watcher.core.wording import plural
 from watcher.errors import KebError, KebNoOrchestrationApi
 from watcher.faces import reports as report
+from watcher.faces.completion import complete_ids
 from watcher.faces.context import (
     OUTPUT,
     STATE,
@@ -78,7 +79,7 @@ def _check_known(obj: Context, app: Watcher, ids: list[str]) -> None:
 
 
 @click.command()
-@click.argument("ids", nargs=-1, required=True, metavar="ID...")
+@click.argument("ids", nargs=-1, required=True, metavar="ID...", shell_complete=complete_ids)
 @click.pass_obj
 def untrack(obj: Context, ids: tuple[str, ...]) -> None:
     """Stop tracking orchestrations (their history is kept). IDs may be unique prefixes of
@@ -133,7 +134,7 @@ def list_(obj: Context, chosen: tuple[str, ...], output: str) -> None:
 
 
 @click.command()
-@click.argument("orchestration_id", metavar="ID")
+@click.argument("orchestration_id", metavar="ID", shell_complete=complete_ids)
 @OUTPUT
 @click.pass_obj
 def status(obj: Context, orchestration_id: str, output: str) -> None:
@@ -155,7 +156,7 @@ def status(obj: Context, orchestration_id: str, output: str) -> None:
 
 
 @click.command()
-@click.argument("orchestration_id", metavar="ID")
+@click.argument("orchestration_id", metavar="ID", shell_complete=complete_ids)
 @click.option(
     "--since",
     metavar="DUR|TIME",

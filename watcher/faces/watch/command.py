@@ -41,6 +41,7 @@ from watcher.core.watching import (
 )
 from watcher.core.wording import plural
 from watcher.errors import KebNoOrchestrationApi, StoreError, UsageError, WatcherError
+from watcher.faces.completion import complete_ids
 from watcher.faces.context import Context
 from watcher.faces.watch.live import (
     JsonLines,
@@ -253,7 +254,13 @@ def make_watch_command(hooks: WatchHooks | None = None) -> click.Command:
     seams = hooks or WatchHooks()
 
     @click.command(name="watch")
-    @click.argument("orchestration_ids", metavar="ID...", nargs=-1, required=True)
+    @click.argument(
+        "orchestration_ids",
+        metavar="ID...",
+        nargs=-1,
+        required=True,
+        shell_complete=complete_ids,
+    )
     @click.option(
         "--interval",
         metavar="DUR",
