@@ -54,6 +54,13 @@ def test_a_silenced_orchestration_gets_its_card_and_outcome_but_no_digests(
     assert silenced.out.startswith(f"{orch}: silenced for 6h, until ")
     assert silenced.out.rstrip().endswith(": known quota issue")
 
+    edits = s.slack.messages(CHANNEL)[0].edits
+    assert cli("poll", "-c", cfg).code == 0  # KEB did not move: only the card is redrawn
+    card = s.slack.messages(CHANNEL)[0]
+    assert card.edits == edits + 1
+    assert "silenced until" in card.text
+    assert kinds(s) == ["tracking_started"]
+
     listed = cli("list", "-c", cfg, "-o", "json").json()
     assert listed[0]["silence"]["reason"] == "known quota issue"
     text = cli("list", "-c", cfg, env={"COLUMNS": "200"}).out
@@ -93,8 +100,12 @@ def test_unsilenced_digests_go_out_again(setup: Setup, cli: Cli) -> None:
     assert cli("track", orch, "-c", cfg).code == 0
     assert cli("poll", "-c", cfg).code == 0
     assert cli("silence", orch, "-c", cfg).code == 0
+    assert cli("poll", "-c", cfg).code == 0
+    assert "silenced until" in s.slack.messages(CHANNEL)[0].text
     lifted = cli("unsilence", orch, "-c", cfg)
     assert (lifted.code, lifted.out) == (0, f"{orch}: unsilenced\n")
+    assert cli("poll", "-c", cfg).code == 0
+    assert "silenced" not in s.slack.messages(CHANNEL)[0].text  # redrawn without it
     again = cli("unsilence", orch, "-c", cfg)
     assert (again.code, again.out) == (1, f"{orch}: was not silenced\n")
     for _ in range(40):

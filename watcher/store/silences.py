@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from watcher.clock import iso
+from watcher.core.policy import PRIORITY
 from watcher.store.guard import sealed
 
 
@@ -56,7 +57,8 @@ class SilenceQueries:
         by: str | None,
         now: datetime,
     ) -> None:
-        """Silence ``ids`` until ``until`` (replacing a silence they had)."""
+        """Silence ``ids`` until ``until`` (replacing a silence they had); their Slack cards
+        are redrawn to say so (:meth:`_redraw_cards`)."""
         with self.transaction() as conn:
             conn.executemany(
                 "INSERT INTO silences (orchestration_id, until, reason, created_by, created_at) "
@@ -65,13 +67,33 @@ class SilenceQueries:
                 "created_by = excluded.created_by, created_at = excluded.created_at",
                 [(i, iso(until), reason, by, iso(now)) for i in ids],
             )
+            self._redraw_cards(conn, ids, "silenced", now)
 
     def unsilence(self, ids: Sequence[str], now: datetime) -> list[str]:
         """Lift the silences of ``ids``; returns those that had none in force."""
         active = self.silences(now)
         with self.transaction() as conn:
             conn.executemany("DELETE FROM silences WHERE orchestration_id = ?", [(i,) for i in ids])
+            self._redraw_cards(conn, [i for i in ids if i in active], "unsilenced", now)
         return [i for i in ids if i not in active]
+
+    @staticmethod
+    def _redraw_cards(
+        conn: sqlite3.Connection, ids: Sequence[str], why: str, now: datetime
+    ) -> None:
+        """Queue an edit of each orchestration's card, with the payload it was last sent with,
+        so that the card shows the silence (or no longer does) at the next delivery rather than
+        at the orchestration's next change. Nothing for a card not sent yet: when it goes, it
+        is rendered with the silence as it is then."""
+        conn.executemany(
+            "INSERT OR IGNORE INTO outbox (key, orchestration_id, kind, priority, channel, "
+            "payload, "
+            "created_at) SELECT orchestration_id || ':progress:' || ? || ':' || ?, "
+            "orchestration_id, 'progress', ?, channel, payload, ? FROM outbox "
+            "WHERE orchestration_id = ? AND kind IN ('tracking_started', 'progress') "
+            "AND status = 'sent' ORDER BY id DESC LIMIT 1",
+            [(why, iso(now), PRIORITY["progress"], iso(now), i) for i in ids],
+        )
 
     def silences(self, now: datetime) -> dict[str, Silence]:
         """The silences in force at ``now``, by orchestration (expired ones are not)."""
