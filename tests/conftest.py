@@ -63,7 +63,7 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
 
     def run(*args: str, env: dict[str, str] | None = None) -> Result:
         capsys.readouterr()
-        for key in ("WATCHER_CONFIG", "KEB_URL", "KEB_TOKEN"):
+        for key in ("WATCHER_CONFIG", "KEB_URL", "KEB_TOKEN", "COLUMNS"):
             monkeypatch.delenv(key, raising=False)
         for key, value in (env or {}).items():
             monkeypatch.setenv(key, value)

@@ -38,7 +38,7 @@ def cfg(tmp_path: Path) -> str:
     ],
 )
 def test_global_options_work_after_the_command(cli: Cli, cfg: str, argv: tuple[str, ...]) -> None:
-    assert cli("--config", cfg, "track", A1).code == 0
+    assert cli("--config", cfg, "track", "--no-check", A1).code == 0
     result = cli(*(a.format(cfg=cfg) for a in argv))
     assert result.code == 0, result.err
     assert "No such option" not in result.err
@@ -63,7 +63,9 @@ def test_a_config_after_the_command_is_the_one_used(cli: Cli, tmp_path: Path, cf
 def test_log_format_and_debug_after_the_command_configure_logging(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "watcher.toml", "http://127.0.0.1:9", "not-a-real-token")
     base = [sys.executable, "-m", "watcher"]
-    subprocess.run([*base, "track", A1, "-c", str(cfg)], check=True, capture_output=True)
+    subprocess.run(
+        [*base, "track", "--no-check", A1, "-c", str(cfg)], check=True, capture_output=True
+    )
     done = subprocess.run(
         [*base, "poll", "-c", str(cfg), "--log-format", "json", "--debug"],
         capture_output=True,
@@ -82,11 +84,11 @@ def test_track_accepts_only_full_uuids(cli: Cli, cfg: str, tmp_path: Path) -> No
         assert result.err.count("\n") == 1
         assert "is not an orchestration ID" in result.err
     assert not (tmp_path / "watcher.db").exists()  # refused before anything was written
-    assert cli("track", A1.upper(), "--config", cfg).out == f"{A1}: tracking\n"
+    assert cli("track", "--no-check", A1.upper(), "--config", cfg).out == f"{A1}: tracking\n"
 
 
 def test_unique_prefixes_name_tracked_orchestrations(cli: Cli, cfg: str) -> None:
-    assert cli("track", A1, A2, B1, "-c", cfg).code == 0
+    assert cli("track", "--no-check", A1, A2, B1, "-c", cfg).code == 0
     # unique: history, untrack, render --orchestration all accept 8+ characters
     assert cli("history", "5a3f1f5e", "-c", cfg).code == 0
     assert cli("history", "5A3F1F5E-8D2B", "-c", cfg).code == 0
@@ -114,7 +116,7 @@ def test_unique_prefixes_name_tracked_orchestrations(cli: Cli, cfg: str) -> None
 
 
 def test_untrack_of_an_untracked_id_says_so(cli: Cli, cfg: str) -> None:
-    assert cli("track", A1, "-c", cfg).code == 0
+    assert cli("track", "--no-check", A1, "-c", cfg).code == 0
     assert cli("untrack", A1, "-c", cfg).out == f"{A1}: untracked\n"
     again = cli("untrack", "4ab15fee", "-c", cfg)  # still known (history kept): resolves
     assert again.code == 1
@@ -160,9 +162,9 @@ def test_list_columns_stay_aligned_before_a_baseline(cli: Cli, keb_factory: Any)
     keb = keb_factory("small")
     cfg = str(keb.config)
     orch_id = keb.sim.orchestration_ids()[0]
-    cli("track", orch_id, B1, "-c", cfg)
+    cli("track", "--no-check", orch_id, B1, "-c", cfg)
     cli("poll", "-c", cfg)  # B1 is unknown to KEB: "not found"; orch_id has a baseline
-    cli("track", A1, "-c", cfg)  # no baseline yet
+    cli("track", "--no-check", A1, "-c", cfg)  # no baseline yet
     lines = cli("list", "-c", cfg).out.splitlines()
     header = lines[0]
     starts = [header.index(name) for name in ("STATE", "AGE", "LAST POLL", "OPERATIONS")]

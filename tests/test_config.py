@@ -202,7 +202,7 @@ def test_defaults_fill_every_missing_key(tmp_path: Path) -> None:
 
 def test_sections_are_the_fields_of_config() -> None:
     names = [spec.name for spec in dataclasses.fields(Config)]
-    assert names == [*SECTIONS, "source", "origins"]
+    assert names == [*SECTIONS, "source", "origins", "unresolved"]
     for name, cls in SECTIONS.items():
         assert Config.__dataclass_fields__[name].type == cls.__name__
 

@@ -89,7 +89,7 @@ def test_orchestration_unknown_to_keb_is_reported_once_and_is_not_a_failure(
 ) -> None:
     keb = keb_factory("small")
     ghost = "00000000-0000-4000-8000-000000000000"
-    cli("--config", str(keb.config), "track", ghost)
+    cli("--config", str(keb.config), "track", "--no-check", ghost)
     first = poll(keb, cli)
     assert first.code == 0, first.err
     history = cli("--config", str(keb.config), "history", ghost, "-o", "json").json()

@@ -146,7 +146,8 @@ def test_history_follow_prints_what_poll_records_until_ctrl_c(cli: Cli, keb_fact
     try:
         [baseline] = _read_lines(proc, 1, 20)
         assert '"kind":"baseline"' in baseline
-        keb.sim.advance(600)
+        keb.sim.advance(120)
+        assert keb.sim.orchestration_state(orch_id) == "in progress"  # not over: it follows on
         assert cli("poll", "-c", cfg).code == 0
         recorded = cli("history", orch_id, "-o", "json", "-c", cfg).json()
         followed = _read_lines(proc, len(recorded) - 1, 20)
@@ -157,3 +158,48 @@ def test_history_follow_prints_what_poll_records_until_ctrl_c(cli: Cli, keb_fact
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130
     assert b"Traceback" not in err
+
+
+@pytest.mark.parametrize(("scenario", "final"), [("small", "succeeded"), ("cancel", "canceled")])
+def test_history_follow_ends_exit_0_once_the_final_transition_is_printed(
+    cli: Cli, keb_factory: Any, scenario: str, final: str
+) -> None:
+    keb = keb_factory(scenario)
+    cfg = str(keb.config)
+    orch_id = keb.sim.orchestration_ids()[0]
+    cli("track", orch_id, "-c", cfg)
+    cli("poll", "-c", cfg)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "history", orch_id, "--follow", "-c", cfg],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        [first] = _read_lines(proc, 1, 20)  # the baseline: it follows on
+        assert proc.poll() is None
+        keb.sim.run_until_finished()
+        assert cli("poll", "-c", cfg).code == 0
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    recorded = cli("history", orch_id, "-c", cfg).out.splitlines()
+    assert [first, *out.decode().splitlines()] == recorded
+    kinds = cli("history", orch_id, "-o", "json", "-c", cfg).json()
+    assert [t["to"] for t in kinds if t["kind"] == "orchestration_state"][-1] == final
+
+
+def test_history_follow_of_an_ended_orchestration_prints_it_and_exits_0(
+    cli: Cli, keb_factory: Any
+) -> None:
+    keb = keb_factory("small")
+    cfg = str(keb.config)
+    orch_id = keb.sim.orchestration_ids()[0]
+    cli("track", orch_id, "-c", cfg)
+    keb.sim.run_until_finished()
+    cli("poll", "-c", cfg)
+    followed = cli("history", orch_id[:8], "--follow", "-o", "json", "-c", cfg)
+    assert followed.code == 0
+    lines = [json.loads(line) for line in followed.out.splitlines()]
+    assert lines == cli("history", orch_id, "-o", "json", "-c", cfg).json()

@@ -54,3 +54,5 @@ def test_three_orchestrations_fit_80_columns_without_cutting_a_state(tmp_path: P
     assert rows[failures[:8]].split()[-3:] == ["exit", "1", "│"]
     assert rows[cancel[:8]].split()[2] == "canceled"
     assert rows[cancel[:8]].split()[-3:] == ["exit", "3", "│"]
+    # below the board, the combined outcome and the process's exit code
+    assert "summary: 3 orchestrations: 1 failed, 1 canceled, 1 succeeded; exit 1" in last

@@ -4,6 +4,8 @@ lines and JSON lines tagged by ID, and a tracked set that only `--track` changes
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -41,12 +43,48 @@ def test_several_ids_exit_with_the_first_code_that_applies(
     ids = {**demo_ids(keb), "ghost": GHOST}
     result = watch(keb, SimTime(keb), *(ids[w] for w in which), *extra)
     assert result.code == code, (result.out, result.err)
-    summaries = [line for line in result.out.splitlines() if "  summary: " in line]
+    *summaries, last = [line for line in result.out.splitlines() if "  summary: " in line]
     assert sorted(s.split("summary: ")[1].split(":")[0] for s in summaries) == sorted(
         ids[w] for w in which
     )
     if code == 5:
         assert f"watcher: {GHOST}: KEB does not know this orchestration (404)" in result.err
+    assert last == result.out.splitlines()[-1]  # the combined line is the last
+    assert re.fullmatch(
+        rf"\S+ \S+ UTC  summary: {len(which)} orchestrations: .*; exit {code}", last
+    ), last
+    ended = Counter(s.rsplit("; exit ", 1)[1] for s in summaries)
+    assert ended[str(code)] >= 1 or code == 0  # one of them ended with the process's code
+
+
+@pytest.mark.parametrize(
+    ("which", "code", "words"),
+    [
+        (["ok", "dry"], 0, "2 orchestrations: 2 succeeded"),
+        (["ok", "canceled"], 3, "2 orchestrations: 1 canceled, 1 succeeded"),
+        (["canceled", "failed", "ok"], 1, "3 orchestrations: 1 failed, 1 canceled, 1 succeeded"),
+        (["failed", "ghost"], 5, "2 orchestrations: 1 not found, 1 failed"),
+    ],
+)
+def test_the_last_line_names_the_combined_outcome_and_the_exit_code(
+    keb_factory: Any, watch: Watch, which: list[str], code: int, words: str
+) -> None:
+    keb = keb_factory("demo")
+    ids = {**demo_ids(keb), "ghost": GHOST}
+    plain = watch(keb, SimTime(keb), *(ids[w] for w in which))
+    assert plain.code == code
+    assert plain.out.splitlines()[-1].endswith(f"  summary: {words}; exit {code}")
+    keb2 = keb_factory("demo", seed=2)
+    ids2 = {**demo_ids(keb2), "ghost": GHOST}
+    lines = watch(keb2, SimTime(keb2), *(ids2[w] for w in which), "-o", "json")
+    assert lines.code == code
+    last = json.loads(lines.out.splitlines()[-1])
+    assert last["type"] == "summary"
+    assert last["orchestrationID"] is None
+    assert last["orchestrationIDs"] == [ids2[w] for w in which]
+    assert last["exitCode"] == code
+    assert last["reason"] == words
+    assert sum(last["outcomes"].values()) == len(which)
 
 
 def test_combined_exit_code_is_pure_precedence() -> None:
@@ -64,7 +102,7 @@ def test_plain_and_json_lines_are_tagged_by_id(keb_factory: Any, watch: Watch) -
     plain = watch(keb, SimTime(keb), ids["ok"], ids["dry"])
     assert plain.code == 0
     for line in plain.out.splitlines():
-        if "  summary: " in line or line.startswith("  "):
+        if "  summary: " in line or line.startswith("  "):  # summaries, failure reasons
             continue
         tag = line.split("  ", 1)[1][:10]
         assert tag in (f"[{ids['ok'][:8]}]", f"[{ids['dry'][:8]}]"), line
@@ -72,10 +110,15 @@ def test_plain_and_json_lines_are_tagged_by_id(keb_factory: Any, watch: Watch) -
     ids2 = demo_ids(keb2)
     lines = watch(keb2, SimTime(keb2), ids2["ok"], ids2["canceled"], "-o", "json")
     assert lines.code == 3
-    events = [json.loads(line) for line in lines.out.splitlines()]
+    *events, combined = [json.loads(line) for line in lines.out.splitlines()]
     assert {e["orchestrationID"] for e in events} == {ids2["ok"], ids2["canceled"]}
     finals = {e["orchestrationID"]: e["exitCode"] for e in events if e["type"] == "summary"}
     assert finals == {ids2["ok"]: 0, ids2["canceled"]: 3}
+    assert (combined["type"], combined["orchestrationID"], combined["exitCode"]) == (
+        "summary",
+        None,
+        3,
+    )  # the last line: the combined outcome (contract §2.3)
 
 
 def test_watch_leaves_the_tracked_set_alone_unless_track(

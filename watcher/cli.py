@@ -39,6 +39,8 @@ COMMANDS: Final = {
     "demo": "watcher.faces.demo:demo_command",
     "orchestrations": "watcher.faces.orchestrations:orchestrations_command",
     "completion": "watcher.faces.completion:completion_command",
+    "silence": "watcher.faces.silences:silence_command",
+    "unsilence": "watcher.faces.silences:unsilence_command",
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -22,11 +23,11 @@ from watcher.clock import Clock, utcnow
 from watcher.config import Config
 from watcher.core.diff import Transition
 from watcher.core.ids import is_uuid, require_uuids, resolve
-from watcher.core.models import Orchestration
-from watcher.core.tracked import Tracked, due
+from watcher.core.models import Orchestration, is_terminal_orchestration
+from watcher.core.tracked import Silence, Tracked, due
 from watcher.engine.cycle import CycleReport, Engine, notification_policy
 from watcher.engine.observer import KebReader
-from watcher.errors import UsageError
+from watcher.errors import KebNotFound, UsageError
 from watcher.keb import KebClient
 from watcher.keb.timing import ExchangeHook
 from watcher.store.database import Store
@@ -57,6 +58,8 @@ __all__ = [
 #: How long `watcher poll` keeps delivering (sitting out Slack's rate limits) before it exits;
 #: what is still undelivered then stays in the outbox for the next run.
 DELIVERY_DEADLINE = 60.0
+#: The label of the link to the orchestration's dashboard page (``service.public_url``).
+DASHBOARD_LINK = "keb-watcher"
 
 
 @dataclass
@@ -106,13 +109,24 @@ class Watcher:
 
     def open_store(self, *, create: bool) -> Store:
         """The database, created (owner-only) when missing if ``create``: only ``track``,
-        ``run`` with discovery and ``demo`` create it (docs/contract.md §2.5)."""
+        ``watch --track``, ``run`` and ``demo`` create it (docs/contract.md §2.5)."""
         if self._store is None:
             if self.memory:
                 self._store = Store(":memory:", create=True)
             else:
                 self._store = Store(self.config.storage.path, create=create)
         return self._store
+
+    def has_database(self) -> bool:
+        """Whether a database is open or exists at the configured path (``watch`` without
+        ``--track`` follows in memory when there is none, and creates nothing)."""
+        if self._store is not None:
+            return True
+        return (
+            not self.memory
+            and self.config.source is not None
+            and Path(self.config.storage.path).exists()
+        )
 
     def close(self) -> None:
         if self._scratch is not None:
@@ -141,23 +155,62 @@ class Watcher:
         ids = require_uuids(ids)
         return self.open_store(create=True).track(ids, channel, self.clock())
 
+    async def unknown_to_keb(self, ids: Sequence[str]) -> list[str]:
+        """The IDs KEB answers its own 404 for (``track`` asks before it tracks). Any other
+        error (unreachable, token rejected, no orchestration API) raises as it is."""
+        unknown: list[str] = []
+        async with self.keb() as keb:
+            for orch_id in ids:
+                try:
+                    await keb.get_orchestration(orch_id)
+                except KebNotFound:
+                    unknown.append(orch_id)
+        return unknown
+
     def resolve(self, value: str) -> str:
         """The full ID ``value`` names: itself when it is a UUID, else the one known
         orchestration it is a unique prefix (8 characters or more) of
         (:func:`watcher.core.ids.resolve`)."""
         if is_uuid(value):
             return value.lower()
-        if self.config.source is None and self._store is None:
+        if not self.has_database():
             raise UsageError(
                 f"{value!r}: give the full orchestration ID (prefixes are looked up among the "
-                "tracked ones, which needs a configuration file)"
+                "tracked ones, which needs a configuration file and its database)"
             )
         return resolve(value, self.store.ids_starting(value) if len(value) >= 8 else ())
+
+    def known_ids(self) -> list[str]:
+        """Every ID a prefix may name: tracked ones and untracked ones with history."""
+        return self.store.ids_starting("")
 
     def untrack(self, ids: Sequence[str]) -> tuple[list[str], list[str]]:
         """Stop tracking; returns the full IDs, and those of them that were not tracked."""
         full = list(dict.fromkeys(self.resolve(i) for i in ids))
         return full, self.store.untrack(full, self.clock())
+
+    def silence(
+        self, ids: Sequence[str], seconds: float, reason: str | None, by: str | None
+    ) -> tuple[list[str], datetime]:
+        """Silence the orchestrations ``ids`` name (unique prefixes will do) for ``seconds``;
+        returns their full IDs and until when. Only what keb-watcher knows can be silenced."""
+        full = list(dict.fromkeys(self.resolve(i) for i in ids))
+        for orch_id in full:
+            if not self.store.is_known(orch_id):
+                raise UsageError(f"{orch_id} is not tracked (`watcher track` it first)")
+        now = self.clock()
+        until = now + timedelta(seconds=seconds)
+        self.store.silence(full, until, reason, by, now)
+        return full, until
+
+    def unsilence(self, ids: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Lift silences; returns the full IDs, and those of them that were not silenced."""
+        full = list(dict.fromkeys(self.resolve(i) for i in ids))
+        return full, self.store.unsilence(full, self.clock())
+
+    def silences(self) -> dict[str, Silence]:
+        """The silences in force now, by orchestration."""
+        return self.store.silences(self.clock())
 
     def tracked(self, *, include_inactive: bool = False) -> list[Tracked]:
         return self.store.tracked(include_inactive=include_inactive)
@@ -181,6 +234,11 @@ class Watcher:
         last = self.store.last_transition_id()
         return orch_id, last, self.history(orch_id)
 
+    def has_ended(self, orch_id: str) -> bool:
+        """Whether the recorded state of ``orch_id`` is terminal (``history --follow`` ends)."""
+        tracked = self.store.tracked_one(orch_id)
+        return tracked is not None and is_terminal_orchestration(tracked.state or "")
+
     def transitions_after(self, orch_id: str, last_id: int) -> tuple[int, list[Transition]]:
         """The transitions of ``orch_id`` recorded after row ``last_id``, and the new last row."""
         last_id, new = self.store.transitions_after(last_id)
@@ -200,9 +258,7 @@ class Watcher:
 
     def tracked_ids(self) -> set[str]:
         """The IDs tracked now; empty, and no database created, when there is none yet."""
-        if self._store is None and (
-            self.config.source is None or not Path(self.config.storage.path).exists()
-        ):
+        if not self.has_database():
             return set()
         return {t.orchestration_id for t in self.store.tracked()}
 
@@ -256,10 +312,14 @@ class Watcher:
         from watcher.notify.render import Renderer
 
         links = self.config.links
+        orchestration = dict(links.orchestration)
+        if self.config.service.public_url:  # our own dashboard's page of the orchestration
+            page = f"{self.config.service.public_url}/orchestrations/{{orchestration_id}}"
+            orchestration = {DASHBOARD_LINK: page, **orchestration}
         context = {
             "keb_name": self.config.keb.name,
             "mention": self.config.slack.mention_on_failure,
-            "links": {"orchestration": links.orchestration, "operation": links.operation},
+            "links": {"orchestration": orchestration, "operation": links.operation},
         }
         return Renderer(self.config.templates.dir, context=context)
 

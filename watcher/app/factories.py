@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 
 def token_provider(config: Config) -> TokenProvider:
+    config.require("keb")
     keb = config.keb
     if keb.token:
         return StaticToken(keb.token.reveal())
@@ -44,6 +45,7 @@ def keb_client(config: Config, *, observe: ExchangeHook | None = None) -> KebCli
 
 def destination(config: Config) -> Destination | None:
     """The Slack destination the configuration names, or None when Slack is not configured."""
+    config.require("slack")
     slack = config.slack
     if not (slack.token or slack.webhook_url):
         return None  # and slack-sdk is never loaded

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 from watcher.clock import utcnow
 from watcher.config import messages
 from watcher.config.describe import describe, exposed_secret_warning, redact_url
+from watcher.config.scope import unused_by_local_commands
 from watcher.config.settings import (
     NOTIFICATION_KINDS,
     ORCHESTRATION_TYPES,
@@ -73,6 +74,7 @@ def load_config(
     *,
     require_file: bool = True,
     env_overrides: bool = False,
+    local: bool = False,
 ) -> Config:
     """Read, check and return the configuration; raise :class:`ConfigError` on any problem.
 
@@ -81,6 +83,11 @@ def load_config(
     ``KEB_TOKEN``, which then win over the file's ``keb.url`` and ``keb.token`` (``KEB_TOKEN``
     also replaces a ``token_file`` or ``token_command``). With ``require_file=False`` a missing
     file is no error when ``KEB_URL`` is set: the result is :func:`config_from_env`.
+
+    With ``local`` (a command that reads only the database and templates), a ``${VAR}`` that
+    names an unset variable in a connection setting of ``[keb]``, ``[slack]`` or ``[service]``
+    is no error: the setting is left unset and its error kept in ``Config.unresolved``, raised
+    by :meth:`Config.require` if the command does reach for it.
     """
     path = default_config_path(env) if path is None else path
     label = str(path)
@@ -97,7 +104,7 @@ def load_config(
     overrides = {}
     if env_overrides:
         overrides = {key: var for var, key in _ENV_KEYS.items() if env.get(var)}
-    loader = _Loader(label, env, Path(os.path.abspath(path)).parent, overrides)
+    loader = _Loader(label, env, Path(os.path.abspath(path)).parent, overrides, local=local)
     config = loader.load(document, source=Path(os.path.abspath(path)))
     warning = exposed_secret_warning(path, document)
     if warning:
@@ -146,13 +153,22 @@ class _Loader:
     """One load: checks the document against :data:`SECTIONS` and builds the dataclasses."""
 
     def __init__(
-        self, label: str | None, env: Mapping[str, str], base: Path, overrides: dict[str, str]
+        self,
+        label: str | None,
+        env: Mapping[str, str],
+        base: Path,
+        overrides: dict[str, str],
+        *,
+        local: bool = False,
     ) -> None:
         self.label = label
         self.env = env
         self.base = base
         self.overrides = overrides  # dotted key -> the environment variable that replaces it
         self.origins: dict[str, str] = {}
+        self.local = local
+        #: dotted key -> the error of its unset ${VAR}, for keys a local command leaves unset
+        self.unresolved: dict[str, str] = {}
 
     def where(self, key: str) -> str:
         if key in self.overrides:
@@ -180,7 +196,12 @@ class _Loader:
         self.check_token_sources(tables.get("keb", {}))
         self.apply_overrides(tables.setdefault("keb", {}))
         sections = {name: self.section(name, tables.get(name, {})) for name in SECTIONS}
-        return Config(**sections, source=source, origins=MappingProxyType(self.origins))
+        return Config(
+            **sections,
+            source=source,
+            origins=MappingProxyType(self.origins),
+            unresolved=MappingProxyType(self.unresolved),
+        )
 
     # -- names, variables and the environment ------------------------------------------------
 
@@ -222,7 +243,11 @@ class _Loader:
             if not _VARIABLE.fullmatch(name):
                 raise self.error(key, "bad '${...}' reference (a variable name is A-Z, 0-9, _)")
             if name not in self.env:
-                raise self.error(key, f"${{{name}}} names an unset environment variable")
+                error = self.error(key, f"${{{name}}} names an unset environment variable")
+                if not (self.local and unused_by_local_commands(key)):
+                    raise error
+                self.unresolved.setdefault(key, str(error))
+                return match[0]
             used[name] = None
             return self.env[name]
 
@@ -255,6 +280,11 @@ class _Loader:
         values: dict[str, Any] = {}
         for spec in dataclasses.fields(SECTIONS[name]):
             key = f"{name}.{spec.name}"
+            if key in self.unresolved:
+                # Unset for this command; a required string keeps its ${VAR} text, never used.
+                required = spec.default is dataclasses.MISSING
+                values[spec.name] = table[spec.name] if required else spec.default
+                continue
             if spec.name in table:
                 values[spec.name] = self.convert(key, spec.metadata, table[spec.name])
                 continue
@@ -271,6 +301,8 @@ class _Loader:
             raise self.error("poll.cron", "cannot be combined with poll.interval (set one)")
         if name != "slack":
             return
+        unset = {key.removeprefix("slack.") for key in self.unresolved if key.startswith("slack.")}
+        values = {**values, **dict.fromkeys(unset, "")}  # given, though left unset here
         if "token" in values and "webhook_url" in values:
             raise self.error(
                 "slack.webhook_url", "cannot be combined with slack.token (bot token or webhook)"

@@ -171,6 +171,9 @@ class ServiceConfig:
     ready_after_intervals: float = field(default=3.0, metadata=_kind("number"))
     #: When set, the dashboard's pages and API need it (bearer header or the login form).
     dashboard_token: Secret | None = field(default=None, metadata=_kind("secret"))
+    #: Where people reach the dashboard (https://keb-watcher.example.com): Slack messages
+    #: link to the orchestration's page there.
+    public_url: str | None = field(default=None, metadata=_kind("url"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +182,10 @@ class Config:
 
     ``origins`` maps each dotted key to where its value came from (``file``,
     ``file, ${VAR}``, ``env KEB_URL``, ``default``), for :func:`describe`.
+
+    ``unresolved`` maps each key left unset because its ``${VAR}`` is (a configuration loaded
+    for a command that reads only the database and templates) to the one-line error a command
+    that needs it raises: :meth:`require`.
     """
 
     keb: KebConfig
@@ -190,6 +197,17 @@ class Config:
     service: ServiceConfig
     source: Path | None
     origins: Mapping[str, str] = field(default_factory=_empty_mapping, repr=False, compare=False)
+    unresolved: Mapping[str, str] = field(default_factory=_empty_mapping, repr=False, compare=False)
+
+    def require(self, section: str) -> None:
+        """Raise the :class:`~watcher.errors.ConfigError` of the first key of ``section``
+        whose ``${VAR}`` is unset (see ``unresolved``); a command that uses the section calls
+        this before it does."""
+        from watcher.errors import ConfigError
+
+        for key, error in self.unresolved.items():
+            if key.startswith(f"{section}."):
+                raise ConfigError(error)
 
 
 #: The file's sections and the dataclass each one fills, in file order.

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-from watcher.core.models import IN_PROGRESS, KNOWN_STATES
+from watcher.core.models import KNOWN_STATES
 from watcher.errors import UsageError
 
 #: The shortest prefix accepted: the 8 hex digits the demo and Slack show.
@@ -80,22 +80,36 @@ def resolve(value: str, known: Iterable[str]) -> str:
     return matches[0]
 
 
-#: ``kcp`` spells the state with a space ``inprogress`` (docs/keb-api.md §4.1, §7).
-_STATE_ALIASES: Final = {"inprogress": IN_PROGRESS, "in-progress": IN_PROGRESS}
+#: KEB's state literals by their loose spelling: ``kcp``'s ``inprogress``, ``in-progress``,
+#: ``In Progress`` and KEB's own ``in progress`` are one state (docs/keb-api.md §4.1, §7).
+_LOOSE_STATES: Final = {re.sub(r"[\s_-]", "", s): s for s in KNOWN_STATES}
+
+
+def _loose(value: str) -> str:
+    return re.sub(r"[\s_-]", "", value.lower())
 
 
 def states(values: Iterable[str]) -> tuple[str, ...]:
-    """KEB's state literals for what people type after ``--state``: KEB's own literals, or
-    ``kcp``'s ``inprogress``; :class:`UsageError` for anything else.
+    """KEB's state literals for what people type after ``--state``: repeated or
+    comma-separated, in any case, with or without a space, hyphen or underscore
+    (``inprogress``, ``in-progress``, ``"In Progress"``); :class:`UsageError` naming the valid
+    ones for anything else.
 
-    >>> states(["inprogress", "failed", "in progress"])
-    ('in progress', 'failed')
+    >>> states(["inprogress,failed", "In Progress", "CANCELED"])
+    ('in progress', 'failed', 'canceled')
+    >>> states(["running"])
+    Traceback (most recent call last):
+    ...
+    watcher.errors.UsageError: --state: unknown state 'running' (choose from pending, \
+inprogress, canceling, retrying, succeeded, failed, canceled)
     """
     out: list[str] = []
     for value in values:
-        state = _STATE_ALIASES.get(value.strip().lower(), value.strip().lower())
-        if state not in KNOWN_STATES:
-            choices = ", ".join(s.replace(" ", "") for s in KNOWN_STATES)
-            raise UsageError(f"--state: unknown state {value!r} (choose from {choices})")
-        out.append(state)
+        items = [item for item in value.split(",") if item.strip()] or [value]
+        for item in items:
+            state = _LOOSE_STATES.get(_loose(item))
+            if state is None:
+                choices = ", ".join(s.replace(" ", "") for s in KNOWN_STATES)
+                raise UsageError(f"--state: unknown state {item!r} (choose from {choices})")
+            out.append(state)
     return tuple(dict.fromkeys(out))

@@ -1,8 +1,9 @@
 """What we follow: a tracked orchestration as the poller knows it, and which are due.
 
-:class:`Tracked` is what every face lists and what the engine polls; :class:`SnapshotHead` is
-the part of a stored snapshot that proves "nothing changed" without reading operation rows;
-:func:`due` decides which tracked orchestrations a cycle polls. The store maps rows to these
+:class:`Tracked` is what every face lists and what the engine polls; :class:`Silence` holds
+an orchestration's notifications back for a while; :class:`SnapshotHead` is the part of a
+stored snapshot that proves "nothing changed" without reading operation rows; :func:`due`
+decides which tracked orchestrations a cycle polls. The store maps rows to these
 records and back; it decides nothing about them.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from watcher.core.models import FAILED, Orchestration
 
@@ -64,6 +66,25 @@ class SnapshotHead:
     operation_count: int
     revision: int
     not_found: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """One orchestration's silence: until when, why, set by whom and when."""
+
+    orchestration_id: str
+    until: datetime
+    reason: str | None
+    by: str | None
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "until": self.until.isoformat(),
+            "reason": self.reason,
+            "by": self.by,
+            "at": self.at.isoformat(),
+        }
 
 
 def due(tracked: Iterable[Tracked], now: datetime | None, retry_window: float) -> list[Tracked]:

@@ -307,6 +307,51 @@ class Summary:
         return self.orchestration.state if self.orchestration else None
 
 
+@dataclass(frozen=True, slots=True)
+class CombinedSummary:
+    """How a watch of several orchestrations ended, in one: the process's exit code
+    (:func:`combined_exit_code`), the outcome that decided it, and how many ended how."""
+
+    orchestration_ids: tuple[str, ...]
+    outcome: WatchOutcome
+    outcomes: Mapping[WatchOutcome, int]
+    counts: Mapping[str, int]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.outcome]
+
+    @property
+    def reason(self) -> str:
+        """``3 orchestrations: 1 failed, 1 canceled, 1 succeeded``: the deciding outcome first.
+
+        >>> combine([]).reason
+        '0 orchestrations'
+        """
+        what = ", ".join(f"{n} {o.value.replace('_', ' ')}" for o, n in self.outcomes.items())
+        noun = "orchestration" if len(self.orchestration_ids) == 1 else "orchestrations"
+        return f"{len(self.orchestration_ids)} {noun}" + (f": {what}" if what else "")
+
+
+def combine(summaries: Iterable[Summary]) -> CombinedSummary:
+    """The :class:`CombinedSummary` of ``summaries``: its exit code is
+    :func:`combined_exit_code` of theirs, its outcome the first that gave that code, and
+    its outcomes are counted most decisive first (in the order of ``_PRECEDENCE``, then
+    succeeded)."""
+    items = list(summaries)
+    code = combined_exit_code(s.exit_code for s in items)
+    outcome = next((s.outcome for s in items if s.exit_code == code), WatchOutcome.SUCCEEDED)
+    rank = {c: i for i, c in enumerate((*_PRECEDENCE, 143, 0))}
+    tally: dict[WatchOutcome, int] = {}
+    for s in sorted(items, key=lambda s: rank.get(s.exit_code, len(rank))):
+        tally[s.outcome] = tally.get(s.outcome, 0) + 1
+    counts: dict[str, int] = {}
+    for s in items:
+        for state, n in s.counts.items():
+            counts[state] = counts.get(state, 0) + n
+    return CombinedSummary(tuple(s.orchestration_id for s in items), outcome, tally, counts)
+
+
 class Sink(Protocol):
     """Where the loop reports (:mod:`watcher.faces.watch.live` has the live view, plain and
     JSON lines).

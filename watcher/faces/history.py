@@ -71,10 +71,17 @@ def follow(
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Print the transitions of ``orch_id`` that ``poll`` or ``run`` record after row
-    ``after``, until interrupted (Ctrl-C ends it: exit 130)."""
+    ``after``, until the orchestration is terminal and its final transition is printed
+    (return: exit 0), or until interrupted (Ctrl-C: exit 130).
+
+    The state is read before the transitions: the store commits a state together with its
+    transitions, so those of a terminal state read first are in the read that follows."""
     while True:
-        sleep(FOLLOW_EVERY)
+        ended = app.has_ended(orch_id)
         after, new = app.transitions_after(orch_id, after)
         fresh = [t for t in new if t.key not in seen]
         seen.update(t.key for t in fresh)
         emit(fresh, output)
+        if ended:
+            return
+        sleep(FOLLOW_EVERY)

@@ -10,13 +10,15 @@ import click
 
 from watcher.app import Watcher
 from watcher.config import default_config_path
+from watcher.faces.completion import complete_ids
 from watcher.notify.render import TEMPLATES, Renderer
 from watcher.notify.samples import SAMPLES
 from watcher.store.outbox import STATUSES, UNDELIVERED
 
 
-def _app(ctx: click.Context) -> Watcher:
-    app: Watcher = ctx.find_root().obj.watcher()
+def _app(ctx: click.Context, *, local: bool = False) -> Watcher:
+    """The app; ``local`` for a command that reads only the database and templates."""
+    app: Watcher = ctx.find_root().obj.watcher(local=local)
     return app
 
 
@@ -37,7 +39,12 @@ def notify_test_command(ctx: click.Context, channel: str | None) -> None:
 
 @click.command()
 @click.argument("kind", type=click.Choice(sorted(TEMPLATES)))
-@click.option("--orchestration", "orch_id", help="Render for a tracked orchestration as it is now.")
+@click.option(
+    "--orchestration",
+    "orch_id",
+    shell_complete=complete_ids,
+    help="Render for a tracked orchestration as it is now.",
+)
 @click.option(
     "--output",
     "-o",
@@ -62,7 +69,7 @@ def render_command(ctx: click.Context, kind: str, orch_id: str | None, output: s
     if orch_id is None and not explicit and not default_config_path(os.environ).exists():
         rendered = Renderer().render(kind, SAMPLES[kind])  # no configuration needed for samples
     else:
-        with _app(ctx) as app:
+        with _app(ctx, local=True) as app:
             rendered = app.notifications.render(kind, orch_id)
     message = rendered.message
     if output == "json":
@@ -116,7 +123,7 @@ def outbox_command(
       watcher outbox retry 12 13
       watcher outbox drop --all
     """
-    with _app(ctx) as app:
+    with _app(ctx, local=True) as app:  # retry and drop only mark; delivery is poll's
         outbox = app.outbox()
         if action == "list":
             entries = outbox.entries(statuses or UNDELIVERED)

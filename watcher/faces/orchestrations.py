@@ -7,15 +7,23 @@ but not by type, so ``--type`` filters here. Every page is read; KEB lists oldes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import click
 
 from watcher.core.models import Orchestration
 from watcher.core.wording import plural
-from watcher.faces.context import OUTPUT, STATE, Context, emit_json, run
-from watcher.faces.reports import columns
+from watcher.faces.context import (
+    OUTPUT,
+    STATE,
+    Context,
+    emit_json,
+    quiet_retries,
+    run,
+    terminal_width,
+)
+from watcher.faces.tables import Column, fit
 
 #: ``--type`` values: KEB's own and the words ``kcp`` prints.
 TYPES: Final = {
@@ -25,6 +33,8 @@ TYPES: Final = {
     "kyma": "upgradeKyma",
 }
 _TYPE_WORDS: Final = {"upgradeCluster": "cluster upgrade", "upgradeKyma": "kyma upgrade"}
+#: ``kcp`` cuts TARGETS to 20 characters; a little more says more on a wide terminal.
+TARGETS_WIDTH: Final = 24
 
 
 def details(orch: Orchestration) -> str:
@@ -36,24 +46,39 @@ def details(orch: Orchestration) -> str:
     return f"Kyma: {version}" if version else "-"
 
 
-def table(items: Sequence[Orchestration], tracked: set[str]) -> list[str]:
-    """One row per orchestration, aligned (:func:`watcher.faces.reports.columns`, which makes
-    KEB's text inert)."""
-    rows: list[tuple[str, ...]] = [
-        ("ORCHESTRATION ID", "TYPE", "CREATED (UTC)", "STATE", "TRACKED", "DETAILS")
+def targets_text(orch: Orchestration, limit: int = TARGETS_WIDTH) -> str:
+    """The include targets as ``kcp`` shows them (``target=all``, ``region=eu.*,plan=aws``;
+    several separated by ``; ``), cut to ``limit`` characters (docs/keb-api.md §7)."""
+    targets = orch.parameters.get("targets")
+    include = targets.get("include") if isinstance(targets, Mapping) else None
+    parts = [
+        ",".join(f"{k}={v}" for k, v in item.items() if v not in (None, ""))
+        for item in include or ()
+        if isinstance(item, Mapping)
     ]
-    for o in items:
-        created = o.created_at.strftime("%Y-%m-%d %H:%M:%S") if o.created_at else "-"
-        cells = (
-            o.orchestration_id,
-            _TYPE_WORDS.get(o.type, o.type or "-"),
-            created,
-            o.state or "-",
-            "yes" if o.orchestration_id in tracked else "-",
-            details(o),
-        )
-        rows.append(cells)
-    return columns(rows)
+    text = "; ".join(p for p in parts if p) or "-"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def table(items: Sequence[Orchestration], tracked: set[str], width: int | None = None) -> list[str]:
+    """One row per orchestration, as ``kcp orchestrations`` prints it plus TRACKED, fitted to
+    ``width`` (:func:`watcher.faces.tables.fit`: IDs shortened to unique prefixes first, then
+    TARGETS, DRY RUN, TYPE, CREATED and TRACKED dropped in that order)."""
+    ids = [o.orchestration_id for o in items]
+    created = [o.created_at.strftime("%Y-%m-%d %H:%M:%S") if o.created_at else "-" for o in items]
+    return fit(
+        [
+            Column("ORCHESTRATION ID", ids, ids=True, short="ID"),
+            Column("TYPE", [_TYPE_WORDS.get(o.type, o.type or "-") for o in items], drop=4),
+            Column("CREATED (UTC)", created, drop=3, compact=[c[:16] for c in created]),
+            Column("STATE", [o.state or "-" for o in items]),
+            Column("DRY RUN", ["yes" if o.dry_run else "no" for o in items], drop=5),
+            Column("TARGETS", [targets_text(o) for o in items], drop=6),
+            Column("TRACKED", ["yes" if i in tracked else "-" for i in ids], drop=2),
+            Column("DETAILS", [details(o) for o in items], drop=1),
+        ],
+        width,
+    )
 
 
 def orchestration_json(orch: Orchestration, tracked: set[str]) -> dict[str, Any]:
@@ -100,7 +125,8 @@ def orchestrations_command(
       watcher orchestrations --sort newest --output json | jq -r '.[0].orchestrationID'
     """
     with obj.watcher(keb_env=not track) as app:
-        items = run(app.orchestrations(chosen))
+        with quiet_retries(obj):
+            items = run(app.orchestrations(chosen))
         if kind is not None:
             items = [o for o in items if o.type == TYPES[kind]]
         if sort == "newest":
@@ -113,7 +139,7 @@ def orchestrations_command(
     if output == "json":
         emit_json([orchestration_json(o, tracked) for o in items])
     elif items:
-        click.echo("\n".join(table(items, tracked)))
+        click.echo("\n".join(table(items, tracked, terminal_width())))
     else:
         click.echo("KEB lists no orchestration" + (" that matches" if chosen or kind else ""))
     if track:

@@ -16,8 +16,9 @@ from watcher.clock import utcnow
 from watcher.core.diff import Transition
 from watcher.core.inert import inert
 from watcher.core.models import Orchestration
-from watcher.core.tracked import Tracked
+from watcher.core.tracked import Silence, Tracked
 from watcher.core.wording import counts_text, transition_text
+from watcher.faces.tables import Column, fit
 
 
 def when(value: datetime | None) -> str:
@@ -52,7 +53,9 @@ def orchestration_lines(orch: Orchestration) -> list[str]:
     return [inert(f"{label:<14}{value}") for label, value in rows]
 
 
-def tracked_json(item: Tracked, retry_window: float = 0.0) -> dict[str, Any]:
+def tracked_json(
+    item: Tracked, retry_window: float = 0.0, silence: Silence | None = None
+) -> dict[str, Any]:
     until = item.retries_watched_until(retry_window)
     return {
         "orchestrationID": item.orchestration_id,
@@ -69,6 +72,7 @@ def tracked_json(item: Tracked, retry_window: float = 0.0) -> dict[str, Any]:
         "lastSuccessAt": item.last_success_at.isoformat() if item.last_success_at else None,
         "createdAt": item.created_at.isoformat() if item.created_at else None,
         "lastError": item.last_error,
+        "silence": silence.to_json() if silence is not None else None,
     }
 
 
@@ -91,33 +95,23 @@ def age_text(seconds: float) -> str:
     return f"{s}s"
 
 
-def columns(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Rows as an aligned table, as kubectl and kcp print one: every column but the last as
-    wide as its widest cell, two spaces apart. Cells are made inert before they are measured.
-
-    >>> columns([("ID", "STATE", "NOTE"), ("a1", "in progress", "x")])
-    ['ID  STATE        NOTE', 'a1  in progress  x']
-    """
-    cells = [[inert(cell) for cell in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]) - 1)]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-        + "  "
-        + row[-1]
-        for row in cells
-    ]
-
-
 def tracked_lines(
-    items: Sequence[Tracked], now: datetime | None = None, retry_window: float = 0.0
+    items: Sequence[Tracked],
+    now: datetime | None = None,
+    retry_window: float = 0.0,
+    width: int | None = None,
+    known: Iterable[str] = (),
+    silences: Mapping[str, Silence] | None = None,
 ) -> list[str]:
-    """The ``list`` table: one row per orchestration, every column as wide as its widest
-    cell. AGE is the time since KEB created the orchestration (``-`` before a baseline);
-    LAST POLL is the last successful check (a failed orchestration waiting for a retry is
-    checked too, and says until when)."""
+    """The ``list`` table: one row per orchestration, fitted to ``width``
+    (:func:`watcher.faces.tables.fit`: IDs shortened to prefixes unique among ``known``,
+    LAST POLL as an age, then LAST POLL and AGE dropped; OPERATIONS is cut last). AGE is the
+    time since KEB created the orchestration (``-`` before a baseline); LAST POLL is the last
+    successful check (a failed orchestration waiting for a retry is checked too, and says
+    until when)."""
     if not items:
         return ["nothing is tracked; start with: watcher track ORCHESTRATION_ID"]
-    rows = [("ORCHESTRATION", "STATE", "AGE", "LAST POLL", "OPERATIONS")]
+    states, ages, polls, ago, operations = [], [], [], [], []
     for item in items:
         state = "not found" if item.not_found else (item.state or "(no baseline yet)")
         until = item.retries_watched_until(retry_window)
@@ -125,18 +119,39 @@ def tracked_lines(
             until = None  # the retry window is over: finished like the others
         if item.finished_at is not None and until is None:
             state += " *"
+        if silences and item.orchestration_id in silences:
+            state += " ~"
+        states.append(state)
         age = "-"
         if now is not None and item.created_at is not None:
             age = age_text((now - item.created_at).total_seconds())
-        operations = counts_text(item.counts) if item.state else "-"
+        ages.append(age)
+        polls.append(when(item.last_success_at))
+        last = item.last_success_at
+        ago.append(f"{age_text((now - last).total_seconds())} ago" if now and last else "-")
+        ops = counts_text(item.counts) if item.state else "-"
         if until is not None:
-            operations += f"  [failed, watching for retries until {when(until)}]"
+            ops += f"  [failed, watching for retries until {when(until)}]"
+        silence = (silences or {}).get(item.orchestration_id)
+        if silence is not None:
+            by = f" by {silence.by}" if silence.by else ""
+            why = f": {silence.reason}" if silence.reason else ""
+            ops += f"  [silenced until {when(silence.until)}{by}{why}]"
         if item.last_error:
-            operations += f"  [last poll failed: {item.last_error}]"
-        rows.append((item.orchestration_id, state, age, when(item.last_success_at), operations))
-    lines = columns(rows)
+            ops += f"  [last poll failed: {item.last_error}]"
+        operations.append(ops)
+    table = [
+        Column("ORCHESTRATION", [i.orchestration_id for i in items], ids=True, short="ID"),
+        Column("STATE", states),
+        Column("AGE", ages, drop=2),
+        Column("LAST POLL", polls, drop=3, compact=ago),
+        Column("OPERATIONS", operations),
+    ]
+    lines = fit(table, width, known)
     if any(item.finished_at for item in items):
         lines.append("* finished: no longer polled (history kept)")
+    if silences and any(item.orchestration_id in silences for item in items):
+        lines.append("~ silenced: digests and replies held back (`watcher unsilence ID`)")
     return lines
 
 

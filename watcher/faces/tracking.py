@@ -13,32 +13,73 @@ from watcher.config import describe
 from watcher.core.ids import require_uuids
 from watcher.core.inert import inert
 from watcher.core.wording import plural
-from watcher.errors import KebNoOrchestrationApi
+from watcher.errors import KebError, KebNoOrchestrationApi
 from watcher.faces import reports as report
-from watcher.faces.context import OUTPUT, STATE, Context, emit_json, run
+from watcher.faces.completion import complete_ids
+from watcher.faces.context import (
+    OUTPUT,
+    STATE,
+    Context,
+    emit_json,
+    quiet_retries,
+    run,
+    terminal_width,
+)
 
 
 @click.command()
 @click.argument("ids", nargs=-1, required=True, metavar="ID...")
 @click.option("--channel", help="Slack channel for this orchestration (name or ID).")
+@click.option(
+    "--no-check",
+    "no_check",
+    is_flag=True,
+    help="Track without asking KEB whether the IDs exist, e.g. while KEB is unreachable "
+    "(watcher track 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11 --no-check).",
+)
 @click.pass_obj
-def track(obj: Context, ids: tuple[str, ...], channel: str | None) -> None:
+def track(obj: Context, ids: tuple[str, ...], channel: str | None, no_check: bool) -> None:
     """Start tracking orchestrations; the next poll takes a baseline.
+
+    KEB is asked first whether each ID exists: an ID it does not know is an error (exit 1)
+    and nothing is tracked. --no-check skips the question.
 
     \b
     Example:
       watcher track 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11 --channel '#kyma-upgrades'
+      watcher track 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11 --no-check
     """
     full = require_uuids(ids)  # before the database is opened
     with obj.watcher() as app:
+        if not no_check:
+            _check_known(obj, app, full)  # before the database is created
         new = app.track(full, channel)
     for orch_id in full:
         note = "tracking" if orch_id in new else "tracking again (history kept)"
         click.echo(f"{orch_id}: {note}")
 
 
+def _check_known(obj: Context, app: Watcher, ids: list[str]) -> None:
+    """Exit 1, naming each, when KEB does not know some of ``ids``; an error reaching KEB
+    says that --no-check tracks without asking."""
+    try:
+        with quiet_retries(obj):
+            unknown = run(app.unknown_to_keb(ids))
+    except KebError as exc:
+        raise KebError(f"{exc} (`--no-check` tracks without asking KEB)") from exc
+    for orch_id in unknown:
+        click.echo(
+            f"watcher: {orch_id}: KEB knows no such orchestration "
+            "(`watcher orchestrations` lists the IDs it knows)",
+            err=True,
+        )
+    if unknown:
+        click.echo("watcher: nothing tracked", err=True)
+        sys.exit(1)
+
+
 @click.command()
-@click.argument("ids", nargs=-1, required=True, metavar="ID...")
+@click.argument("ids", nargs=-1, required=True, metavar="ID...", shell_complete=complete_ids)
 @click.pass_obj
 def untrack(obj: Context, ids: tuple[str, ...]) -> None:
     """Stop tracking orchestrations (their history is kept). IDs may be unique prefixes of
@@ -49,7 +90,7 @@ def untrack(obj: Context, ids: tuple[str, ...]) -> None:
       watcher untrack 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11
       watcher untrack 5a3f1f5e
     """
-    with obj.watcher() as app:
+    with obj.watcher(local=True) as app:
         full, unknown = app.untrack(ids)
     for orch_id in full:
         click.echo(f"{orch_id}: {'was not tracked' if orch_id in unknown else 'untracked'}")
@@ -70,22 +111,30 @@ def list_(obj: Context, chosen: tuple[str, ...], output: str) -> None:
       watcher list --state inprogress --state failed
       watcher list --output json
     """
-    with obj.watcher() as app:
+    with obj.watcher(local=True) as app:
         items = app.tracked()
+        known = app.known_ids()
+        silences = app.silences()
         now = app.clock()
         window = app.config.poll.retry_window
     if chosen:
         items = [item for item in items if item.state in chosen and not item.not_found]
     if output == "json":
-        emit_json([report.tracked_json(item, window) for item in items])
+        emit_json(
+            [
+                report.tracked_json(item, window, silences.get(item.orchestration_id))
+                for item in items
+            ]
+        )
     elif chosen and not items:
         click.echo(f"no tracked orchestration is {' or '.join(chosen)}")
     else:
-        click.echo("\n".join(report.tracked_lines(items, now, window)))
+        lines = report.tracked_lines(items, now, window, terminal_width(), known, silences)
+        click.echo("\n".join(lines))
 
 
 @click.command()
-@click.argument("orchestration_id", metavar="ID")
+@click.argument("orchestration_id", metavar="ID", shell_complete=complete_ids)
 @OUTPUT
 @click.pass_obj
 def status(obj: Context, orchestration_id: str, output: str) -> None:
@@ -98,7 +147,7 @@ def status(obj: Context, orchestration_id: str, output: str) -> None:
     Example:
       KEB_URL=https://kyma-env-broker.example.com KEB_TOKEN=... watcher status 5a3f1f5e-...
     """
-    with obj.watcher(keb_env=True) as app:
+    with obj.watcher(keb_env=True) as app, quiet_retries(obj):
         orch = run(app.status(orchestration_id))
     if output == "json":
         emit_json(orch.to_json())
@@ -107,7 +156,7 @@ def status(obj: Context, orchestration_id: str, output: str) -> None:
 
 
 @click.command()
-@click.argument("orchestration_id", metavar="ID")
+@click.argument("orchestration_id", metavar="ID", shell_complete=complete_ids)
 @click.option(
     "--since",
     metavar="DUR|TIME",
@@ -119,8 +168,9 @@ def status(obj: Context, orchestration_id: str, output: str) -> None:
     "-f",
     "follow",
     is_flag=True,
-    help="Keep printing new transitions as `poll` or `run` record them, until Ctrl-C "
-    "(with --output json: one object per line).",
+    help="Keep printing new transitions as `poll` or `run` record them, until the "
+    "orchestration has ended (exit 0) or Ctrl-C (with --output json: one object per line). "
+    "Example: watcher history 5a3f1f5e --follow",
 )
 @OUTPUT
 @click.pass_obj
@@ -143,7 +193,7 @@ def history(
     """
     from watcher.faces import history as hist
 
-    with obj.watcher() as app:
+    with obj.watcher(local=True) as app:
         start = hist.parse_since(since, app.clock()) if since else None
         orch_id, last, everything = app.history_from(orchestration_id)
         items = hist.choose(everything, start, tail)

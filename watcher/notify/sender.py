@@ -120,6 +120,7 @@ class Sender:
             if allowed is not None and not allowed():
                 return report
             self.outbox.supersede_stale_card_updates()
+            self.outbox.hold_back_silenced(self.clock())
             self.outbox.merge_pending_digests()
             pending = self.pacing.prepare(self.clock())
             due = self.outbox.due(self.clock())
@@ -271,7 +272,13 @@ class Sender:
     # -- the Slack side: database work here, each Slack call in a worker thread -----------
 
     def _render(self, entry: Entry) -> Message:
-        rendered = self.renderer.render(entry.kind, entry.payload)
+        payload = entry.payload
+        if entry.kind in CARD_KINDS and entry.orchestration_id:
+            # The card says it is silenced, as it is when it is sent (docs/notifications.md).
+            silence = self.outbox.store.silences(self.clock()).get(entry.orchestration_id)
+            if silence is not None:
+                payload = {**payload, "silence": silence.to_json()}
+        rendered = self.renderer.render(entry.kind, payload)
         if rendered.error:
             self.outbox.set_render_error(entry, rendered.error)
             log.error(

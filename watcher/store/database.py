@@ -38,6 +38,7 @@ from watcher.store.guard import sealed
 from watcher.store.journal import JournalQueries
 from watcher.store.rows import OP_COLUMNS, operation_row
 from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION
+from watcher.store.silences import SilenceQueries
 from watcher.store.snapshots import SnapshotQueries
 
 
@@ -46,7 +47,7 @@ def _journal_mode(conn: sqlite3.Connection) -> str:
 
 
 @sealed
-class Store(SnapshotQueries, JournalQueries, BoardQueries):
+class Store(SnapshotQueries, JournalQueries, BoardQueries, SilenceQueries):
     """One SQLite database. Not thread-safe: use it from one thread (the event loop's)."""
 
     def __init__(self, path: Path | str, *, create: bool = True) -> None:

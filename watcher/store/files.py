@@ -1,6 +1,6 @@
 """The database file: created readable by its owner only, never created by accident.
 
-Only ``track``, ``run`` with discovery and ``demo`` create the database (docs/contract.md
+Only ``track``, ``watch --track``, ``run`` and ``demo`` create the database (docs/contract.md
 §2.5); any other command that finds none exits 2 naming the path. The database and every
 folder created for it are the owner's only (0600 and 0700, whatever the umask); SQLite gives
 its ``-wal`` and ``-shm`` files the database file's permissions.

@@ -32,6 +32,9 @@ from watcher.store.database import Store
 from watcher.store.guard import sealed
 
 UNDELIVERED: Final = ("pending", "failed", "dead")
+#: What a silence holds back: failure digests and the other thread replies while it runs,
+#: and stuck alerts; never the card (kept current) or the final summary (always sent).
+SILENCEABLE: Final = ("failure_digest", "state_changed", "retried", "stuck", "unstuck")
 STATUSES: Final = ("pending", "sent", "failed", "dead", "superseded", "skipped", "dropped")
 
 
@@ -159,6 +162,24 @@ class Outbox:
                 "AND kind = 'progress' AND id < (SELECT MAX(o2.id) FROM outbox o2 "
                 "WHERE o2.status = 'pending' AND o2.kind = 'progress' "
                 "AND o2.orchestration_id = outbox.orchestration_id)"
+            )
+            return max(cur.rowcount, 0)
+
+    def hold_back_silenced(self, now: datetime) -> int:
+        """Drop the pending notifications of :data:`SILENCEABLE` kinds of orchestrations
+        silenced at ``now`` (``watcher silence``), saying so in ``last_error``. Cards and final
+        summaries are never held back; what was held back is not sent later (the card and the
+        final summary say where things stand)."""
+        kinds = ", ".join(f"'{k}'" for k in SILENCEABLE)
+        with self.store.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE outbox SET status = 'dropped', last_error = (SELECT 'held back: "
+                "silenced until ' || s.until || COALESCE(' by ' || s.created_by, '') "
+                "|| COALESCE(' (' || s.reason || ')', '') FROM silences s "
+                "WHERE s.orchestration_id = outbox.orchestration_id) "
+                f"WHERE status = 'pending' AND kind IN ({kinds}) AND orchestration_id IN "
+                "(SELECT orchestration_id FROM silences WHERE until > ?)",
+                (iso(now),),
             )
             return max(cur.rowcount, 0)
 

@@ -11,7 +11,8 @@ Never edit a released migration: append a new one. Each runs in one transaction.
 * ``cards``: the Slack message (channel ID, ts) that is each orchestration's living card;
 * ``attempts``: every delivery attempt with Slack's answer;
 * ``health``: since when KEB has been failing, and whether that was announced;
-* ``lease``: which process may poll and send now (``watcher run`` and ``watcher poll``).
+* ``lease``: which process may poll and send now (``watcher run`` and ``watcher poll``);
+* ``silences``: orchestrations whose non-final notifications are held back, until when.
 """
 
 from __future__ import annotations
@@ -151,6 +152,17 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at TEXT NOT NULL
     );
     CREATE INDEX outbox_by_orchestration ON outbox (orchestration_id, status);
+    """,
+    # 4: silences (`watcher silence`): who muted an orchestration's non-final notifications,
+    # why and until when (watcher.store.silences).
+    """
+    CREATE TABLE silences (
+        orchestration_id TEXT PRIMARY KEY,
+        until TEXT NOT NULL,
+        reason TEXT,
+        created_by TEXT,
+        created_at TEXT NOT NULL
+    );
     """,
 )
 

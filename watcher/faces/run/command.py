@@ -48,7 +48,9 @@ def run_command(obj: Context) -> None:
     # APScheduler logs two INFO lines per job run (every second for delivery): --debug only.
     logging.getLogger("apscheduler").setLevel(root if root <= logging.DEBUG else logging.WARNING)
     with Watcher(config) as app:
-        app.open_store(create=config.poll.discover)  # discovery may start from nothing
+        # The service owns the database: a fresh deployment starts from nothing and is ready,
+        # so that a container does not crash-loop before anyone can `track`.
+        app.open_store(create=True)
         code = asyncio.run(Service(app).run())
     if code:
         sys.exit(code)

@@ -148,7 +148,9 @@ class Service:
         when = f"cron {poll.cron!r}" if poll.cron else f"every {format_duration(poll.interval)}"
         parts = [
             f"keb-watcher run: polling {when} (jitter {format_duration(poll.jitter)})",
-            plural(len(self.app.due()), "orchestration") + " tracked",
+            plural(len(self.app.due()), "orchestration") + " tracked"
+            if self.app.tracked(include_inactive=True)
+            else "nothing tracked yet (`watcher track ID` adds one)",
             "discovery on" if poll.discover else "discovery off",
             "notifications on" if self._sender is not None else "notifications off",
         ]

@@ -12,6 +12,7 @@ one with the real ones.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -37,12 +38,20 @@ from watcher.core.watching import (
     Summary,
     WatchOptions,
     WatchOutcome,
+    combine,
     combined_exit_code,
 )
 from watcher.core.wording import plural
 from watcher.errors import KebNoOrchestrationApi, StoreError, UsageError, WatcherError
+from watcher.faces.completion import complete_ids
 from watcher.faces.context import Context
-from watcher.faces.watch.live import JsonLines, LiveView, PlainLines
+from watcher.faces.watch.live import (
+    JsonLines,
+    LiveView,
+    PlainLines,
+    combined_event,
+    combined_line,
+)
 
 #: Called once the watch has ended (not after Ctrl-C) when ``--notify`` is given.
 OnFinished = Callable[[Summary, Watcher], Awaitable[None]]
@@ -200,8 +209,11 @@ def run_watch(
     terminated = False
     try:
         with Watcher(config, clock=hooks.now, memory=config.source is None) as app:
+            if track:  # like `watcher track`, it creates the database
+                app.open_store(create=True)
+            elif app.has_database():  # an unusable storage.path is a usage error, now
+                app.open_store(create=False)
             ids = list(dict.fromkeys(app.resolve(i) for i in given))
-            app.store  # noqa: B018 - open it now: an unusable storage.path is a usage error
             with quiet_engine_logs():
                 sink = make_sink(output, ids, hooks)
                 try:
@@ -229,6 +241,13 @@ def run_watch(
             endpoint = True
         elif summary.outcome in _ERRORS:
             click.echo(f"watcher: {summary.orchestration_id}: {summary.reason}", err=True)
+    if len(summaries) > 1:  # the last line names the combined outcome and the exit code
+        both = combine(summaries)
+        if output == "json":
+            click.echo(json.dumps(combined_event(both, hooks.now()), separators=(",", ":")))
+        else:
+            board = hooks.terminal()  # the live board, drawn to fit the terminal
+            click.echo(combined_line(both, None if board else hooks.now()))
     return combined_exit_code(s.exit_code for s in summaries)
 
 
@@ -237,7 +256,13 @@ def make_watch_command(hooks: WatchHooks | None = None) -> click.Command:
     seams = hooks or WatchHooks()
 
     @click.command(name="watch")
-    @click.argument("orchestration_ids", metavar="ID...", nargs=-1, required=True)
+    @click.argument(
+        "orchestration_ids",
+        metavar="ID...",
+        nargs=-1,
+        required=True,
+        shell_complete=complete_ids,
+    )
     @click.option(
         "--interval",
         metavar="DUR",

@@ -36,7 +36,14 @@ from watcher.core.diff import Transition, TransitionKind
 from watcher.core.durations import format_duration
 from watcher.core.inert import inert
 from watcher.core.models import Orchestration, is_terminal_operation
-from watcher.core.watching import Progress, Reconnect, Summary, WatchOutcome, done
+from watcher.core.watching import (
+    CombinedSummary,
+    Progress,
+    Reconnect,
+    Summary,
+    WatchOutcome,
+    done,
+)
 from watcher.core.wording import counts_text, transition_text
 from watcher.faces.reports import transition_json, transition_line, when
 
@@ -354,7 +361,29 @@ def summary_lines(s: Summary) -> list[str]:
     return [inert(line)] + [inert(f"  {n} x {reason}") for reason, n in s.failures]
 
 
-def _base(kind: str, time: str, orchestration_id: str, state: str | None) -> dict[str, Any]:
+def combined_line(c: CombinedSummary, at: datetime | None) -> str:
+    """The last line of a watch of several orchestrations: the combined outcome and the
+    process's exit code; without the time under the live board (which fits the terminal)."""
+    line = f"summary: {c.reason}; exit {c.exit_code}"
+    return inert(f"{when(at)}  {line}" if at is not None else line)
+
+
+def combined_event(c: CombinedSummary, at: datetime) -> dict[str, Any]:
+    """The last JSON line of a watch of several orchestrations (docs/output.md §5)."""
+    event: dict[str, Any] = _base("summary", at.isoformat(), None, None)
+    event.update(
+        orchestrationIDs=list(c.orchestration_ids),
+        outcome=c.outcome.value,
+        exitCode=c.exit_code,
+        reason=c.reason,
+        outcomes={o.value: n for o, n in c.outcomes.items()},
+        operations=sum(c.counts.values()),
+        counts=dict(c.counts),
+    )
+    return event
+
+
+def _base(kind: str, time: str, orchestration_id: str | None, state: str | None) -> dict[str, Any]:
     return {"type": kind, "time": time, "orchestrationID": orchestration_id, "state": state}
 
 

@@ -22,7 +22,7 @@ from watcher.core.failures import grouped, ranked
 from watcher.core.inert import inert
 from watcher.core.models import KNOWN_STATES, RETRYING, Operation, finished_count
 from watcher.core.states import finished_first
-from watcher.core.tracked import Tracked
+from watcher.core.tracked import Silence, Tracked
 from watcher.core.wording import counts_text, transition_text
 
 #: Failure reasons a row of the overview lists before "+K more".
@@ -138,8 +138,21 @@ def board(app: Watcher, state: BoardState, stale_after: float) -> dict[str, Any]
     }
 
 
+def silence_text(silence: Silence | None) -> str:
+    """``silenced until 2024-05-14T10:00:00+00:00 by ana: quota issue``, or ``""``."""
+    if silence is None:
+        return ""
+    by = f" by {silence.by}" if silence.by else ""
+    why = f": {silence.reason}" if silence.reason else ""
+    return shown(f"silenced until {silence.until.isoformat(timespec='seconds')}{by}{why}")
+
+
 def _row(
-    app: Watcher, item: Tracked, now: datetime, numbers: Mapping[str, Any] | None = None
+    app: Watcher,
+    item: Tracked,
+    now: datetime,
+    numbers: Mapping[str, Any] | None = None,
+    silence: Silence | None = None,
 ) -> dict[str, Any]:
     """One orchestration's row; ``numbers`` (its :meth:`progress`) when already read."""
     orch_id = item.orchestration_id
@@ -169,6 +182,7 @@ def _row(
         "last_success": ago(now, item.last_success_at),
         "last_error": shown(item.last_error),
         "finished": item.finished_at is not None,
+        "silence": silence_text(silence),
     }
 
 
@@ -177,7 +191,12 @@ def overview(app: Watcher, state_filter: str, stale_after: float) -> dict[str, A
     now = app.clock()
     items = app.tracked()
     present = sorted({shown(t.state) for t in items if t.state} - set(KNOWN_STATES))
-    rows = [_row(app, t, now) for t in items if not state_filter or t.state == state_filter]
+    silences = app.silences()
+    rows = [
+        _row(app, t, now, silence=silences.get(t.orchestration_id))
+        for t in items
+        if not state_filter or t.state == state_filter
+    ]
     rows.sort(key=lambda r: (r["created"] or r["tracked"], r["tracked"]), reverse=True)
     return {
         "board": board(app, app.dashboard.board_state(), stale_after),
@@ -241,6 +260,7 @@ def detail(
     timeline, recent = reads.timeline(orch_id, RECENT)
     page = reads.find_operations(orch_id, states=states, search=search, limit=OPERATION_ROWS)
     numbers = reads.progress(orch_id) or {}
+    silence = app.silences().get(orch_id)
     rate = numbers.get("throughput_per_hour")
     facts = [
         ("Landscape", landscape(app)),
@@ -258,10 +278,11 @@ def detail(
         ("Last successful poll", ago(now, item.last_success_at)),
         ("Last poll error", item.last_error or "none"),
         ("Slack channel", item.channel or "(configured default)"),
+        ("Silence", silence_text(silence) or "none"),
     ]
     return {
         "board": board(app, app.dashboard.board_state(), stale_after),
-        "row": _row(app, item, now, numbers),
+        "row": _row(app, item, now, numbers, silence),
         "facts": [(label, shown(value)) for label, value in facts],
         "timeline": _runs(timeline),
         "recent": [{"at": t.at.isoformat(timespec="seconds"), **_said(t)} for t in recent],
