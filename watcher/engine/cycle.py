@@ -205,6 +205,7 @@ class Engine:
                 now=now,
                 cycle_id=cycle_id,
                 full_sweep=outcome.mode == "full",
+                sweep_next=outcome.sweep_next,
                 intents=intents,
                 finished=finished,
                 reorder=outcome.reorder,

@@ -45,6 +45,7 @@ from watcher.core.models import (
     FAILED,
     IN_PROGRESS,
     PENDING,
+    RETRYING,
     SUCCEEDED,
     Operation,
     OperationDetail,
@@ -149,6 +150,11 @@ class Incremental:
         self.stats = dict(orch.operation_stats or {})
         self.counts = dict(head.counts)
         self.requests = 1  # the GET that gave the stats
+        #: Operations whose new state was counted, not read.
+        self.inferred: set[str] = set()
+        #: ``False`` after :meth:`run` when the closing GET differed from the opening one:
+        #: the observation holds only what was read, and the next cycle sweeps.
+        self.confirmed = True
         #: A full sweep plus one request: no cycle may cost more.
         self.budget = full_sweep_cost(head.operation_count) + 1
 
@@ -195,7 +201,14 @@ class Incremental:
         for op in (*tail, *canceled, *failed, *in_progress):
             other = seen.get(op.operation_id)
             if other is not None and other.state != op.state:
-                raise self._fail(f"operation {op.operation_id} moved while the lists were read")
+                # Read twice at two moments (it moved while the lists were read): each read
+                # is a fact of its moment, the later state is the one that stays.
+                if _forward(op.state, other.state):
+                    continue
+                if not _forward(other.state, op.state):
+                    raise self._fail(
+                        f"operation {op.operation_id} read as {other.state!r} and {op.state!r}"
+                    )
             seen[op.operation_id] = op
 
         in_progress_old = self.snapshots.operations_in_state(orch_id, IN_PROGRESS)
@@ -239,7 +252,17 @@ class Incremental:
             for i in sorted(updates, key=lambda i: (order.get(i, len(order)), i))
             if previous.get(i) != updates[i]
         }
-        failed_runtimes = self._check_counts(previous, changed)
+        self._charge(1, "the closing GET")
+        closing = await self.keb.get_orchestration(orch_id)
+        if not same_moment(self.orch, closing):
+            # KEB moved while the lists were read: counts read before them prove nothing.
+            # What was read directly stays (a fact of its moment); the rest waits.
+            read = {i: op for i, op in changed.items() if i not in self.inferred}
+            failed_runtimes = self._failed_runtimes(read.values())
+            self.confirmed = False
+        else:
+            failed_runtimes = self._check_counts(previous, changed)
+            read = changed
         head = self.head
         snapshot = Snapshot(
             orch_id,
@@ -252,7 +275,7 @@ class Incremental:
             expected_stats=head.expected_stats,
             failed_runtimes=failed_runtimes,
         )
-        return Observation(self.orch, changed, complete=False), snapshot
+        return Observation(self.orch, read, complete=False), snapshot
 
     async def _tail(self) -> tuple[list[Operation], dict[str, Operation]]:
         """The last page(s) of the whole list: every operation created since the last poll,
@@ -300,7 +323,7 @@ class Incremental:
         showing up in any list read: the whole pending list, if that keeps the cycle within
         a full sweep plus one request."""
         pending_now = self.stats.get(PENDING, 0)
-        if self.requests + pages(pending_now) > self.budget:
+        if self.requests + pages(pending_now) + 1 > self.budget:  # and the closing GET
             raise self._fail(f"{unseen} operations left the pending list unseen")
         listed = await self._list(PENDING, pending_now)
         now = {op.operation_id for op in listed}
@@ -335,6 +358,7 @@ class Incremental:
             if delta == n:
                 for op_id in departed:
                     updates[op_id] = _inferred(previous[op_id], state)
+                self.inferred |= departed
                 return
         if to_succeeded < 0 or to_canceled < 0 or to_succeeded + to_canceled > n:
             raise self._fail("terminal counts went down")
@@ -355,7 +379,11 @@ class Incremental:
                 if op.operation_id in departed:
                     found[op.operation_id] = op
         for op_id in departed:
-            updates[op_id] = found.get(op_id) or _inferred(previous[op_id], SUCCEEDED)
+            if op_id in found:
+                updates[op_id] = found[op_id]
+            else:
+                updates[op_id] = _inferred(previous[op_id], SUCCEEDED)
+                self.inferred.add(op_id)
 
     async def _get_or_none(self, op_id: str) -> Operation | None:
         return await get_or_none(self.keb, self.orch_id, op_id)
@@ -379,11 +407,7 @@ class Incremental:
         kebs = {k: v for k, v in stats.items() if v and k != FAILED}
         if raw != kebs:
             raise self._fail(f"counts do not add up (KEB {stats}, predicted {counts})")
-        runtimes = {op.runtime_id for op in changed.values()}
-        before = {
-            op_id: (rt, state)
-            for op_id, rt, state in self.snapshots.runtime_states(self.orch_id, runtimes)
-        }
+        before = self._runtime_states(changed.values())
         after = dict(before)
         after.update((op_id, (op.runtime_id, op.state)) for op_id, op in changed.items())
         old_failed = operation_stats(before.values())[FAILED]
@@ -394,6 +418,50 @@ class Incremental:
                 f"failed runtimes do not add up (KEB {stats.get(FAILED, 0)}, predicted {expected})"
             )
         return frozenset(rt for rt, state in before.values() if state == FAILED)
+
+    def _runtime_states(self, ops: Iterable[Operation]) -> dict[str, tuple[str, str]]:
+        """Stored ``(runtime, state)`` of every operation of the runtimes of ``ops``."""
+        runtimes = {op.runtime_id for op in ops}
+        return {
+            op_id: (rt, state)
+            for op_id, rt, state in self.snapshots.runtime_states(self.orch_id, runtimes)
+        }
+
+    def _failed_runtimes(self, ops: Iterable[Operation]) -> frozenset[str]:
+        """The runtimes of ``ops`` that had a failed operation before (retry detection)."""
+        before = self._runtime_states(ops)
+        return frozenset(rt for rt, state in before.values() if state == FAILED)
+
+
+_RANK = {PENDING: 0, IN_PROGRESS: 1}
+
+
+def backwards(old: str, new: str) -> bool:
+    """Would recording ``new`` over ``old`` take an operation backwards? Only a retry may:
+    a legacy row goes ``failed -> retrying -> pending`` under its old ID (docs/keb-api.md §13).
+    Unknown states are not ranked (kept verbatim).
+
+    >>> backwards("succeeded", "in progress"), backwards("failed", "retrying")
+    (True, False)
+    >>> backwards("in progress", "pending"), backwards("retrying", "pending")
+    (True, False)
+    """
+    if old == new or (old in (FAILED, RETRYING) and new in (RETRYING, PENDING, IN_PROGRESS)):
+        return False
+    rank = {**_RANK, SUCCEEDED: 2, FAILED: 2, CANCELED: 2}
+    if old not in rank or new not in rank:
+        return False
+    return rank[new] < rank[old]
+
+
+def same_moment(opening: Orchestration, closing: Orchestration) -> bool:
+    """Did nothing move between two GETs of one orchestration (state, description and
+    ``operationStats`` all equal)? See the module docstring, step 4."""
+    return (opening.state, opening.description, dict(opening.operation_stats or {})) == (
+        closing.state,
+        closing.description,
+        dict(closing.operation_stats or {}),
+    )
 
 
 _FORWARD = {PENDING: (IN_PROGRESS, SUCCEEDED, FAILED, CANCELED), IN_PROGRESS: (SUCCEEDED, FAILED)}
