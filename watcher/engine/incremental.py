@@ -1,34 +1,69 @@
 """The incremental proof: what moved since the last snapshot, read in few requests, or nothing.
 
 Called when ``operationStats`` changed but the orchestration's state and description did not.
-It must not depend on where in the pending list operations start: with maintenance windows the
-operations that leave ``pending`` in one interval are spread over the whole list (docs/keb-api.md
-§12.1). So the pending list is *not* read first. Instead (every list is read after the GET
-that gave the stats, KEB facts from §2.10, §3.4, §4.3 and §12):
+KEB facts it relies on (docs/keb-api.md §12, §13 and keb-concurrency.md, "kc" below):
 
-1. The ``in progress`` list (bounded by ``workers``, though retries can exceed it, §12.10),
-   the ``canceled`` list when the canceled count grew, the ``failed`` list when the number of
-   failed runtimes grew, and the *tail* of the whole list: operations are appended in
-   creation order (retries, re-resolved targets), so every operation created since the last
-   poll is on its last page(s), whatever its state. The tail's ``totalCount`` must equal the
-   old count plus what the tail shows as new, which also rules out deletions.
-2. Raw counts then say how many previously pending operations left ``pending`` without
-   appearing in any list read (they went straight to ``succeeded``, say). Only then is the
-   whole pending list read, to name them.
-3. Operations that left ``in progress`` (or ``pending``) unseen are resolved by the terminal
-   count deltas, single GETs or the failed list (failures carry their reason).
-4. The predicted operations must reproduce KEB's ``operationStats`` exactly (``failed`` per
-   runtime). As operations only move forward and every list was read after the GET, that also
-   proves that nothing moved while the lists were read.
+* (F1) Operations only move forward: ``pending -> in progress -> succeeded | failed``,
+  ``pending -> succeeded | failed | canceled`` without ``in progress`` (kc §3.1). The only
+  way back is a legacy ``retrying`` row resumed under its old ID (``failed -> retrying ->
+  pending``), whose ``retrying`` state this proof refuses to reason about.
+* (F2) New rows are appended at the tail (``ORDER BY created_at``; retries and re-resolved
+  targets get a new ID and ``createdAt = now``, kc §8); rows disappear only by deletion.
+* (F3) ``operationStats`` counts every state but ``failed`` plainly; ``failed`` counts
+  *instances* with a failed operation and none ``in progress``, ``succeeded`` or
+  ``retrying`` (kc §1.1), so one write can move pending -1, in progress +1, failed -1.
+* (F4) No two requests share a snapshot, nor do a page and its ``totalCount`` or an
+  orchestration and its stats (kc §1); workers hand off between any two requests (kc §2).
 
-A cycle never costs more than a full sweep plus one request: every read is charged against
-that budget before it is made (a list by the pages its count needs; a list that turns out
-longer is not read on, :class:`~watcher.errors.KebListChanged`), and an incremental
-observation whose first reads alone would leave no room for one more is not tried (the full
-sweep is as cheap). When a proof fails after lists were read, or a read would exceed the
-budget, the observation is *deferred*: nothing is recorded now, and the next cycle sweeps
-fully (a failed proof is never followed by a full sweep in the same cycle, and the pending
-list is never read in a cycle that sweeps).
+The steps, and why each is sound:
+
+1. The ``in progress`` list (its size is bounded by ``workers``, though retries can exceed
+   it, §12.10), the ``canceled`` list when the canceled count grew, the ``failed`` list when
+   the number of failed instances grew, and the *tail* of the whole list. By F2 every
+   operation created since the last poll is on the tail, whatever its state; the tail's
+   ``totalCount`` must equal the old count plus the new ones it shows, which also rules out
+   deletions (a deletion and an insertion would keep the count but shift a stored row onto
+   the tail, where it is recognised as not new). The pending list is *not* read first:
+   with maintenance windows the operations that leave ``pending`` are spread over the
+   whole list (§12.1).
+2. Reads are facts of their moment. An operation read twice (it moved between two lists,
+   F4) keeps the later state (F1 orders them); a read behind the stored state is refused
+   (the never-backwards guard), as no forward move explains it.
+3. Raw counts then say how many previously pending operations left ``pending`` without
+   appearing in any list read (F1: straight to ``succeeded``, say). Only then is the whole
+   pending list read, to name them.
+4. Operations that left ``in progress`` (or ``pending``) unseen are resolved by the terminal
+   count deltas (plain counts, F3), their own GETs, or the failed list; those named by
+   counting alone are *inferred*.
+5. A closing GET after every list. Only if its state, description and ``operationStats``
+   equal the opening GET's is anything inferred recorded: the vector (pending, pending +
+   in progress) never grows but by an insertion (F1, F2) and every forward move lowers one
+   of them, so equal stats before and after the lists mean nothing moved while they were
+   read, and a count read before them still describes what they showed. Otherwise (the
+   steady state of a backlog, F4) only what was read directly is recorded, the inferred
+   rest is not, and the next cycle sweeps fully (mode ``partial``).
+6. The predicted operations must reproduce the GET's ``operationStats`` exactly: raw counts
+   for every state but ``failed``, and ``failed`` recomputed per instance for the runtimes
+   the moved operations belong to (F3). By F1 a forward move the cycle did not see lowers
+   pending or pending + in progress, so equality proves there is none.
+
+A cycle never costs more than a full sweep plus one request: every read, the closing GET
+included, is charged against that budget before it is made (a list by the pages its count
+needs; a list that turns out longer is not read on, :class:`~watcher.errors.KebListChanged`),
+and an incremental observation whose first reads and closing GET alone would exceed it is
+not tried (the full sweep is as cheap). When a proof fails after lists were read, or a read
+would exceed the budget, the observation is *deferred*: nothing is recorded now, and the
+next cycle sweeps fully (a failed proof is never followed by a full sweep in the same cycle,
+and the pending list is never read in a cycle that sweeps).
+
+What counts cannot see (the unchanged path's blind spot, :mod:`watcher.engine.observer`):
+equal ``operationStats`` on the single GET of an unchanged cycle prove nothing moved *unless*
+a row was inserted (or deleted) in the same interval and another move compensated it, for
+example a retry's new row (pending +1) and a retried operation failing again (pending -1 via
+in progress, ``failed`` unchanged as it counts instances). KEB writes a retry's rows and then
+its description (§12.2), and the description change makes the next cycle sweep; deletions
+happen only with KEB's cleaning enabled (off by default); the periodic full sweep
+(``poll.full_sweep_every``) bounds the rest.
 """
 
 from __future__ import annotations
@@ -45,7 +80,6 @@ from watcher.core.models import (
     FAILED,
     IN_PROGRESS,
     PENDING,
-    RETRYING,
     SUCCEEDED,
     Operation,
     OperationDetail,
@@ -54,6 +88,7 @@ from watcher.core.models import (
     is_terminal_operation,
     operation_stats,
 )
+from watcher.engine.moves import forward, same_moment
 from watcher.errors import KebListChanged, KebNotFound
 from watcher.store.rows import SnapshotHead
 
@@ -203,9 +238,9 @@ class Incremental:
             if other is not None and other.state != op.state:
                 # Read twice at two moments (it moved while the lists were read): each read
                 # is a fact of its moment, the later state is the one that stays.
-                if _forward(op.state, other.state):
+                if forward(op.state, other.state):
                     continue
-                if not _forward(other.state, op.state):
+                if not forward(other.state, op.state):
                     raise self._fail(
                         f"operation {op.operation_id} read as {other.state!r} and {op.state!r}"
                     )
@@ -220,7 +255,7 @@ class Incremental:
             raise self._fail("a new operation is not at the end of the list")
         for op_id, op in seen.items():
             old = previous.get(op_id)
-            if old is not None and old.state != op.state and not _forward(old.state, op.state):
+            if old is not None and old.state != op.state and not forward(old.state, op.state):
                 raise self._fail(f"operation {op_id} went from {old.state!r} to {op.state!r}")
         updates = {i: op for i, op in seen.items() if i in added or previous[i] != op}
         left_pending = {
@@ -431,49 +466,6 @@ class Incremental:
         """The runtimes of ``ops`` that had a failed operation before (retry detection)."""
         before = self._runtime_states(ops)
         return frozenset(rt for rt, state in before.values() if state == FAILED)
-
-
-_RANK = {PENDING: 0, IN_PROGRESS: 1}
-
-
-def backwards(old: str, new: str) -> bool:
-    """Would recording ``new`` over ``old`` take an operation backwards? Only a retry may:
-    a legacy row goes ``failed -> retrying -> pending`` under its old ID (docs/keb-api.md §13).
-    Unknown states are not ranked (kept verbatim).
-
-    >>> backwards("succeeded", "in progress"), backwards("failed", "retrying")
-    (True, False)
-    >>> backwards("in progress", "pending"), backwards("retrying", "pending")
-    (True, False)
-    """
-    if old == new or (old in (FAILED, RETRYING) and new in (RETRYING, PENDING, IN_PROGRESS)):
-        return False
-    rank = {**_RANK, SUCCEEDED: 2, FAILED: 2, CANCELED: 2}
-    if old not in rank or new not in rank:
-        return False
-    return rank[new] < rank[old]
-
-
-def same_moment(opening: Orchestration, closing: Orchestration) -> bool:
-    """Did nothing move between two GETs of one orchestration (state, description and
-    ``operationStats`` all equal)? See the module docstring, step 4."""
-    return (opening.state, opening.description, dict(opening.operation_stats or {})) == (
-        closing.state,
-        closing.description,
-        dict(closing.operation_stats or {}),
-    )
-
-
-_FORWARD = {PENDING: (IN_PROGRESS, SUCCEEDED, FAILED, CANCELED), IN_PROGRESS: (SUCCEEDED, FAILED)}
-
-
-def _forward(old: str, new: str) -> bool:
-    """Can a cluster operation move from ``old`` to ``new`` (§4.3)?
-
-    >>> _forward("pending", "succeeded"), _forward("succeeded", "in progress")
-    (True, False)
-    """
-    return new in _FORWARD.get(old, ())
 
 
 async def _nothing() -> list[Operation]:

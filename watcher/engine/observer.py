@@ -7,15 +7,21 @@ page. This module uses what KEB does offer (docs/keb-api.md §2, §3.4, §4):
    state change (operations only move forward; ``failed`` is de-duplicated per instance, which
    :func:`watcher.core.models.operation_stats` reproduces). If state, description and stats equal
    what our snapshot predicts, nothing changed: **one request**.
+   (Its blind spot, a compensated insertion or deletion: :mod:`watcher.engine.incremental`.)
 2. Otherwise, an *incremental* observation (:mod:`watcher.engine.incremental`): the small
-   lists name what moved, whatever its place in the pending list, and the predicted operations
-   must reproduce KEB's ``operationStats`` exactly. When that proof fails before any list was
-   read, a full sweep follows; after, the observation is deferred to the next cycle's full
-   sweep, so no cycle costs more than a full sweep plus one request.
+   lists name what moved, whatever its place in the pending list, a closing GET confirms
+   that KEB did not move while they were read, and the predicted operations must reproduce
+   KEB's ``operationStats`` exactly. When KEB did move, only what was read directly is
+   recorded (``partial``) and the next cycle sweeps. When the proof fails before any list
+   was read, a full sweep follows; after, the observation is deferred to the next cycle's
+   full sweep, so no cycle costs more than a full sweep plus one request.
 3. On the baseline, on orchestration state/description changes, periodically (not while a
    failed orchestration waits for a retry) and after a deferral, a *full sweep* of all pages.
    Operations missing from a sweep are only declared vanished after their own GET answers
-   404 (a paging race can hide an operation, deletion cannot).
+   404 (a paging race can hide an operation, deletion cannot). A read never takes a stored
+   operation backwards but through a retry. When the orchestration changed while the pages
+   were read, the operations read are still recorded (``partial``, against the stored
+   orchestration) and the next cycle sweeps: a busy orchestration cannot starve the sweep.
 """
 
 from __future__ import annotations
@@ -32,9 +38,9 @@ from watcher.engine.incremental import (
     KebReader,
     SnapshotReader,
     Unproven,
-    backwards,
     get_or_none,
 )
+from watcher.engine.moves import backwards
 from watcher.errors import KebListChanged, KebNotFound, KebUnsupportedType
 from watcher.store.database import SnapshotHead
 
