@@ -198,3 +198,19 @@ def test_a_poll_during_hand_offs_records_only_what_kEB_showed(
     keb = moving("handoffs", moves=0.5, seed=seed)
     follow(keb, cli, (9.0, 23.0, 4.0))
     check_against_truth(keb, cli)
+
+
+def test_hand_offs_during_a_poll_are_met_with_a_partial_record(moving: Any, cli: Cli) -> None:
+    """The mode is not idle: workers move while polls read, and the watcher records only
+    what it read (``partial``) and sweeps in the next cycle, never a counted state."""
+    keb = moving("handoffs", moves=1.0, seed=4)
+    cli("--config", str(keb.config), "track", *keb.sim.orchestration_ids())
+    outputs = []
+    for _ in range(40):
+        result = poll_recording(keb, cli)
+        assert result.code == 0, result.err
+        outputs.append(result.out)
+        keb.sim.advance(7.0)
+    # The closing GET of an incremental cycle saw KEB move (not only a sweep that did).
+    assert any("(partial: KEB moved while read" in out for out in outputs), outputs
+    check_against_truth(keb, cli)
