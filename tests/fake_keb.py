@@ -75,6 +75,10 @@ class FakeKeb:
     #: Runtimes deprovisioned (their operations deleted by the cleaning step).
     gone: set[str] = field(default_factory=set)
     interleave: Callable[[], None] | None = None
+    #: KEB's workers as they are (keb-concurrency.md §0, §3.1): one step can be a hand-off
+    #: (an operation ends and the worker starts the next pending one in the same step), and
+    #: operations can end straight from ``pending`` (preempted, or the panic guard).
+    handoffs: bool = False
     #: The state filter of every whole-list read (``list_operations``), in order.
     lists: list[tuple[str, ...]] = field(default_factory=list)
     _counter: int = 0
@@ -149,6 +153,9 @@ class FakeKeb:
             return
         pending = [op for op in live if op.state == PENDING]
         running = [op for op in live if op.state == IN_PROGRESS]
+        if self.handoffs and self.state == IN_PROGRESS and self._worker_quirk(pending, running):
+            self._maybe_end()
+            return
         roll = rng.random()
         if self.state == CANCELING and pending and roll < 0.6:
             # Workers still pick up operations that come due and cancel each (§12.5).
@@ -186,6 +193,53 @@ class FakeKeb:
                 self._move(op, FAILED, rng.choice(REASONS))
             else:
                 self._move(op, SUCCEEDED, "Operation succeeded")
+        self._maybe_end()
+
+    def _worker_quirk(self, pending: list[_Op], running: list[_Op]) -> bool:
+        """A hand-off or a skip, sometimes (``handoffs``); ``True`` when one happened."""
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.25 and running and pending:
+            return self.hand_off()
+        if roll < 0.32 and pending:
+            return self.skip()
+        return False
+
+    def skip(self) -> bool:
+        """A pending operation ends without ever being in progress: preempted by
+        deprovisioning (``succeeded``) or the init step's panic guard (``failed``)."""
+        pending = [op for op in self._live() if op.state == PENDING]
+        if self.state != IN_PROGRESS or not pending:
+            return False
+        op = self.rng.choice(pending)
+        if self.rng.random() < 0.3:
+            self._move(op, FAILED, "panic: init step")
+        else:
+            self._move(op, SUCCEEDED, "operation preempted by deprovisioning operation")
+        self._maybe_end()
+        return True
+
+    def hand_off(self) -> bool:
+        """A worker hand-off: an operation in progress ends and its worker starts a pending
+        one, both before the next request (keb-concurrency.md §0.2); ``False`` when there
+        is nothing to hand off (no running or no pending operation)."""
+        if self.state != IN_PROGRESS:
+            return False
+        rng, live = self.rng, self._live()
+        running = [op for op in live if op.state == IN_PROGRESS]
+        pending = [op for op in live if op.state == PENDING]
+        if not running or not pending:
+            return False
+        done = rng.choice(running)
+        if rng.random() < 0.3:
+            self._move(done, FAILED, rng.choice(REASONS))
+        else:
+            self._move(done, SUCCEEDED, "Operation succeeded")
+        self._move(rng.choice(pending), IN_PROGRESS, "Operation created")
+        self._maybe_end()
+        return True
+
+    def _maybe_end(self) -> None:
         live = self._live()
         if not self.staged and not any(op.state in (PENDING, IN_PROGRESS) for op in live):
             if self.state == CANCELING:

@@ -115,7 +115,7 @@ def check_against_truth(keb: Keb, cli: Cli, ids: Iterable[str] = ()) -> dict[str
                 retry=op_id in retries,
                 starts=baseline_positions(keb, op_id),
             )
-        check_completions(history)
+        check_completions(history, op_truth)
         assert orch_path[-1] == keb.sim.orchestration_state(orch_id)
         summary[orch_id] = orch_path
     return summary

@@ -70,7 +70,7 @@ def test_spread_pickups_cost_the_in_progress_list_and_the_tail(world: World) -> 
     started = world.move(range(7, SIZE, 50), IN_PROGRESS)  # 10, all over the pending list
     result, requests = world.poll()
     assert result.mode == "incremental"
-    assert requests == 3  # GET, the in-progress list, the tail page
+    assert requests == 4  # GET, the in-progress list, the tail page, the closing GET
     assert result.transitions == len(started)
     assert world.stored(started) == {IN_PROGRESS}
 
@@ -81,7 +81,7 @@ def test_failures_read_the_failed_list_once(world: World) -> None:
     failed = world.move(range(3, SIZE, 200), FAILED, "quota exceeded")
     result, requests = world.poll()
     assert result.mode == "incremental"
-    assert requests == 4  # GET, in progress, tail, failed
+    assert requests == 5  # GET, in progress, tail, failed, the closing GET
     assert world.stored(failed) == {FAILED}
     assert world.stored(sorted(set(started) - set(failed))) == {IN_PROGRESS}
 
@@ -89,11 +89,12 @@ def test_failures_read_the_failed_list_once(world: World) -> None:
 def test_a_jump_from_pending_to_succeeded_reads_the_pending_list_within_budget(
     world: World,
 ) -> None:
-    done = world.move(range(11, SIZE, 97), SUCCEEDED, "Operation succeeded")
+    # 123 done: the 377 still pending fit in 4 pages, and the cycle in a full sweep plus one.
+    done = world.move(range(11, SIZE, 4), SUCCEEDED, "Operation succeeded")
     result, requests = world.poll()
     assert result.mode == "incremental"
     pending_pages = math.ceil((SIZE - len(done)) / 100)
-    assert requests == 3 + pending_pages
+    assert requests == 4 + pending_pages  # GET, in progress, tail, pending, closing GET
     assert requests <= FULL + 1
     assert world.stored(done) == {SUCCEEDED}
     history = [t for t in world.store.history(world.keb.orch_id) if t.operation_id in done]

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
@@ -193,7 +193,7 @@ class Engine:
                 self.store.record_checks([orch_id], now)
             return PollResult(orch_id, outcome.mode, reason=outcome.reason, state=state)
         assert outcome.previous is not None
-        result = diff(outcome.previous, outcome.observation, now)
+        result = _unique(diff(outcome.previous, outcome.observation, now), self.store)
         intents = list(self.policy(result, tracked, now)) if self.policy else []
         snap = result.snapshot
         terminal = isinstance(outcome.observation, NotFound) or (
@@ -206,6 +206,7 @@ class Engine:
                 now=now,
                 cycle_id=cycle_id,
                 full_sweep=outcome.mode == "full",
+                sweep_next=outcome.sweep_next,
                 intents=intents,
                 finished=finished,
                 reorder=outcome.reorder,
@@ -269,6 +270,20 @@ class Engine:
                     )
                 )
             self.store.set_health(None, None, False, intents, now)
+
+
+def _unique(result: Diff, store: Store) -> Diff:
+    """Give an operation transition that repeats under the same operation ID (a legacy row
+    resumed under its old ID fails twice) a key of its own, ``key#N``: it is a new event,
+    recorded and notified like the first, never a key collision that stops recording."""
+    repeats = store.repeats(result.snapshot.orchestration_id, result.transitions)
+    if not repeats:
+        return result
+    transitions = [
+        replace(t, key=f"{t.key}#{repeats[t.key] + 1}") if t.key in repeats else t
+        for t in result.transitions
+    ]
+    return replace(result, transitions=transitions)
 
 
 @runtime_checkable

@@ -1,34 +1,69 @@
 """The incremental proof: what moved since the last snapshot, read in few requests, or nothing.
 
 Called when ``operationStats`` changed but the orchestration's state and description did not.
-It must not depend on where in the pending list operations start: with maintenance windows the
-operations that leave ``pending`` in one interval are spread over the whole list (docs/keb-api.md
-§12.1). So the pending list is *not* read first. Instead (every list is read after the GET
-that gave the stats, KEB facts from §2.10, §3.4, §4.3 and §12):
+KEB facts it relies on (docs/keb-api.md §12, §13 and keb-concurrency.md, "kc" below):
 
-1. The ``in progress`` list (bounded by ``workers``, though retries can exceed it, §12.10),
-   the ``canceled`` list when the canceled count grew, the ``failed`` list when the number of
-   failed runtimes grew, and the *tail* of the whole list: operations are appended in
-   creation order (retries, re-resolved targets), so every operation created since the last
-   poll is on its last page(s), whatever its state. The tail's ``totalCount`` must equal the
-   old count plus what the tail shows as new, which also rules out deletions.
-2. Raw counts then say how many previously pending operations left ``pending`` without
-   appearing in any list read (they went straight to ``succeeded``, say). Only then is the
-   whole pending list read, to name them.
-3. Operations that left ``in progress`` (or ``pending``) unseen are resolved by the terminal
-   count deltas, single GETs or the failed list (failures carry their reason).
-4. The predicted operations must reproduce KEB's ``operationStats`` exactly (``failed`` per
-   runtime). As operations only move forward and every list was read after the GET, that also
-   proves that nothing moved while the lists were read.
+* (F1) Operations only move forward: ``pending -> in progress -> succeeded | failed``,
+  ``pending -> succeeded | failed | canceled`` without ``in progress`` (kc §3.1). The only
+  way back is a legacy ``retrying`` row resumed under its old ID (``failed -> retrying ->
+  pending``), whose ``retrying`` state this proof refuses to reason about.
+* (F2) New rows are appended at the tail (``ORDER BY created_at``; retries and re-resolved
+  targets get a new ID and ``createdAt = now``, kc §8); rows disappear only by deletion.
+* (F3) ``operationStats`` counts every state but ``failed`` plainly; ``failed`` counts
+  *instances* with a failed operation and none ``in progress``, ``succeeded`` or
+  ``retrying`` (kc §1.1), so one write can move pending -1, in progress +1, failed -1.
+* (F4) No two requests share a snapshot, nor do a page and its ``totalCount`` or an
+  orchestration and its stats (kc §1); workers hand off between any two requests (kc §2).
 
-A cycle never costs more than a full sweep plus one request: every read is charged against
-that budget before it is made (a list by the pages its count needs; a list that turns out
-longer is not read on, :class:`~watcher.errors.KebListChanged`), and an incremental
-observation whose first reads alone would leave no room for one more is not tried (the full
-sweep is as cheap). When a proof fails after lists were read, or a read would exceed the
-budget, the observation is *deferred*: nothing is recorded now, and the next cycle sweeps
-fully (a failed proof is never followed by a full sweep in the same cycle, and the pending
-list is never read in a cycle that sweeps).
+The steps, and why each is sound:
+
+1. The ``in progress`` list (its size is bounded by ``workers``, though retries can exceed
+   it, §12.10), the ``canceled`` list when the canceled count grew, the ``failed`` list when
+   the number of failed instances grew, and the *tail* of the whole list. By F2 every
+   operation created since the last poll is on the tail, whatever its state; the tail's
+   ``totalCount`` must equal the old count plus the new ones it shows, which also rules out
+   deletions (a deletion and an insertion would keep the count but shift a stored row onto
+   the tail, where it is recognised as not new). The pending list is *not* read first:
+   with maintenance windows the operations that leave ``pending`` are spread over the
+   whole list (§12.1).
+2. Reads are facts of their moment. An operation read twice (it moved between two lists,
+   F4) keeps the later state (F1 orders them); a read behind the stored state is refused
+   (the never-backwards guard), as no forward move explains it.
+3. Raw counts then say how many previously pending operations left ``pending`` without
+   appearing in any list read (F1: straight to ``succeeded``, say). Only then is the whole
+   pending list read, to name them.
+4. Operations that left ``in progress`` (or ``pending``) unseen are resolved by the terminal
+   count deltas (plain counts, F3), their own GETs, or the failed list; those named by
+   counting alone are *inferred*.
+5. A closing GET after every list. Only if its state, description and ``operationStats``
+   equal the opening GET's is anything inferred recorded: the vector (pending, pending +
+   in progress) never grows but by an insertion (F1, F2) and every forward move lowers one
+   of them, so equal stats before and after the lists mean nothing moved while they were
+   read, and a count read before them still describes what they showed. Otherwise (the
+   steady state of a backlog, F4) only what was read directly is recorded, the inferred
+   rest is not, and the next cycle sweeps fully (mode ``partial``).
+6. The predicted operations must reproduce the GET's ``operationStats`` exactly: raw counts
+   for every state but ``failed``, and ``failed`` recomputed per instance for the runtimes
+   the moved operations belong to (F3). By F1 a forward move the cycle did not see lowers
+   pending or pending + in progress, so equality proves there is none.
+
+A cycle never costs more than a full sweep plus one request: every read, the closing GET
+included, is charged against that budget before it is made (a list by the pages its count
+needs; a list that turns out longer is not read on, :class:`~watcher.errors.KebListChanged`),
+and an incremental observation whose first reads and closing GET alone would exceed it is
+not tried (the full sweep is as cheap). When a proof fails after lists were read, or a read
+would exceed the budget, the observation is *deferred*: nothing is recorded now, and the
+next cycle sweeps fully (a failed proof is never followed by a full sweep in the same cycle,
+and the pending list is never read in a cycle that sweeps).
+
+What counts cannot see (the unchanged path's blind spot, :mod:`watcher.engine.observer`):
+equal ``operationStats`` on the single GET of an unchanged cycle prove nothing moved *unless*
+a row was inserted (or deleted) in the same interval and another move compensated it, for
+example a retry's new row (pending +1) and a retried operation failing again (pending -1 via
+in progress, ``failed`` unchanged as it counts instances). KEB writes a retry's rows and then
+its description (§12.2), and the description change makes the next cycle sweep; deletions
+happen only with KEB's cleaning enabled (off by default); the periodic full sweep
+(``poll.full_sweep_every``) bounds the rest.
 """
 
 from __future__ import annotations
@@ -55,6 +90,7 @@ from watcher.core.models import (
     operation_stats,
 )
 from watcher.core.tracked import SnapshotHead
+from watcher.engine.moves import forward, same_moment
 from watcher.errors import KebListChanged, KebNotFound
 
 #: Pages of new operations read at the tail before a full sweep is the better proof.
@@ -149,6 +185,11 @@ class Incremental:
         self.stats = dict(orch.operation_stats or {})
         self.counts = dict(head.counts)
         self.requests = 1  # the GET that gave the stats
+        #: Operations whose new state was counted, not read.
+        self.inferred: set[str] = set()
+        #: ``False`` after :meth:`run` when the closing GET differed from the opening one:
+        #: the observation holds only what was read, and the next cycle sweeps.
+        self.confirmed = True
         #: A full sweep plus one request: no cycle may cost more.
         self.budget = full_sweep_cost(head.operation_count) + 1
 
@@ -195,7 +236,14 @@ class Incremental:
         for op in (*tail, *canceled, *failed, *in_progress):
             other = seen.get(op.operation_id)
             if other is not None and other.state != op.state:
-                raise self._fail(f"operation {op.operation_id} moved while the lists were read")
+                # Read twice at two moments (it moved while the lists were read): each read
+                # is a fact of its moment, the later state is the one that stays.
+                if forward(op.state, other.state):
+                    continue
+                if not forward(other.state, op.state):
+                    raise self._fail(
+                        f"operation {op.operation_id} read as {other.state!r} and {op.state!r}"
+                    )
             seen[op.operation_id] = op
 
         in_progress_old = self.snapshots.operations_in_state(orch_id, IN_PROGRESS)
@@ -207,7 +255,7 @@ class Incremental:
             raise self._fail("a new operation is not at the end of the list")
         for op_id, op in seen.items():
             old = previous.get(op_id)
-            if old is not None and old.state != op.state and not _forward(old.state, op.state):
+            if old is not None and old.state != op.state and not forward(old.state, op.state):
                 raise self._fail(f"operation {op_id} went from {old.state!r} to {op.state!r}")
         updates = {i: op for i, op in seen.items() if i in added or previous[i] != op}
         left_pending = {
@@ -239,7 +287,17 @@ class Incremental:
             for i in sorted(updates, key=lambda i: (order.get(i, len(order)), i))
             if previous.get(i) != updates[i]
         }
-        failed_runtimes = self._check_counts(previous, changed)
+        self._charge(1, "the closing GET")
+        closing = await self.keb.get_orchestration(orch_id)
+        if not same_moment(self.orch, closing):
+            # KEB moved while the lists were read: counts read before them prove nothing.
+            # What was read directly stays (a fact of its moment); the rest waits.
+            read = {i: op for i, op in changed.items() if i not in self.inferred}
+            failed_runtimes = self._failed_runtimes(read.values())
+            self.confirmed = False
+        else:
+            failed_runtimes = self._check_counts(previous, changed)
+            read = changed
         head = self.head
         snapshot = Snapshot(
             orch_id,
@@ -252,7 +310,7 @@ class Incremental:
             expected_stats=head.expected_stats,
             failed_runtimes=failed_runtimes,
         )
-        return Observation(self.orch, changed, complete=False), snapshot
+        return Observation(self.orch, read, complete=False), snapshot
 
     async def _tail(self) -> tuple[list[Operation], dict[str, Operation]]:
         """The last page(s) of the whole list: every operation created since the last poll,
@@ -300,7 +358,7 @@ class Incremental:
         showing up in any list read: the whole pending list, if that keeps the cycle within
         a full sweep plus one request."""
         pending_now = self.stats.get(PENDING, 0)
-        if self.requests + pages(pending_now) > self.budget:
+        if self.requests + pages(pending_now) + 1 > self.budget:  # and the closing GET
             raise self._fail(f"{unseen} operations left the pending list unseen")
         listed = await self._list(PENDING, pending_now)
         now = {op.operation_id for op in listed}
@@ -335,6 +393,7 @@ class Incremental:
             if delta == n:
                 for op_id in departed:
                     updates[op_id] = _inferred(previous[op_id], state)
+                self.inferred |= departed
                 return
         if to_succeeded < 0 or to_canceled < 0 or to_succeeded + to_canceled > n:
             raise self._fail("terminal counts went down")
@@ -355,7 +414,11 @@ class Incremental:
                 if op.operation_id in departed:
                     found[op.operation_id] = op
         for op_id in departed:
-            updates[op_id] = found.get(op_id) or _inferred(previous[op_id], SUCCEEDED)
+            if op_id in found:
+                updates[op_id] = found[op_id]
+            else:
+                updates[op_id] = _inferred(previous[op_id], SUCCEEDED)
+                self.inferred.add(op_id)
 
     async def _get_or_none(self, op_id: str) -> Operation | None:
         return await get_or_none(self.keb, self.orch_id, op_id)
@@ -379,11 +442,7 @@ class Incremental:
         kebs = {k: v for k, v in stats.items() if v and k != FAILED}
         if raw != kebs:
             raise self._fail(f"counts do not add up (KEB {stats}, predicted {counts})")
-        runtimes = {op.runtime_id for op in changed.values()}
-        before = {
-            op_id: (rt, state)
-            for op_id, rt, state in self.snapshots.runtime_states(self.orch_id, runtimes)
-        }
+        before = self._runtime_states(changed.values())
         after = dict(before)
         after.update((op_id, (op.runtime_id, op.state)) for op_id, op in changed.items())
         old_failed = operation_stats(before.values())[FAILED]
@@ -395,17 +454,18 @@ class Incremental:
             )
         return frozenset(rt for rt, state in before.values() if state == FAILED)
 
+    def _runtime_states(self, ops: Iterable[Operation]) -> dict[str, tuple[str, str]]:
+        """Stored ``(runtime, state)`` of every operation of the runtimes of ``ops``."""
+        runtimes = {op.runtime_id for op in ops}
+        return {
+            op_id: (rt, state)
+            for op_id, rt, state in self.snapshots.runtime_states(self.orch_id, runtimes)
+        }
 
-_FORWARD = {PENDING: (IN_PROGRESS, SUCCEEDED, FAILED, CANCELED), IN_PROGRESS: (SUCCEEDED, FAILED)}
-
-
-def _forward(old: str, new: str) -> bool:
-    """Can a cluster operation move from ``old`` to ``new`` (§4.3)?
-
-    >>> _forward("pending", "succeeded"), _forward("succeeded", "in progress")
-    (True, False)
-    """
-    return new in _FORWARD.get(old, ())
+    def _failed_runtimes(self, ops: Iterable[Operation]) -> frozenset[str]:
+        """The runtimes of ``ops`` that had a failed operation before (retry detection)."""
+        before = self._runtime_states(ops)
+        return frozenset(rt for rt, state in before.values() if state == FAILED)
 
 
 async def _nothing() -> list[Operation]:

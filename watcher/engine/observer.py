@@ -7,15 +7,21 @@ page. This module uses what KEB does offer (docs/keb-api.md §2, §3.4, §4):
    state change (operations only move forward; ``failed`` is de-duplicated per instance, which
    :func:`watcher.core.models.operation_stats` reproduces). If state, description and stats equal
    what our snapshot predicts, nothing changed: **one request**.
+   (Its blind spot, a compensated insertion or deletion: :mod:`watcher.engine.incremental`.)
 2. Otherwise, an *incremental* observation (:mod:`watcher.engine.incremental`): the small
-   lists name what moved, whatever its place in the pending list, and the predicted operations
-   must reproduce KEB's ``operationStats`` exactly. When that proof fails before any list was
-   read, a full sweep follows; after, the observation is deferred to the next cycle's full
-   sweep, so no cycle costs more than a full sweep plus one request.
+   lists name what moved, whatever its place in the pending list, a closing GET confirms
+   that KEB did not move while they were read, and the predicted operations must reproduce
+   KEB's ``operationStats`` exactly. When KEB did move, only what was read directly is
+   recorded (``partial``) and the next cycle sweeps. When the proof fails before any list
+   was read, a full sweep follows; after, the observation is deferred to the next cycle's
+   full sweep, so no cycle costs more than a full sweep plus one request.
 3. On the baseline, on orchestration state/description changes, periodically (not while a
    failed orchestration waits for a retry) and after a deferral, a *full sweep* of all pages.
    Operations missing from a sweep are only declared vanished after their own GET answers
-   404 (a paging race can hide an operation, deletion cannot).
+   404 (a paging race can hide an operation, deletion cannot). A read never takes a stored
+   operation backwards but through a retry. When the orchestration changed while the pages
+   were read, the operations read are still recorded (``partial``, against the stored
+   orchestration) and the next cycle sweeps: a busy orchestration cannot starve the sweep.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from watcher.core.diff import NotFound, Observation, Snapshot
-from watcher.core.models import Orchestration
+from watcher.core.models import Operation, Orchestration
 from watcher.core.tracked import SnapshotHead
 from watcher.engine.incremental import (
     Incremental,
@@ -35,6 +41,7 @@ from watcher.engine.incremental import (
     Unproven,
     get_or_none,
 )
+from watcher.engine.moves import backwards
 from watcher.errors import KebListChanged, KebNotFound, KebUnsupportedType
 
 __all__ = ["Findings", "KebReader", "Mode", "Observer", "SnapshotReader"]
@@ -43,7 +50,9 @@ log = logging.getLogger("watcher.engine.observer")
 
 #: ``deferred``: an incremental proof failed after lists were read; nothing is recorded this
 #: cycle and the next one sweeps fully (so no cycle costs more than a full sweep plus one).
-Mode = Literal["unchanged", "incremental", "full", "not_found", "deferred"]
+#: ``partial``: KEB moved while the cycle read (the closing GET differed from the opening
+#: one); only what was read directly is recorded, and the next cycle sweeps fully.
+Mode = Literal["unchanged", "incremental", "full", "not_found", "deferred", "partial"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +66,8 @@ class Findings:
     previous: Snapshot | None
     reason: str
     reorder: bool = False
+    #: The next cycle must sweep fully (recorded in the same transaction as this one).
+    sweep_next: bool = False
 
 
 class Observer:
@@ -97,6 +108,10 @@ class Observer:
             try:
                 incremental = Incremental(self.keb, self.snapshots, orch, head)
                 observation, previous = await incremental.run()
+                if not incremental.confirmed:
+                    log.info("orchestration %s: moved while read; the next cycle sweeps", orch_id)
+                    reason = "KEB moved while read: recorded what was read"
+                    return Findings("partial", observation, previous, reason, sweep_next=True)
                 return Findings("incremental", observation, previous, "operationStats changed")
             except Unproven as exc:
                 if exc.spent:
@@ -120,6 +135,9 @@ class Observer:
             log.info("orchestration %s: changed while swept; the next cycle sweeps", orch_id)
             return Findings("deferred", None, None, "the orchestration changed while swept")
         observation, reorder = swept
+        if not observation.complete:
+            reason = "the orchestration changed while swept: recorded the operations read"
+            return Findings("partial", observation, previous, reason, sweep_next=True)
         return Findings("full", observation, previous, reason, reorder)
 
     def _orchestration_only(self, orch: Orchestration, head: SnapshotHead) -> Findings:
@@ -154,8 +172,24 @@ class Observer:
         listed = await self.keb.list_operations(orch_id)
         closing = await self.keb.get_orchestration(orch_id)
         if (closing.state, closing.description) != (orch.state, orch.description):
-            return None
-        operations = {op.operation_id: op for op in listed}
+            # The list and the orchestration tell different stories; each operation read is
+            # still a fact of its moment: those are recorded (never backwards), against the
+            # orchestration as stored, and the next cycle sweeps again. A sweep on a busy
+            # orchestration so always makes progress.
+            if previous.orchestration is None:
+                return None
+            moved = {
+                op.operation_id: op
+                for op in listed
+                if (old := previous.operations.get(op.operation_id)) is not None
+                and old != op
+                and not backwards(old.state, op.state)
+            }
+            return Observation(previous.orchestration, moved, complete=False), False
+        operations = {
+            op.operation_id: _monotonic(previous.operations.get(op.operation_id), op)
+            for op in listed
+        }
         missing = [op_id for op_id in previous.operations if op_id not in operations]
         found = await asyncio.gather(*(get_or_none(self.keb, orch_id, op_id) for op_id in missing))
         for op in found:
@@ -165,3 +199,12 @@ class Observer:
         previous_order = [op_id for op_id in previous.operations if op_id in operations]
         reorder = bool(previous.operations) and known_order != previous_order[: len(known_order)]
         return Observation(orch, operations), reorder
+
+
+def _monotonic(old: Operation | None, new: Operation) -> Operation:
+    """A state read directly never takes an operation backwards but through a retry: a read
+    behind what is stored (an older moment) keeps the stored operation."""
+    if old is not None and backwards(old.state, new.state):
+        log.info("operation %s: read %r after %r; kept", new.operation_id, new.state, old.state)
+        return old
+    return new

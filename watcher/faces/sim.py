@@ -49,8 +49,24 @@ def _scenario_help() -> str:
     help="Chance that the world moves on between the two queries KEB runs for one answer "
     "(a page and its totalCount, an orchestration and its operationStats).",
 )
+@click.option(
+    "--moves",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    metavar="P",
+    help="Chance that the world moves on before KEB answers a request (workers hand off "
+    "between a poller's orchestration GET and its lists, and between list pages).",
+)
 def sim_command(
-    port: int, host: str, scenario: str, seed: int, speed: float, no_api: bool, races: float
+    port: int,
+    host: str,
+    scenario: str,
+    seed: int,
+    speed: float,
+    no_api: bool,
+    races: float,
+    moves: float,
 ) -> None:
     """Serve a simulated KEB orchestration API (as KEB 1.8.12-1.15.0 served it).
 
@@ -62,6 +78,7 @@ def sim_command(
     Example:
       watcher sim --scenario failures --port 8080
       watcher sim --scenario retry-rows --races 0.2 --speed 0
+      watcher sim --scenario handoffs --moves 0.5 --speed 0
       KEB_URL=http://127.0.0.1:8080 KEB_TOKEN=<printed token> watcher status <ID>
     """
     try:
@@ -74,6 +91,7 @@ def sim_command(
             out=sys.stdout,
             faults=("no-api",) if no_api else (),
             races=races,
+            moves=moves,
         )
     except OSError as exc:  # the bind: port in use, address not available, no permission
         raise UsageError(f"--port {port}: cannot listen on {host}: {exc.strerror or exc}") from None

@@ -43,6 +43,7 @@ from watcher.sim.inventory import (
     new_uuid,
     next_window,
 )
+from watcher.sim.legacy import SKIP_US, LegacyRows, mark_quirks
 from watcher.sim.operator import ScriptedOperator
 from watcher.sim.records import (
     DESC_DRY_RUN,
@@ -50,6 +51,7 @@ from watcher.sim.records import (
     DESC_OP_CREATED,
     DESC_ORCH_CANCELED,
     DESC_POST_UPGRADE,
+    DESC_PREEMPTED,
     DESC_QUEUED,
     DESC_SUCCEEDED,
     DESC_UPGRADING,
@@ -100,6 +102,8 @@ class Manager:
         self.operator = ScriptedOperator(self)
         #: Retry requests and their pickup (rows first, then the description).
         self.retries = RetryFlow(self)
+        #: Skips and legacy ``retrying`` rows resumed under their old IDs.
+        self.legacy = LegacyRows(self)
         #: Operation truth events that changed the state (creation and vanishing included).
         self.op_changes = 0
         accounts = [
@@ -305,6 +309,8 @@ class Manager:
         for index, runtime in enumerate(runtimes):
             window = shared or self._windows(orch, runtime)
             self._new_operation(orch, runtime, reasons.get(index), window)
+        if profile.skip_rate or profile.legacy_resume:
+            mark_quirks(self._rng, orch.ops, profile.skip_rate, profile.legacy_resume)
         description = f"Scheduled {count} operations"
         start_at = orch.schedule_time_us
         if start_at is not None and start_at > self.now_us:
@@ -380,6 +386,9 @@ class Manager:
 
     def _start_op(self, orch: OrchestrationRecord, op: OperationRecord) -> None:
         orch.running += 1
+        if op.skip:  # ends straight from pending, never in progress (legacy.py)
+            self.schedule(self.now_us + SKIP_US, partial(self._finish, orch, op))
+            return
         # The description stays "Operation created" until the provisioner call.
         self._record_op(orch, op, IN_PROGRESS, DESC_OP_CREATED)
         if op.dry_run:
@@ -437,14 +446,21 @@ class Manager:
             return
         if op.failure is not None:
             self._record_op(orch, op, FAILED, op.failure)
+        elif op.skip:
+            self._record_op(orch, op, SUCCEEDED, DESC_PREEMPTED)
         else:
             self._record_op(orch, op, SUCCEEDED, DESC_DRY_RUN if op.dry_run else DESC_SUCCEEDED)
         orch.running -= 1
         orch.running2 -= op.second_pool
         orch.unfinished -= 1
         orch.finished += 1
+        self.legacy.after_failure(orch, op)
         self.operator.on_progress(orch)
-        self._dispatch(orch)
+        if orch.profile.handoff:  # the worker takes the next operation a moment later
+            handoff = round(orch.profile.handoff * US_PER_SECOND)
+            self.schedule(self.now_us + handoff, partial(self._dispatch, orch))
+        else:
+            self._dispatch(orch)
         self._maybe_complete(orch)
 
     def _maybe_complete(self, orch: OrchestrationRecord) -> None:

@@ -33,6 +33,10 @@ DESC_SUCCEEDED: Final = "Operation succeeded"
 DESC_DRY_RUN: Final = "dry run succeeded"
 DESC_OP_CANCELED: Final = "Operation was canceled"
 DESC_ORCH_CANCELED: Final = "Orchestration was canceled"
+#: A worker picked a pending operation whose instance is being deprovisioned (§3.1).
+DESC_PREEMPTED: Final = "operation preempted by deprovisioning operation"
+#: What KEB 1.15.0 writes when it resumes a legacy ``retrying`` row (``ResumeOperations``).
+DESC_RETRY_TRIGGERED: Final = "Operation retry triggered"
 
 _UNIX: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -155,6 +159,10 @@ class OperationRecord:
     vanished: bool = False
     #: Retried while its orchestration was in progress: run by the second worker pool.
     second_pool: bool = False
+    #: Ends straight from ``pending`` when picked (preempted, or the init step's panic guard).
+    skip: bool = False
+    #: Once failed, a legacy KEB rewrites it to ``retrying`` and it is resumed under this ID.
+    resume: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """``OperationResponse``: no omitempty, no timestamps (docs/keb-api.md §3.5)."""

@@ -96,6 +96,18 @@ class OrchestrationSpec:
     #: each on its own (``orchestration <id> was canceled``), one every ``CANCEL_PICKUP``
     #: seconds, before the bulk cancel (§12.5). ``False``: only the bulk cancel.
     cancel_one_by_one: bool = False
+    #: Virtual seconds between an operation's end and its worker starting the next pending
+    #: one (KEB: a few DB round trips, milliseconds; keb-concurrency.md §2). ``0``: the same
+    #: instant, one event; more: a request can land between the two writes of a hand-off.
+    handoff: float = 0.0
+    #: Fraction of the operations that end straight from ``pending`` when a worker picks
+    #: them: ``succeeded`` (preempted by deprovisioning) or, if scripted to fail, ``failed``
+    #: (the init step's panic guard); keb-concurrency.md §3.1.
+    skip_rate: float = 0.0
+    #: Fraction of the failing operations that a legacy KEB (2022) rewrote to ``retrying`` and
+    #: KEB 1.15.0 resumes under their *old* ID: failed -> retrying -> pending ("Operation retry
+    #: triggered") -> in progress -> failed again (keb-concurrency.md §3.1, ``ResumeOperations``).
+    legacy_resume: float = 0.0
 
     def __post_init__(self) -> None:
         if self.created > 0:
@@ -106,6 +118,10 @@ class OrchestrationSpec:
             raise ValueError("failure_rate must be in [0, 1] with at least one reason")
         if self.row_gap < 0:
             raise ValueError("row_gap must not be negative")
+        if self.handoff < 0 or not 0.0 <= self.skip_rate <= 1.0:
+            raise ValueError("handoff must not be negative, skip_rate must be in [0, 1]")
+        if not 0.0 <= self.legacy_resume <= 1.0:
+            raise ValueError("legacy_resume must be in [0, 1]")
 
 
 #: The behaviour of orchestrations created through ``POST /upgrade/cluster``.
@@ -193,6 +209,36 @@ _RETRY_RUNNING = OrchestrationSpec(
 #: the bulk cancel (§12.5).
 _CANCELING = replace(_CANCEL, cancel_one_by_one=True)
 _DRY_RUN = OrchestrationSpec(ops=8, workers=4, duration=(20.0, 60.0), dry_run=True)
+
+
+#: Workers hand off between two requests: the next pending operation starts 5 ms after the
+#: previous one ended; some operations end straight from pending; retried while in progress,
+#: so a retried instance's new operation starting moves pending, in progress and the
+#: per-instance failed count in one write (keb-concurrency.md §0, §1.1, §2).
+_HANDOFFS = OrchestrationSpec(
+    ops=40,
+    workers=4,
+    duration=(60.0, 120.0),
+    failure_rate=0.2,
+    reasons=(REASON_RECONCILE, REASON_QUOTA),
+    schedule="immediate",
+    created=-1.0,
+    handoff=0.005,
+    skip_rate=0.15,
+    actions=(ScriptedAction("retry", after_done_fraction=0.4),),
+)
+#: Failing operations resumed under their old IDs by KEB 1.15.0 (legacy ``retrying`` rows):
+#: each goes in progress -> failed twice under one ID.
+_LEGACY_RETRYING = OrchestrationSpec(
+    ops=6,
+    workers=2,
+    duration=(60.0, 90.0),
+    failure_rate=0.34,
+    reasons=(REASON_RECONCILE,),
+    schedule="immediate",
+    created=-1.0,
+    legacy_resume=1.0,
+)
 
 
 def _demo() -> tuple[OrchestrationSpec, ...]:
@@ -297,6 +343,18 @@ SCENARIOS: Final[dict[str, ScenarioSpec]] = {
             "40 orchestrations x 2,000 operations, 50 workers each, all in progress",
             _large(),
             spare_runtimes=0,
+        ),
+        ScenarioSpec(
+            "handoffs",
+            "40 operations, 4 workers handing off 5 ms apart, some ending straight from "
+            "pending, retried while in progress (use with --moves)",
+            (_HANDOFFS,),
+        ),
+        ScenarioSpec(
+            "legacy-retrying",
+            "6 operations, 2 fail and are resumed under their old IDs (legacy retrying rows): "
+            "in progress -> failed twice under one ID",
+            (_LEGACY_RETRYING,),
         ),
     )
 }

@@ -431,16 +431,19 @@ def serve_forever(
     out: TextIO,
     faults: Sequence[str] = (),
     races: float = 0.0,
+    moves: float = 0.0,
 ) -> None:
     """Run ``watcher sim``: print how to connect, then serve until Ctrl-C. ``faults`` are
     injected for good at start (``no-api``: a KEB without the orchestration API); ``races``
-    is the chance that the world moves between the two queries of one answer (§12.6)."""
-    sim = Simulator.from_scenario(scenario, seed=seed, speed=speed, races=races)
+    is the chance that the world moves between the two queries of one answer (§12.6),
+    ``moves`` the chance that it moves before an answer (between two requests)."""
+    sim = Simulator.from_scenario(scenario, seed=seed, speed=speed, races=races, moves=moves)
     for kind in faults:
         sim.faults.inject(kind, count=None, path_prefix="/orchestrations")
     with SimServer(sim, host=host, port=port) as server:
         pace = "manual clock (POST /_sim/advance?seconds=N)" if speed is None else f"{speed:g}x"
         raced = f", races {races:g}" if races else ""
+        raced += f", moves {moves:g}" if moves else ""
         print(f"KEB simulator: scenario {scenario!r}, seed {seed}, {pace}{raced}", file=out)
         print(f"URL:   {server.url}", file=out)
         print(f"token: {sim.token}", file=out)

@@ -13,7 +13,11 @@
   ``COUNT(*)`` behind its ``totalCount``, an orchestration row and its ``operationStats``, are
   read at different moments, and the world's next events (due within :data:`RACE_HORIZON`
   virtual seconds) can happen in between; whether they do is drawn from an RNG seeded with
-  the seed, so a run with the same requests in the same order replays identically.
+  the seed, so a run with the same requests in the same order replays identically;
+* with ``moves``, KEB's workers between two *requests* (keb-concurrency.md §0, §9 rows 1-3):
+  before each orchestration GET, operations page and operation GET, the world's next events
+  may happen, so a poller's GET and its lists, and two pages of one list, see different
+  moments (a worker hand-off between them is the steady state of a backlog).
 """
 
 from __future__ import annotations
@@ -54,11 +58,14 @@ class Simulator:
         speed: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         races: float = 0.0,
+        moves: float = 0.0,
     ) -> None:
         if speed is not None and speed <= 0:
             raise ValueError(f"speed must be positive or None, got {speed!r}")
         if not 0.0 <= races <= 1.0:
             raise ValueError(f"races must be a probability in [0, 1], got {races!r}")
+        if not 0.0 <= moves <= 1.0:
+            raise ValueError(f"moves must be a probability in [0, 1], got {moves!r}")
         self.scenario = scenario
         self.seed = seed
         self.speed = speed
@@ -67,6 +74,9 @@ class Simulator:
         self.races = races
         # Its own RNG: races must not perturb the world's seeded sequence.
         self._race_rng = random.Random(f"races-{seed}")
+        #: The probability that the world moves on before KEB answers a request.
+        self.moves = moves
+        self._move_rng = random.Random(f"moves-{seed}")
         #: A token the simulator's gateway accepts (``orchestrationsAdmin``, far-future exp).
         self.token = make_token()
         self._lock = threading.RLock()
@@ -77,13 +87,19 @@ class Simulator:
 
     @classmethod
     def from_scenario(
-        cls, name: str, *, seed: int = 1, speed: float | None = None, races: float = 0.0
+        cls,
+        name: str,
+        *,
+        seed: int = 1,
+        speed: float | None = None,
+        races: float = 0.0,
+        moves: float = 0.0,
     ) -> Simulator:
         """A simulator playing ``SCENARIOS[name]``; :class:`UsageError` for an unknown name."""
         spec = SCENARIOS.get(name)
         if spec is None:
             raise UsageError(f"unknown scenario {name!r}; choose one of: {', '.join(SCENARIOS)}")
-        return cls(spec, seed=seed, speed=speed, races=races)
+        return cls(spec, seed=seed, speed=speed, races=races, moves=moves)
 
     # --- clock ----------------------------------------------------------------------------
 
@@ -98,6 +114,16 @@ class Simulator:
         (those due within :data:`RACE_HORIZON`); ``True`` when something did."""
         if not self.races or self._race_rng.random() >= self.races:
             return False
+        return self._next_events()
+
+    def _between_requests(self) -> bool:
+        """Before KEB answers a request: maybe the world's next events happen (workers do
+        not wait for pollers); ``True`` when something did."""
+        if not self.moves or self._move_rng.random() >= self.moves:
+            return False
+        return self._next_events()
+
+    def _next_events(self) -> bool:
         engine = self._engine
         if not engine.events:
             return False
@@ -247,6 +273,7 @@ class Simulator:
         """``StatusResponse`` with ``operationStats`` (§2.2)."""
         with self._lock:
             self._sync()
+            self._between_requests()
             orch = self._engine.get(orchestration_id)
             out = orch.to_json(with_stats=False)
             self._between_queries()  # the stats are a query of their own (§12.6)
@@ -263,6 +290,7 @@ class Simulator:
         """``OperationResponseList`` in creation order (§2.3); O(page) without a filter."""
         with self._lock:
             self._sync()
+            self._between_requests()
             orch = self._engine.get(orchestration_id)
             if orch.profile.legacy_kyma:
                 raise SimApiError(500, f"unsupported orchestration type: {UPGRADE_KYMA}")
@@ -280,6 +308,7 @@ class Simulator:
         """``OperationDetailResponse``; like KEB, the operation may belong to another one."""
         with self._lock:
             self._sync()
+            self._between_requests()
             self._engine.get(orchestration_id)
             op = self._engine.ops.get(operation_id)
             if op is None:

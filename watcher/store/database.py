@@ -244,11 +244,13 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries, SilenceQueries):
         intents: Sequence[Intent] = (),
         finished: bool = False,
         reorder: bool = False,
+        sweep_next: bool = False,
     ) -> int:
         """Write the new snapshot, its transitions and intents in one transaction.
 
         ``reorder`` rewrites every operation row so that row order follows KEB's order again
-        (after a full sweep found it differs). Returns the number of rows written.
+        (after a full sweep found it differs); ``sweep_next`` makes the next cycle sweep fully
+        (what was recorded is not a proven whole). Returns the number of rows written.
         """
         snap = result.snapshot
         orch_id = snap.orchestration_id
@@ -316,10 +318,18 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries, SilenceQueries):
             conn.execute(
                 "UPDATE tracked SET last_attempt_at = ?1, last_success_at = ?1, "
                 "last_error = NULL, consecutive_failures = 0, "
-                "last_full_sweep_at = CASE WHEN ?2 THEN ?1 ELSE last_full_sweep_at END, "
+                "last_full_sweep_at = CASE WHEN ?6 THEN NULL WHEN ?2 THEN ?1 "
+                "ELSE last_full_sweep_at END, "
                 "finished_at = CASE WHEN ?3 THEN ?1 ELSE NULL END, not_found = ?4 "
                 "WHERE orchestration_id = ?5",
-                (iso(now), int(full_sweep), int(finished), int(snap.not_found), orch_id),
+                (
+                    iso(now),
+                    int(full_sweep),
+                    int(finished),
+                    int(snap.not_found),
+                    orch_id,
+                    int(sweep_next),
+                ),
             )
             rows += 1
         return rows

@@ -54,6 +54,43 @@ class JournalQueries:
             )
         ]
 
+    def repeats(self, orch_id: str, transitions: Sequence[Transition]) -> dict[str, int]:
+        """How often each operation transition of ``transitions`` was recorded already, for
+        those that repeat one under the same operation ID.
+
+        KEB 1.15.0 resumes legacy ``retrying`` rows under their *old* IDs, so one operation can
+        go ``in progress -> failed`` twice (docs/keb-api.md §13): the second time is a new
+        event. A key counts as repeated only while the operation's stored state is the
+        transition's starting state; otherwise another process has already recorded this very
+        change, and the unique key must make this commit fail.
+        """
+        moves = [t for t in transitions if t.operation_id is not None and t.from_state]
+        keys = [t.key for t in moves]
+        existing: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT key FROM transitions WHERE key IN ({marks})"
+            existing.update(row[0] for row in self.conn.execute(sql, chunk))
+        out: dict[str, int] = {}
+        for t in moves:
+            if t.key not in existing:
+                continue
+            row = self.conn.execute(
+                "SELECT state FROM operations WHERE orchestration_id = ? AND operation_id = ?",
+                (orch_id, t.operation_id),
+            ).fetchone()
+            if row is None or row[0] != t.from_state:
+                continue
+            # The key itself and its repeats ``key#2``, ``key#3``... ('$' follows '#').
+            (count,) = self.conn.execute(
+                "SELECT count(*) FROM transitions WHERE key = ?1 OR (key > ?1 || '#' "
+                "AND key < ?1 || '$')",
+                (t.key,),
+            ).fetchone()
+            out[t.key] = int(count)
+        return out
+
     def last_transition_id(self) -> int:
         row = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM transitions").fetchone()
         return int(row[0])
