@@ -930,6 +930,7 @@ EXAMPLE_ENV = {
     "SLACK_BOT_TOKEN": "xoxb-test",
     "SLACK_WEBHOOK_URL": "https://h/x",
     "WATCHER_DASHBOARD_TOKEN": "dashboard-token",
+    "WATCHER_METRICS_TOKEN": "metrics-token",
 }
 # Keys that cannot be set together with another key: uncommenting one comments out the others.
 EXCLUSIVE = {

@@ -165,12 +165,16 @@ class TemplatesConfig:
 @dataclass(frozen=True, slots=True)
 class ServiceConfig:
     """The HTTP endpoint of ``watcher run`` (``host:port``: health, metrics, the dashboard),
-    when it reports ready, and the dashboard's optional token."""
+    when it reports ready, and the optional tokens of the dashboard and of ``/metrics``."""
 
     listen: str | None = field(default=None, metadata=_kind("listen"))
     ready_after_intervals: float = field(default=3.0, metadata=_kind("number"))
     #: When set, the dashboard's pages and API need it (bearer header or the login form).
     dashboard_token: Secret | None = field(default=None, metadata=_kind("secret"))
+    #: When set, ``/metrics`` needs it as a bearer token (``/healthz``, ``/readyz`` stay open).
+    metrics_token: Secret | None = field(default=None, metadata=_kind("secret"))
+    #: The address people open the dashboard at; https makes the session cookie ``Secure``.
+    public_url: str | None = field(default=None, metadata=_kind("url"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from typing import Any, Final
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from starlette.applications import Starlette
 
 from watcher.app import Watcher, keb_client
 from watcher.core.cadence import Standing, discover, due
@@ -43,9 +44,10 @@ from watcher.core.pace import idle_pending
 from watcher.core.wording import plural, transition_text
 from watcher.engine.cycle import CycleReport, Engine
 from watcher.errors import KebError, StoreError, WatcherError
-from watcher.faces.run.health import HealthServer, Pages, Readiness
+from watcher.faces.run.health import Readiness, health_routes
 from watcher.faces.run.metrics import Metrics
 from watcher.faces.run.schedule import poll_trigger, tick_seconds
+from watcher.faces.run.server import WebServer, surface
 from watcher.keb import KebClient
 from watcher.notify.sender import Sender
 from watcher.store.database import Tracked
@@ -103,16 +105,12 @@ class Service:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._signal, sig)
         listen = self.config.service.listen
-        health = (
-            HealthServer(listen, self.readiness, self.metrics.exposition, self._dashboard())
-            if listen
-            else None
-        )
+        web = WebServer(listen, self._surface()) if listen else None
         try:
-            if health is not None:
-                health.start()
-                log.info("serving /healthz, /readyz and /metrics on %s", health.url)
-                log.info("dashboard: %s/", health.url)
+            if web is not None:
+                await web.start()
+                log.info("serving /healthz, /readyz and /metrics on %s", web.url)
+                log.info("dashboard: %s/", web.url)
             async with keb_client(self.config, observe=self.metrics.keb_request) as keb:
                 self._keb = keb
                 self._engine = self.app.engine(keb)
@@ -125,8 +123,8 @@ class Service:
                 await self._stop.wait()
                 await self._shutdown(self._scheduler, keeper)
         finally:
-            if health is not None:
-                health.stop()
+            if web is not None:
+                await web.stop()
             # Stopping is decided: a further SIGTERM (a supervisor repeating itself) must not
             # kill the exiting process, which the loop's close would allow (it restores the
             # default action); Ctrl-C keeps Python's own handler.
@@ -135,13 +133,20 @@ class Service:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         return 0
 
-    def _dashboard(self) -> Pages:
-        """The web dashboard beside the health endpoints (stale after the /readyz window)."""
+    def _surface(self) -> Starlette:
+        """Health, readiness and metrics, and the web dashboard beside them (stale after the
+        /readyz window)."""
         from watcher.faces.web.routes import Dashboard
 
-        return Dashboard(
-            self.app, stale_after=self.readiness.window, token=self.config.service.dashboard_token
+        service = self.config.service
+        dashboard = Dashboard(
+            self.app,
+            stale_after=self.readiness.window,
+            token=service.dashboard_token,
+            public_url=service.public_url,
         )
+        health = health_routes(self.readiness, self.metrics.exposition, service.metrics_token)
+        return surface([*health, *dashboard.routes()], dashboard.middleware())
 
     def _describe(self) -> str:
         poll = self.config.poll
