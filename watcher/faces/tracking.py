@@ -9,7 +9,7 @@ import sys
 import click
 
 from watcher.app import Watcher
-from watcher.config import describe
+from watcher.config import describe, open_service_warning
 from watcher.core.ids import require_uuids
 from watcher.core.inert import inert
 from watcher.core.wording import plural
@@ -218,6 +218,9 @@ def check_config(obj: Context, online: bool) -> None:
     config = obj.config()
     for line in describe(config):
         click.echo(line)
+    warning = open_service_warning(config)
+    if warning:
+        click.echo(f"watcher: warning: {warning}", err=True)
     app = Watcher(config)
     errors = app.notifications.check_templates()
     for error in errors:
