@@ -18,19 +18,32 @@ from pathlib import Path
 import httpx
 import itsdangerous
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Cli
 from tests.serving import serving
 from watcher.app import Watcher
 from watcher.config import Secret
 from watcher.faces.demo import demo_config
+from watcher.faces.run.health import Readiness, health_routes
+from watcher.faces.run.metrics import Metrics
 from watcher.faces.run.server import CSP
 from watcher.faces.web.routes import SESSION_TTL, Dashboard
 from watcher.faces.web.throttle import LIMIT, WINDOW
 from watcher.sim import SCENARIOS, SimServer, Simulator
 from watcher.sim.scenarios import ScenarioSpec
 
-HOSTILE = ('<script>alert("x")</script>', "\x1b[2J\u202eevil <i>it</i>")
+HOSTILE = (
+    '<script>alert("x")</script>',
+    "\x1b[2J\u202eevil <i>it</i>",
+    "zw\u200bsp wj\u2060 cgj\u034f tag\U000e0041\U000e007f c1\x9b31m "
+    "osc\x1b]8;;https://evil.example\x07link vs\ufe0f nc\ufdd0 end",
+)
+#: What no page, no /api/ answer and no /metrics label may carry raw.
+RAW = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u034f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
+    "\ufe00-\ufe0f\ufdd0-\ufdef\ufeff\U000e0000-\U000e0fff]"
+)
 SCENARIO = ScenarioSpec(
     "pages",
     "one with hostile failure descriptions",
@@ -307,3 +320,36 @@ def test_failed_logins_are_throttled_per_client_and_logged(
     assert len(failures) == LIMIT
     assert failures[-1].endswith(f"({LIMIT} in the last 5m)")
     assert "guess" not in caplog.text  # what was tried is never logged
+
+
+def test_hostile_text_is_inert_in_the_api_and_in_metrics_labels(
+    filled: Filled, served: Callable[[Dashboard], Served]
+) -> None:
+    dash = served(Dashboard(filled.app, stale_after=60))
+    hostile = filled.ids[0]
+    for target in (f"/api/orchestrations/{hostile}", "/api/orchestrations", "/"):
+        status, _headers, body = get(dash, target)
+        assert status == 200
+        assert not RAW.findall(body), (target, sorted(set(RAW.findall(body))))
+    body = get(dash, f"/api/orchestrations/{hostile}")[2]
+    assert "\\u202eevil <i>it</i>" in body  # escaped on the wire, kept as data
+    assert "\u202eevil <i>it</i>" in json.dumps(json.loads(body), ensure_ascii=False)
+    metrics = Metrics()
+    store = filled.app.store
+    metrics.failure_reasons(
+        pair for t in store.tracked() for pair in store.failure_reasons(t.orchestration_id)
+    )
+    routes = health_routes(Readiness(60.0), metrics.exposition)
+    with serving(routes) as url:
+        scraped = httpx.get(url + "/metrics").text
+    labels = [
+        s.labels["reason"]
+        for family in text_string_to_metric_families(scraped)
+        for s in family.samples
+        if "reason" in s.labels
+    ]
+    assert any("evil <i>it</i>" in label for label in labels), labels
+    assert "zwsp wj cgj tag c1 osclink vs nc end" in labels
+    for label in labels:
+        assert not RAW.findall(label), label
+    assert not RAW.findall(scraped)

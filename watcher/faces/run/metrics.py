@@ -42,6 +42,7 @@ from prometheus_client.registry import Collector
 from watcher import __version__
 from watcher.clock import utcnow
 from watcher.core.diff import Transition, TransitionKind
+from watcher.core.inert import inert
 from watcher.core.models import KNOWN_STATES, TERMINAL_OPERATION_STATES
 from watcher.engine.cycle import CycleReport
 from watcher.notify.sender import DeliveryReport
@@ -80,7 +81,7 @@ def top_reasons(reasons: Iterable[tuple[str, int]], top: int = TOP_REASONS) -> d
     """
     total: Tally[str] = Tally()
     for reason, count in reasons:
-        total[" ".join(reason.split())[:REASON_LENGTH] or "(no description)"] += count
+        total[" ".join(inert(reason).split())[:REASON_LENGTH] or "(no description)"] += count
     ranked = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
     kept = dict(ranked[:top])
     rest = sum(count for _, count in ranked[top:])
@@ -317,7 +318,7 @@ class Metrics:
             self._attempt_id = attempt.id
             if attempt.ok:
                 continue
-            reason = (attempt.error or "unknown").split(" ", 1)[0].split(":", 1)[0][:60]
+            reason = inert(attempt.error or "unknown").split(" ", 1)[0].split(":", 1)[0][:60]
             self.slack_errors.labels(attempt.method, reason).inc()
             if attempt.retry_after is not None or reason in ("ratelimited", "rate_limited"):
                 self.slack_rate_limited.labels(attempt.method).inc()
