@@ -985,8 +985,10 @@ def test_every_commented_key_works_when_uncommented(tmp_path: Path, key: str) ->
         if not other_commented:
             lines[other_index] = "# " + lines[other_index]
     section, name = key.split(".")
-    if key == "keb.ca_file":  # it must exist
-        (tmp_path / "keb-ca.pem").write_text("")
+    if key == "keb.ca_file":  # it must exist and hold certificates
+        import certifi
+
+        (tmp_path / "keb-ca.pem").write_bytes(Path(certifi.where()).read_bytes())
     config = load_config(write(tmp_path, "\n".join(lines)), EXAMPLE_ENV)
     value = getattr(getattr(config, section), name)
     spec = next(s for s in dataclasses.fields(SECTIONS[section]) if s.name == name)

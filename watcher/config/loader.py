@@ -299,6 +299,8 @@ class _Loader:
             path = self.path(key, self.text(key, value))
             if meta.get("exists") and not path.is_file():
                 raise self.error(key, f"{path}: no such file")
+            if meta.get("certificates"):
+                self.certificates(key, path)
             return path
         if kind == "duration":
             seconds = parse_duration(value, key=self.where(key))
@@ -320,6 +322,23 @@ class _Loader:
         if kind in ("links", "mention"):
             return getattr(messages, kind)(key, value, self.error)
         raise AssertionError(f"{key}: no reader for kind {kind!r}")
+
+    def certificates(self, key: str, path: Path) -> None:
+        """``path`` must be readable and hold at least one PEM certificate that TLS accepts:
+        found at load time (exit 2 naming the key), not at the first request to KEB."""
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise self.error(key, f"{path}: cannot read: {exc.strerror or exc}") from None
+        if b"-----BEGIN CERTIFICATE-----" not in data:
+            raise self.error(key, f"{path}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)")
+        import ssl  # only when a CA file is configured
+
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=str(path))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            raise self.error(key, f"{path}: not a valid PEM certificate ({reason})") from None
 
     def text(self, key: str, value: Any) -> str:
         if not isinstance(value, str):

@@ -91,7 +91,9 @@ class KebConfig:
     retries: int = field(default=4, metadata=_kind("count"))
     name: str | None = field(default=None, metadata=_kind("text"))  #: landscape label: prod-eu
     #: PEM bundle of the CAs to trust for KEB (else $SSL_CERT_FILE, else the system's).
-    ca_file: Path | None = field(default=None, metadata=_kind("path", exists=True))
+    ca_file: Path | None = field(
+        default=None, metadata=_kind("path", exists=True, certificates=True)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,9 +37,17 @@ class Readiness:
     ``time.monotonic()`` values.
     """
 
-    def __init__(self, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        window: float,
+        clock: Callable[[], float] = time.monotonic,
+        probe: Callable[[], str | None] | None = None,
+    ) -> None:
         self.window = window
         self.clock = clock
+        #: Asked on every check: why the service cannot work at all (its database file is
+        #: gone), or None.
+        self.probe = probe
         self._lock = threading.Lock()
         self._started = clock()
         self._last_success: float | None = None
@@ -62,6 +70,9 @@ class Readiness:
 
     def check(self) -> tuple[bool, str]:
         """``(ready, one line saying why)``."""
+        broken = self.probe() if self.probe is not None else None
+        if broken:
+            return False, f"not ready: {broken}"
         with self._lock:
             now = self.clock()
             if self._standby is not None:

@@ -82,7 +82,10 @@ class Service:
         self.tick = tick_seconds(self.config.poll, self.clock())
         self.lease = Lease(self.store, holder_id(), lease_ttl(self.tick))
         self.keeper = Keeper(self.lease, on_acquired=self._acquired, on_waiting=self._waiting)
-        self.readiness = Readiness(self.config.service.ready_after_intervals * self.tick)
+        self.readiness = Readiness(
+            self.config.service.ready_after_intervals * self.tick, probe=self.store.lost
+        )
+        self._lost: str | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._last_polled: dict[str, datetime] = {}
         self._ended_seen: set[str] = set()
@@ -313,6 +316,16 @@ class Service:
 
     async def _cycle(self) -> None:
         assert self._engine is not None
+        lost = self.store.lost()
+        if lost != self._lost:
+            if lost:
+                log.error("%s; not polling (/readyz fails) until then", lost)
+            else:
+                log.info("the database file is back; polling again")
+            self._lost = lost
+        if lost:
+            self.metrics.cycles.labels("failure").inc()
+            return
         started, now = time.monotonic(), self.clock()
         attempts = answered = 0
         error: str | None = None
