@@ -15,7 +15,7 @@ from watcher.core.inert import inert
 from watcher.core.wording import plural
 from watcher.errors import KebNoOrchestrationApi
 from watcher.faces import reports as report
-from watcher.faces.context import OUTPUT, STATE, Context, emit_json, run
+from watcher.faces.context import OUTPUT, STATE, Context, Terminated, emit_json, run, run_terminable
 
 
 @click.command()
@@ -166,14 +166,23 @@ def poll(obj: Context) -> None:
 
     Exits 1 when a tracked orchestration could not be polled, or a notification is still
     undelivered at exit (it stays in the outbox: see `watcher outbox`). The reasons are
-    printed; the next poll catches up with nothing lost.
+    printed; the next poll catches up with nothing lost. SIGTERM abandons the cycle in
+    flight, releases the lease at once (the next poll does not wait) and exits 143.
 
     \b
     Example (crontab):
       */2 * * * * watcher --config /etc/keb-watcher/watcher.toml poll
     """
-    with obj.watcher() as app:
-        outcome = run(app.poll())
+    try:
+        with obj.watcher() as app:
+            outcome = run_terminable(app.poll())
+    except Terminated:
+        click.echo(
+            "watcher: terminated: the cycle in flight was abandoned and the lease released; "
+            "the next poll catches up",
+            err=True,
+        )
+        sys.exit(143)
     cycle = outcome.cycle
     for result in cycle.results:
         if result.ok:
