@@ -110,6 +110,16 @@ def test_run_survives_repeated_sigterm_while_stopping(
     assert "Traceback" not in err
 
 
+def patient_config(tmp_path: Path, server: SimServer, sim: Simulator, poll: str = "") -> Path:
+    """A configuration that waits up to a minute for each answer of KEB (one attempt)."""
+    config = write_config(tmp_path / "watcher.toml", server.url, sim.token, poll)
+    text = config.read_text().replace('timeout = "2s"', 'timeout = "60s"')
+    assert 'timeout = "60s"' in text
+    config.write_text(text)
+    config.chmod(0o600)
+    return config
+
+
 def lease_held(database: Path) -> bool:
     """Whether a row of the lease table names a holder (a release deletes it)."""
     conn = sqlite3.connect(database, timeout=10)
@@ -123,8 +133,7 @@ def test_sigterm_during_poll_abandons_the_cycle_and_releases_the_lease(
     keb: tuple[Simulator, SimServer], tmp_path: Path
 ) -> None:
     sim, server = keb
-    config = write_config(tmp_path / "watcher.toml", server.url, sim.token)
-    config.chmod(0o600)
+    config = patient_config(tmp_path, server, sim)
     env = environment(sim, server)
     base = [sys.executable, "-m", "watcher", "--config", str(config)]
     subprocess.run([*base, "track", *sim.orchestration_ids()], env=env, check=True)
@@ -158,10 +167,7 @@ def test_run_releases_the_lease_within_5_seconds_of_sigterm(
     keb: tuple[Simulator, SimServer], tmp_path: Path
 ) -> None:
     sim, server = keb
-    config = write_config(
-        tmp_path / "watcher.toml", server.url, sim.token, 'interval = "1s"\njitter = "0s"\n'
-    )
-    config.chmod(0o600)
+    config = patient_config(tmp_path, server, sim, 'interval = "1s"\njitter = "0s"\n')
     env = environment(sim, server)
     base = [sys.executable, "-m", "watcher", "--config", str(config)]
     subprocess.run([*base, "track", *sim.orchestration_ids()], env=env, check=True)

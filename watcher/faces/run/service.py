@@ -210,7 +210,12 @@ class Service:
             task = asyncio.create_task(work())
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
-            await asyncio.shield(task)
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.cancelled():  # cut short by a stop, which logged it: no traceback
+                    return
+                raise
 
         run.__qualname__ = run.__name__ = getattr(work, "__name__", "job")
         return run
