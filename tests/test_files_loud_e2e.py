@@ -14,12 +14,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import write_config
 from watcher.sim import SimServer, Simulator
+from watcher.store.database import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 ORCH = "5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11"
@@ -264,3 +266,32 @@ def readyz_or_none(url: str) -> int | None:
         return readyz(url)[0]
     except OSError:
         return None
+
+
+def test_opening_the_database_again_keeps_the_locks_of_the_open_connection(
+    tmp_path: Path,
+) -> None:
+    """The service opens the database again for every page of the dashboard. Checking the file
+    must not open and close it: that drops the POSIX locks of the service's own connection,
+    and another process closing its connection then deletes the WAL under the service."""
+    database = tmp_path / "watcher.db"
+    with Store(database) as service:
+        service.track([ORCH], None, datetime.now(UTC))
+        for _ in range(3):
+            Store(database, create=False).close()  # a page of the dashboard
+        reader = (
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "c.execute('SELECT count(*) FROM tracked').fetchone(); c.close()"
+        )
+        subprocess.run([sys.executable, "-c", reader, str(database)], check=True, timeout=30)
+        assert Path(f"{database}-wal").exists(), "another process deleted the WAL in use"
+        later = "5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a12"
+        service.track([later], None, datetime.now(UTC))
+        count = (
+            "import sqlite3, sys; print(sqlite3.connect(sys.argv[1])"
+            ".execute('SELECT count(*) FROM tracked').fetchone()[0])"
+        )
+        seen = subprocess.run(
+            [sys.executable, "-c", count, str(database)], capture_output=True, text=True, timeout=30
+        )
+        assert seen.stdout.strip() == "2", seen.stderr

@@ -32,7 +32,7 @@ from watcher.core.models import (
 from watcher.errors import StoreError
 from watcher.redact import redact
 from watcher.store.board import BoardQueries
-from watcher.store.files import FileIdentity, corrupted, created_here
+from watcher.store.files import FileIdentity, corrupted, created_here, refused
 from watcher.store.guard import sealed
 from watcher.store.journal import JournalQueries
 from watcher.store.rows import (
@@ -75,6 +75,8 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries):
             self._migrate()
             self._file = None if self.path == ":memory:" else FileIdentity(Path(self.path))
         except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc) and (foreign := refused(Path(self.path), exc)):
+                raise foreign from None
             if "not a database" in str(exc) or "malformed" in str(exc):
                 raise StoreError(corrupted(self.path, exc)) from exc
             raise StoreError(f"{self.path}: cannot open database: {exc}") from exc

@@ -8,8 +8,8 @@ folder created for it are the owner's only (0600 and 0700, whatever the umask), 
 ``-shm`` files the database file's permissions.
 
 An existing file is checked before SQLite opens it, because SQLite takes a zero-byte file for
-a new, empty database: an empty file, a file that is not SQLite or a database
-this process may not write is exit 2 naming the path, for every command. :class:`FileIdentity`
+a new, empty database: an empty file, a file that is not SQLite or a database this process
+may not write is exit 2 naming the path, for every command. :class:`FileIdentity`
 notices, under a running service, that the file was deleted or replaced.
 """
 
@@ -55,24 +55,17 @@ def created_here(path: Path, *, create: bool) -> bool:
 
 
 def check_existing(path: Path) -> None:
-    """Raise :class:`UsageError` (exit 2) naming ``path`` unless it is a non-empty SQLite file
-    that this process may read and write."""
+    """Raise :class:`UsageError` (exit 2) naming ``path`` when it is empty or this process may
+    not write it. Neither opens the file: closing any descriptor of a file drops every POSIX
+    lock this process holds on it, including those of SQLite's open connections (the service
+    opens the database again for each page of the dashboard). The header is read only once
+    SQLite has refused the file (:func:`refused`)."""
     if path.is_dir():
         return  # SQLite's own error: cannot open it
-    try:
-        with path.open("rb") as file:
-            header = file.read(len(HEADER))
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read the database: {exc.strerror or exc}") from None
-    if not header:
+    if path.stat().st_size == 0:
         raise UsageError(
             f"{path}: the database file is empty (0 bytes), not a keb-watcher database; "
             "restore it from a backup, or remove it and track the orchestrations again"
-        )
-    if header != HEADER:
-        raise UsageError(
-            f"{path}: not an SQLite database (check storage.path; keb-watcher never "
-            "overwrites a file it did not create)"
         )
     for where in (path, path.parent):
         if not os.access(where, os.W_OK):
@@ -81,6 +74,22 @@ def check_existing(path: Path) -> None:
                 f"{path}: the database is read-only ({what} cannot be written by this user); "
                 "every command needs to write it (its journal and the lease)"
             )
+
+
+def refused(path: Path, exc: BaseException) -> UsageError | None:
+    """Why SQLite refused ``path`` ("file is not a database"), when the file is not SQLite at
+    all (exit 2, naming it); None when it is an SQLite file that went wrong (corrupted)."""
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(HEADER))
+    except OSError:
+        return None
+    if header == HEADER:
+        return None
+    return UsageError(
+        f"{path}: not an SQLite database (check storage.path; keb-watcher never overwrites a "
+        "file it did not create)"
+    )
 
 
 class FileIdentity:
