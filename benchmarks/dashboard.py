@@ -3,8 +3,9 @@
 The database is filled through the real store (``core.diff`` + ``Store.commit_diff``): a
 baseline of every orchestration with its operations spread over the states (failures with
 five different reasons), then a cycle in which 10 % of the operations moved. Then the
-dashboard's routes are called the way its HTTP server calls them (each request opens its own
-connection, renders the page with Jinja2, encodes it), ``--repeat`` times each:
+dashboard is served as ``watcher run`` serves it (uvicorn on 127.0.0.1, each request on its
+own database connection in a worker thread, the page rendered with Jinja2) and asked over
+HTTP, ``--repeat`` times each:
 
 * ``/``: the overview, every orchestration with its bar, counts, top failure reasons, ETA;
 * ``/orchestrations/{id}``: one orchestration in full (its 2,000 operations filtered to the
@@ -18,17 +19,24 @@ or more. Run: ``python benchmarks/dashboard.py`` (about half a minute, mostly th
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import httpx
 
 from watcher.app import Watcher
 from watcher.config import (
     Config,
     KebConfig,
+    LinksConfig,
     PollConfig,
     Secret,
     ServiceConfig,
@@ -38,6 +46,7 @@ from watcher.config import (
 )
 from watcher.core.diff import Observation, Snapshot, diff
 from watcher.core.models import Operation, Orchestration
+from watcher.faces.run.server import WebServer, surface
 from watcher.faces.web.routes import Dashboard
 from watcher.store.database import Store
 
@@ -116,15 +125,39 @@ def fill(store: Store) -> list[str]:
     return ids
 
 
-def measure(dashboard: Dashboard, target: str, repeat: int) -> list[float]:
+def measure(client: httpx.Client, target: str, repeat: int) -> list[float]:
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
-        answer = dashboard("GET", target, {}, b"")
+        answer = client.get(target)
         times.append(time.perf_counter() - started)
-        assert answer is not None, target
-        assert answer[0] == 200, target
+        assert answer.status_code == 200, target
     return times
+
+
+@contextmanager
+def served(dashboard: Dashboard) -> Iterator[httpx.Client]:
+    """The dashboard on uvicorn in an event loop of its own thread; a client for it."""
+    server = WebServer("127.0.0.1:0", surface(dashboard.routes(), dashboard.middleware()))
+    loop = asyncio.new_event_loop()
+    started, stop = threading.Event(), asyncio.Event()
+
+    async def main() -> None:
+        await server.start()
+        started.set()
+        await stop.wait()
+        await server.stop()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    started.wait(10)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            yield client
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()
 
 
 def main() -> int:
@@ -137,6 +170,7 @@ def main() -> int:
         storage=StorageConfig(path=workdir / "watcher.db"),
         poll=PollConfig(),
         slack=SlackConfig(),
+        links=LinksConfig(),
         templates=TemplatesConfig(),
         service=ServiceConfig(),
         source=None,
@@ -149,12 +183,12 @@ def main() -> int:
         f"in {time.perf_counter() - started:.1f}s"
     )
     now = EPOCH + timedelta(minutes=21)
-    with Watcher(config, clock=lambda: now) as app:
-        dashboard = Dashboard(app, stale_after=180)
-        measure(dashboard, "/", 2)  # warm: templates compiled, pages of the file cached
+    app = Watcher(config, clock=lambda: now)
+    with app, served(Dashboard(app, stale_after=180)) as client:
+        measure(client, "/", 2)  # warm: templates compiled, pages of the file cached
         overview = []
         for target in ("/", f"/orchestrations/{ids[0]}", "/api/board"):
-            times = measure(dashboard, target, args.repeat)
+            times = measure(client, target, args.repeat)
             median, worst = statistics.median(times) * 1000, max(times) * 1000
             print(f"{target:<55} median {median:6.1f} ms   worst {worst:6.1f} ms")
             if target == "/":

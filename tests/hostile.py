@@ -76,6 +76,8 @@ def assert_inert_in_slack(blocks: list[dict[str, Any]], text: str) -> None:
         # `<!date^EPOCH^{...}|fallback>`, which KEB text cannot make (it has no < or >).
         plain = SLACK_DATE.sub("", body)
         assert kind == "header" or ("<" not in plain and ">" not in plain), body
+        assert "@here" not in body, body  # never a mention
+        assert "@channel" not in body, body
         for made_up in ("*URGENT*", "*bold*", "_italic_", "~strike~", "`code closed`", "```"):
             assert made_up not in body, (made_up, body)
         if kind == "header":

@@ -930,6 +930,7 @@ EXAMPLE_ENV = {
     "SLACK_BOT_TOKEN": "xoxb-test",
     "SLACK_WEBHOOK_URL": "https://h/x",
     "WATCHER_DASHBOARD_TOKEN": "dashboard-token",
+    "WATCHER_METRICS_TOKEN": "metrics-token",
 }
 # Keys that cannot be set together with another key: uncommenting one comments out the others.
 EXCLUSIVE = {
@@ -984,8 +985,10 @@ def test_every_commented_key_works_when_uncommented(tmp_path: Path, key: str) ->
         if not other_commented:
             lines[other_index] = "# " + lines[other_index]
     section, name = key.split(".")
-    if key == "keb.ca_file":  # it must exist
-        (tmp_path / "keb-ca.pem").write_text("")
+    if key == "keb.ca_file":  # it must exist and hold certificates
+        import certifi
+
+        (tmp_path / "keb-ca.pem").write_bytes(Path(certifi.where()).read_bytes())
     config = load_config(write(tmp_path, "\n".join(lines)), EXAMPLE_ENV)
     value = getattr(getattr(config, section), name)
     spec = next(s for s in dataclasses.fields(SECTIONS[section]) if s.name == name)

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
-from watcher.config import Config, load_config
+from watcher.config import Config, load_config, open_service_warning
 from watcher.errors import ConfigError
 from watcher.store.database import Store
 
@@ -105,7 +105,12 @@ def test_deploy_config_takes_its_secrets_from_the_environment(missing: str) -> N
 
 @needs_yaml
 def test_configmap_config_loads(tmp_path: Path) -> None:
-    config = load(configmap_toml(tmp_path), {"SLACK_BOT_TOKEN": "xoxb-test-token"})
+    env = {
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "WATCHER_DASHBOARD_TOKEN": "dashboard-test-token",
+        "WATCHER_METRICS_TOKEN": "metrics-test-token",
+    }
+    config = load(configmap_toml(tmp_path), env)
     assert str(config.storage.path) == DB_PATH
     assert config.keb.token is None
     assert config.keb.token_file is not None
@@ -113,6 +118,12 @@ def test_configmap_config_loads(tmp_path: Path) -> None:
     host, _, port = config.service.listen.rpartition(":")
     assert host == "0.0.0.0", "the kubelet probes the pod's IP, not its loopback"
     assert int(port) == deploy_port(), "one port everywhere (the image's EXPOSE and health check)"
+    # Beyond loopback, so both tokens come from the Secret (as environment variables).
+    assert config.service.dashboard_token is not None
+    assert config.service.dashboard_token.reveal() == "dashboard-test-token"
+    assert config.service.metrics_token is not None
+    assert config.service.metrics_token.reveal() == "metrics-test-token"
+    assert open_service_warning(config) is None
 
 
 # -- YAML and Kubernetes -------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcher.core.durations import format_duration, parse_duration
+from watcher.core.durations import LONGEST, format_duration, parse_duration
 from watcher.errors import ConfigError, DurationError
 
 
@@ -105,7 +105,7 @@ def test_format_duration_refuses_non_finite(value: float) -> None:
 @st.composite
 def canonical_durations(draw: st.DrawFn) -> str:
     """Compact durations as format_duration writes them: ranges normalised, zeros left out."""
-    limits = {"d": 100_000, "h": 23, "m": 59, "s": 59, "ms": 999}
+    limits = {"d": 36_499, "h": 23, "m": 59, "s": 59, "ms": 999}  # within a century
     parts = [f"{n}{unit}" for unit, top in limits.items() if (n := draw(st.integers(0, top)))]
     return "".join(parts) or "0s"
 
@@ -140,3 +140,26 @@ def test_format_then_parse_keeps_the_length(text: str) -> None:
 @given(st.integers(0, 10**9))
 def test_whole_seconds_round_trip_exactly(seconds: int) -> None:
     assert parse_duration(format_duration(seconds), key="k") == seconds
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "36500d1ms",
+        "36501d",
+        "99999999999d",
+        "1" + "0" * 400 + "s",
+        10**400,
+        10**20,
+        3.2e9,
+        "3153600001",
+    ],
+)
+def test_nothing_beyond_a_century_is_a_duration(value: object) -> None:
+    with pytest.raises(DurationError, match=r"^poll\.interval: bad duration .*\(at most "):
+        parse_duration(value, key="poll.interval")
+
+
+def test_a_century_itself_is_one() -> None:
+    assert parse_duration("36500d", key="k") == LONGEST == 3_153_600_000
+    assert parse_duration(3_153_600_000, key="k") == LONGEST

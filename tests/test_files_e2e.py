@@ -95,8 +95,12 @@ def test_without_a_database_other_commands_exit_2_naming_it(
 
 
 def test_a_corrupted_database_is_one_line_and_exit_1(tmp_path: Path, cli: Cli) -> None:
+    """An SQLite file whose pages went wrong (a file that is not SQLite at all is exit 2:
+    tests/test_files_loud_e2e.py)."""
     database = tmp_path / "watcher.db"
-    database.write_bytes(b"this is not a database, it is a disk that went wrong " * 100)
+    database.write_bytes(
+        b"SQLite format 3\x00" + b"this is not a database, it is a disk that went wrong " * 100
+    )
     config = config_file(tmp_path, database)
     result = cli("--config", str(config), "list", env={"KEB_TOKEN": "keb-token-1234"})
     assert result.code == 1

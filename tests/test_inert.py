@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import unicodedata
 from collections import Counter
 from typing import Any
 
@@ -14,7 +15,7 @@ from rich.console import Console
 
 from tests.hostile import HOSTILE, assert_inert_in_slack, bad_characters, block_texts
 from tests.test_watch_tty import ANSI
-from watcher.core.inert import inert
+from watcher.core.inert import MARKS, inert
 from watcher.core.models import Orchestration
 from watcher.faces.watch.live import Frame, render
 from watcher.notify.blocks import escape_value, to_message
@@ -41,6 +42,14 @@ from watcher.notify.samples import SAMPLES
         ("line\u2028sep\u2029para\x85nel", "line sep para nel"),
         ("private\ue000\ue001use", "privateuse"),  # also the renderer's value markers
         ("emoji ✅ and ümlaut", "emoji ✅ and ümlaut"),
+        ("cgj\u034fwj\u2060zw\u200b", "cgjwjzw"),  # invisible whatever their category
+        ("tags\U000e0001\U000e0068\U000e0069\U000e007f", "tags"),  # hidden ASCII
+        ("vs\ufe0f\U000e0100 mvs\u180b\u180e", "vs mvs"),  # variation selectors
+        ("fill\u3164\u115f\u1160\uffa0er", "filler"),  # Hangul fillers
+        ("non\ufdd0\ufffe\U0001fffechar", "nonchar"),  # noncharacters
+        ("nb\u00a0sp\u2003em\u3000ideo", "nb sp em ideo"),  # every space is a space
+        ("Z\u0301\u0302\u0303\u0304\u0305 a\u0308", "Z\u0301\u0302 a\u0308"),  # "Zalgo"
+        ("Vi\u1ec7t \u0110\u00ea\u0301", "Vi\u1ec7t \u0110\u00ea\u0301"),  # real accents stay
     ],
 )
 def test_inert_removes_what_could_control_a_terminal(raw: str, shown: str) -> None:
@@ -55,6 +64,38 @@ def test_inert_output_is_always_one_clean_line(text: str) -> None:
     assert "\x1b" not in out
     assert not bad_characters(out)
     assert inert(out) == out
+
+
+#: Every code point, surrogates and unassigned ones included.
+ANY_CHARACTER = st.characters(min_codepoint=0, max_codepoint=0x10FFFF, categories=None)
+IGNORABLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2065\u3164\ufe00-\ufe0f\uffa0"
+    "\ufff0-\ufff8\ufdd0-\ufdef\U000e0000-\U000e0fff]"
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=ANY_CHARACTER, max_size=60))
+def test_inert_over_arbitrary_unicode_leaves_only_visible_text(text: str) -> None:
+    out = inert(text)
+    assert inert(out) == out
+    run = 0
+    for char in out:
+        category = unicodedata.category(char)
+        assert category not in ("Cc", "Cf", "Co", "Cs"), f"U+{ord(char):04X} {category}"
+        assert category != "Zs" or char == " ", f"U+{ord(char):04X}"
+        assert not IGNORABLE.match(char), f"U+{ord(char):04X}"
+        assert ord(char) & 0xFFFE != 0xFFFE, f"U+{ord(char):04X}"
+        run = run + 1 if category in ("Mn", "Me") else 0
+        assert run <= MARKS, out
+
+
+@given(st.text(alphabet=ANY_CHARACTER, max_size=20), st.sampled_from(["here", "channel"]))
+def test_broadcast_words_never_reach_slack_as_mentions(noise: str, word: str) -> None:
+    for text in (f"{noise}@{word}", f"`@{word}` {noise}", f"{noise} <!{word}> @{word.upper()}"):
+        value = escape_value(text)
+        assert f"@{word}" not in value.lower()
+        assert "<!" not in value
 
 
 def test_escape_value_neutralises_mrkdwn_and_links() -> None:

@@ -12,11 +12,13 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.serving import serving
 from watcher.core.diff import Transition, TransitionKind
 from watcher.engine.cycle import CycleReport, PollResult
 from watcher.errors import WatcherError
-from watcher.faces.run.health import HealthServer, Readiness
+from watcher.faces.run.health import Readiness, health_routes
 from watcher.faces.run.metrics import Metrics
+from watcher.faces.run.server import WebServer
 from watcher.notify.sender import DeliveryReport
 from watcher.store.database import Store
 from watcher.store.outbox import Outbox
@@ -259,29 +261,22 @@ def get(url: str) -> tuple[int, str, str]:
 def test_the_endpoint_serves_health_readiness_and_metrics() -> None:
     metrics, clock = Metrics(), Ticker()
     ready = Readiness(3.0, clock)
-    server = HealthServer("127.0.0.1:0", ready, metrics.exposition).start()
-    try:
-        assert get(f"{server.url}/healthz") == (200, "text/plain; charset=utf-8", "ok\n")
-        code, _, body = get(f"{server.url}/readyz")
+    with serving(health_routes(ready, metrics.exposition)) as url:
+        assert get(f"{url}/healthz") == (200, "text/plain; charset=utf-8", "ok\n")
+        code, _, body = get(f"{url}/readyz")
         assert (code, body) == (503, "not ready: no successful poll yet (started 0.0s ago)\n")
         ready.succeeded()
-        assert get(f"{server.url}/readyz")[0] == 200
-        code, kind, body = get(f"{server.url}/metrics")
+        assert get(f"{url}/readyz")[0] == 200
+        code, kind, body = get(f"{url}/metrics")
         assert code == 200
         assert kind.startswith("text/plain; version=")
         assert {f.name for f in text_string_to_metric_families(body)} >= FAMILIES
-        assert get(f"{server.url}/nope")[0] == 404
-    finally:
-        server.stop()
+        assert get(f"{url}/nope")[0] == 404
 
 
 def test_a_port_in_use_is_one_clear_error() -> None:
-    metrics = Metrics()
-    first = HealthServer("127.0.0.1:0", Readiness(1.0), metrics.exposition)
-    port = first.url.rsplit(":", 1)[1]
-    try:
+    with serving(health_routes(Readiness(1.0), Metrics().exposition)) as url:
+        port = url.rsplit(":", 1)[1]
         message = rf"^service.listen: cannot listen on 127.0.0.1:{port}: "
         with pytest.raises(WatcherError, match=message):
-            HealthServer(f"127.0.0.1:{port}", Readiness(1.0), metrics.exposition)
-    finally:
-        first.stop()
+            WebServer(f"127.0.0.1:{port}", health_routes(Readiness(1.0), Metrics().exposition))

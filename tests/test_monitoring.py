@@ -126,7 +126,11 @@ def test_servicemonitor_scrapes_the_service_metrics_port() -> None:
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert endpoint["path"] == "/metrics"
-    assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "scheme"}
+    assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "scheme", "authorization"}
+    # /metrics asks for service.metrics_token: the same key of the same Secret as the pod's.
+    assert endpoint["authorization"]["type"] == "Bearer"
+    credentials = endpoint["authorization"]["credentials"]
+    assert (credentials["name"], credentials["key"]) == ("keb-watcher-tokens", "metrics-token")
 
 
 # -- PrometheusRule -------------------------------------------------------------------------

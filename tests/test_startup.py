@@ -26,6 +26,8 @@ HEAVY = (
     "slack_sdk",
     "pygments",
     "sqlite_utils",
+    "starlette",
+    "uvicorn",
 )
 
 #: Runs the real command line, then reports which heavy packages the process had loaded.

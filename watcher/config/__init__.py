@@ -1,7 +1,7 @@
 """Configuration: frozen settings records (:mod:`~watcher.config.settings`) and the TOML
 loader that builds them (:mod:`~watcher.config.loader`)."""
 
-from watcher.config.describe import describe
+from watcher.config.describe import describe, open_service_warning
 from watcher.config.loader import config_from_env, default_config_path, load_config
 from watcher.config.settings import (
     NOTIFICATION_KINDS,
@@ -35,4 +35,5 @@ __all__ = [
     "default_config_path",
     "describe",
     "load_config",
+    "open_service_warning",
 ]

@@ -16,7 +16,32 @@ from watcher.config.settings import SECTIONS, Config, Secret
 from watcher.core.durations import format_duration
 
 #: The keys whose value is a secret when written into the file itself.
-_SECRET_KEYS: Final = (("keb", "token"), ("slack", "token"), ("slack", "webhook_url"))
+_SECRET_KEYS: Final = (
+    ("keb", "token"),
+    ("slack", "token"),
+    ("slack", "webhook_url"),
+    ("service", "dashboard_token"),
+    ("service", "metrics_token"),
+)
+_LOOPBACK: Final = re.compile(r"(127(\.\d{1,3}){3}|\[::1\]|localhost)")
+
+
+def open_service_warning(config: Config) -> str | None:
+    """A warning when ``service.listen`` reaches beyond this host and no
+    ``service.dashboard_token`` guards the dashboard; ``None`` otherwise. Loopback is
+    ``127.x.x.x``, ``[::1]`` and ``localhost``; anything else (``0.0.0.0``, ``[::]``, a name,
+    an interface's address) is reachable from elsewhere.
+    """
+    service = config.service
+    if service.listen is None or service.dashboard_token:
+        return None
+    host = service.listen.rpartition(":")[0]
+    if _LOOPBACK.fullmatch(host.lower()):
+        return None
+    return (
+        f"service.listen = {service.listen} serves the dashboard and /api/ beyond this host "
+        "without service.dashboard_token: whoever reaches it reads every tracked orchestration"
+    )
 
 
 def exposed_secret_warning(path: Path, document: Mapping[str, Any]) -> str | None:

@@ -23,8 +23,6 @@ complete all work from those declarations.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import ipaddress
 import logging
 import os
 import re
@@ -38,6 +36,7 @@ from urllib.parse import urlsplit
 
 from watcher.clock import utcnow
 from watcher.config import messages
+from watcher.config.checks import check_ca_file, is_ipv6, suggest
 from watcher.config.describe import describe, exposed_secret_warning, redact_url
 from watcher.config.scope import unused_by_local_commands
 from watcher.config.settings import (
@@ -209,14 +208,14 @@ class _Loader:
         for name, table in document.items():
             if name not in SECTIONS:
                 what = "section" if isinstance(table, dict) else "key"
-                raise self.error(name, f"unknown {what}{_suggest(name, list(SECTIONS), keys=True)}")
+                raise self.error(name, f"unknown {what}{suggest(name, list(SECTIONS), keys=True)}")
             if not isinstance(table, dict):
                 raise self.error(name, f"expected a table [{name}], got {type_phrase(table)}")
             known = [f.name for f in dataclasses.fields(SECTIONS[name])]
             for key in table:
                 if key not in known:
                     raise self.error(
-                        f"{name}.{key}", f"unknown key{_suggest(key, known, keys=True)}"
+                        f"{name}.{key}", f"unknown key{suggest(key, known, keys=True)}"
                     )
 
     def interpolate(self, key: str, value: Any) -> Any:
@@ -331,6 +330,8 @@ class _Loader:
             path = self.path(key, self.text(key, value))
             if meta.get("exists") and not path.is_file():
                 raise self.error(key, f"{path}: no such file")
+            if meta.get("certificates"):
+                check_ca_file(path, lambda problem: self.error(key, problem))
             return path
         if kind == "duration":
             seconds = parse_duration(value, key=self.where(key))
@@ -439,7 +440,7 @@ class _Loader:
                 raise self.error(key, f"expected a list of strings, got {type_phrase(item)} in it")
             item = _STATE_ALIASES.get(item, item) if kind == "states" else item
             if item not in known:
-                hint = _suggest(item, list(known)) or f" (known: {', '.join(known)})"
+                hint = suggest(item, list(known)) or f" (known: {', '.join(known)})"
                 raise self.error(key, f"unknown {noun} {item!r}{hint}")
             if item not in chosen:
                 chosen.append(item)
@@ -450,7 +451,7 @@ class _Loader:
             raise self.error(key, f"expected a table of kind = channel, got {type_phrase(value)}")
         for kind in value:
             if kind not in NOTIFICATION_KINDS:
-                hint = _suggest(kind, list(NOTIFICATION_KINDS))
+                hint = suggest(kind, list(NOTIFICATION_KINDS))
                 hint = hint or f" (known: {', '.join(NOTIFICATION_KINDS)})"
                 raise self.error(f"{key}.{kind}", f"unknown notification kind{hint}")
         return MappingProxyType({k: self.channel(f"{key}.{k}", v) for k, v in value.items()})
@@ -463,7 +464,7 @@ class _Loader:
         elif not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
             problem = "the port must be a number from 1 to 65535"
         elif host.startswith("[") and host.endswith("]"):
-            problem = None if _is_ipv6(host[1:-1]) else "bad IPv6 address in brackets"
+            problem = None if is_ipv6(host[1:-1]) else "bad IPv6 address in brackets"
         elif ":" in host:
             problem = "write an IPv6 address in brackets, e.g. [::1]:9464"
         elif not _HOST.fullmatch(host):
@@ -471,33 +472,6 @@ class _Loader:
         if problem:
             raise self.error(key, f"bad address {text!r} ({problem})")
         return text
-
-
-def _is_ipv6(text: str) -> bool:
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _suggest(word: str, candidates: list[str], *, keys: bool = False) -> str:
-    """`` (did you mean 'interval'?)`` for a close candidate, else an empty string.
-
-    With ``keys``, a key that exists in another section is suggested with its section.
-    """
-    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
-    if not keys:
-        return ""
-    elsewhere = [
-        f"{name}.{spec.name}"
-        for name, cls in SECTIONS.items()
-        for spec in dataclasses.fields(cls)
-        if spec.name == word
-    ]
-    return f" (did you mean {elsewhere[0]!r}?)" if elsewhere else ""
 
 
 def _expand_user(text: str, env: Mapping[str, str]) -> Path:

@@ -91,7 +91,9 @@ class KebConfig:
     retries: int = field(default=4, metadata=_kind("count"))
     name: str | None = field(default=None, metadata=_kind("text"))  #: landscape label: prod-eu
     #: PEM bundle of the CAs to trust for KEB (else $SSL_CERT_FILE, else the system's).
-    ca_file: Path | None = field(default=None, metadata=_kind("path", exists=True))
+    ca_file: Path | None = field(
+        default=None, metadata=_kind("path", exists=True, certificates=True)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,14 +167,16 @@ class TemplatesConfig:
 @dataclass(frozen=True, slots=True)
 class ServiceConfig:
     """The HTTP endpoint of ``watcher run`` (``host:port``: health, metrics, the dashboard),
-    when it reports ready, and the dashboard's optional token."""
+    when it reports ready, and the optional tokens of the dashboard and of ``/metrics``."""
 
     listen: str | None = field(default=None, metadata=_kind("listen"))
     ready_after_intervals: float = field(default=3.0, metadata=_kind("number"))
     #: When set, the dashboard's pages and API need it (bearer header or the login form).
     dashboard_token: Secret | None = field(default=None, metadata=_kind("secret"))
+    #: When set, ``/metrics`` needs it as a bearer token (``/healthz``, ``/readyz`` stay open).
+    metrics_token: Secret | None = field(default=None, metadata=_kind("secret"))
     #: Where people reach the dashboard (https://keb-watcher.example.com): Slack messages
-    #: link to the orchestration's page there.
+    #: link to the orchestration's page there, and https makes the session cookie ``Secure``.
     public_url: str | None = field(default=None, metadata=_kind("url"))
 
 

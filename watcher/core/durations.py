@@ -8,7 +8,9 @@ One grammar serves the configuration file and the command line (``watch --interv
     number    := digits ["." digits]
 
 A TOML integer or float is a number of seconds. Negative, infinite or NaN values are rejected:
-no setting in keb-watcher means anything with a negative duration.
+no setting in keb-watcher means anything with a negative duration. So is anything above
+:data:`LONGEST` (a century): no setting means that either, and a date or timer that far away
+overflows.
 
 >>> parse_duration("1h30m", key="poll.interval")
 5400.0
@@ -26,9 +28,11 @@ from typing import Final
 
 from watcher.errors import DurationError
 
-__all__ = ["DurationError", "format_duration", "parse_duration", "type_phrase"]
+__all__ = ["DurationError", "format_duration", "is_duration", "parse_duration", "type_phrase"]
 
 HINT: Final = "use 30s, 5m, 2h, 0s or seconds"
+#: The longest duration anything accepts: 100 years of 365 days, in seconds.
+LONGEST: Final = 100 * 365 * 86_400.0
 
 # Milliseconds per unit, largest first: the order a duration's components must follow.
 _UNIT_MS: Final = {"d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1_000, "ms": 1}
@@ -74,20 +78,36 @@ def parse_duration(text_or_number: object, *, key: str) -> float:
     Traceback (most recent call last):
     ...
     watcher.errors.DurationError: poll.interval: bad duration '5 minutes' (use 30s, 5m, ...)
+    >>> parse_duration("30000000d", key="poll.interval")
+    Traceback (most recent call last):
+    ...
+    watcher.errors.DurationError: poll.interval: bad duration '30000000d' (at most 36500d)
     """
+    seconds = _parse(text_or_number, key)
+    if seconds > LONGEST:
+        shown = text_or_number if isinstance(text_or_number, str) else seconds
+        raise DurationError(
+            key, text_or_number, f"bad duration {shown!r} (at most {format_duration(LONGEST)})"
+        )
+    return seconds
+
+
+def _parse(text_or_number: object, key: str) -> float:
     value = text_or_number
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise DurationError(
             key, value, f"expected a duration string or number, got {type_phrase(value)}"
         )
     if isinstance(value, int | float):
+        if isinstance(value, int) and value > LONGEST:  # before float(): it may not fit one
+            raise DurationError(key, value, f"bad duration {value} (at most {LONGEST:.0f}s)")
         if not math.isfinite(value):
             raise DurationError(key, value, f"bad duration {value} ({HINT})")
         if value < 0:
             raise DurationError(key, value, f"bad duration {value} (must not be negative)")
         return float(value)
     text = value.strip()
-    if text.startswith("-") and _is_duration(text[1:]):
+    if text.startswith("-") and is_duration(text[1:]):
         raise DurationError(key, value, f"bad duration {value!r} (must not be negative)")
     if _SECONDS.fullmatch(text):
         return float(Decimal(text))
@@ -108,7 +128,8 @@ def parse_duration(text_or_number: object, *, key: str) -> float:
     return float(total_ms / 1000)
 
 
-def _is_duration(text: str) -> bool:
+def is_duration(text: str) -> bool:
+    """Whether ``text`` is written in the grammar above (whatever its size)."""
     return bool(_SECONDS.fullmatch(text) or _DURATION.fullmatch(text))
 
 

@@ -114,5 +114,40 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+class Terminated(Exception):
+    """SIGTERM stopped the work of :func:`run_terminable` (exit 143, as for ``watch``)."""
+
+
+def run_terminable(coro: Coroutine[Any, Any, T]) -> T:
+    """:func:`run`, where SIGTERM (cron's timeout, systemd, Kubernetes) cancels ``coro`` like
+    Ctrl-C does: its ``finally`` blocks run (the lease is released), then :class:`Terminated`.
+    What ``coro`` committed stays committed; what it did not is done again next time."""
+    import asyncio
+    import signal
+
+    async def main() -> T:
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if task.cancelled() and not _cancelling():
+                raise Terminated from None
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    return asyncio.run(main())
+
+
+def _cancelling() -> int:
+    """Whether this task itself is being cancelled (Ctrl-C), not only the work it awaits."""
+    import asyncio
+
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
 def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))

@@ -16,8 +16,8 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import click
@@ -108,28 +108,27 @@ async def run_demo(
             if web is None:
                 return await _follow(app, sim, printer, interval, limit, workdir, terminal)
             # The dashboard runs on the simulator's clock too: stale after ten polls.
-            with _dashboard(app, web, stale_after=10 * interval * speed):
+            async with _dashboard(app, web, stale_after=10 * interval * speed):
                 code = await _follow(app, sim, printer, interval, limit, workdir, terminal)
                 click.echo("The dashboard stays up until Ctrl-C.")
                 await asyncio.Event().wait()
                 return code
 
 
-@contextmanager
-def _dashboard(app: Watcher, listen: str, stale_after: float) -> Iterator[None]:
+@asynccontextmanager
+async def _dashboard(app: Watcher, listen: str, stale_after: float) -> AsyncIterator[None]:
     """``--web``: the dashboard of ``watcher run`` (:mod:`watcher.faces.web`) on ``listen``."""
-    from watcher.faces.run.health import HealthServer, Readiness
+    from watcher.faces.run.health import Readiness, health_routes
+    from watcher.faces.run.server import WebServer, surface
     from watcher.faces.web.routes import Dashboard
 
     readiness = Readiness(math.inf)
     readiness.succeeded()
-    pages = Dashboard(app, stale_after=stale_after)
-    server = HealthServer(listen, readiness, lambda: b"", pages).start()
-    click.echo(f"Dashboard: {server.url}/")
-    try:
+    dashboard = Dashboard(app, stale_after=stale_after)
+    routes = [*health_routes(readiness, lambda: b""), *dashboard.routes()]
+    async with WebServer(listen, surface(routes, dashboard.middleware())) as server:
+        click.echo(f"Dashboard: {server.url}/")
         yield
-    finally:
-        server.stop()
 
 
 class _Printer:

@@ -13,7 +13,7 @@ import click
 
 from watcher.app import Watcher
 from watcher.core.diff import Transition
-from watcher.core.durations import DurationError, parse_duration
+from watcher.core.durations import DurationError, is_duration, parse_duration
 from watcher.errors import UsageError
 from watcher.faces import reports as report
 
@@ -32,7 +32,8 @@ def parse_since(value: str, now: datetime) -> datetime:
     try:
         return now - timedelta(seconds=parse_duration(value, key="--since"))
     except DurationError:
-        pass
+        if is_duration(value.strip()):
+            raise  # a duration, but not one to accept (longer than a century)
     try:
         at = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:

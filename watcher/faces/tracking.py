@@ -9,7 +9,7 @@ import sys
 import click
 
 from watcher.app import Watcher
-from watcher.config import describe
+from watcher.config import describe, open_service_warning
 from watcher.core.ids import require_uuids
 from watcher.core.inert import inert
 from watcher.core.wording import plural
@@ -20,9 +20,11 @@ from watcher.faces.context import (
     OUTPUT,
     STATE,
     Context,
+    Terminated,
     emit_json,
     quiet_retries,
     run,
+    run_terminable,
     terminal_width,
 )
 
@@ -216,14 +218,23 @@ def poll(obj: Context) -> None:
 
     Exits 1 when a tracked orchestration could not be polled, or a notification is still
     undelivered at exit (it stays in the outbox: see `watcher outbox`). The reasons are
-    printed; the next poll catches up with nothing lost.
+    printed; the next poll catches up with nothing lost. SIGTERM abandons the cycle in
+    flight, releases the lease at once (the next poll does not wait) and exits 143.
 
     \b
     Example (crontab):
       */2 * * * * watcher --config /etc/keb-watcher/watcher.toml poll
     """
-    with obj.watcher() as app:
-        outcome = run(app.poll())
+    try:
+        with obj.watcher() as app:
+            outcome = run_terminable(app.poll())
+    except Terminated:
+        click.echo(
+            "watcher: terminated: the cycle in flight was abandoned and the lease released; "
+            "the next poll catches up",
+            err=True,
+        )
+        sys.exit(143)
     cycle = outcome.cycle
     for result in cycle.results:
         if result.ok:
@@ -268,6 +279,9 @@ def check_config(obj: Context, online: bool) -> None:
     config = obj.config()
     for line in describe(config):
         click.echo(line)
+    warning = open_service_warning(config)
+    if warning:
+        click.echo(f"watcher: warning: {warning}", err=True)
     app = Watcher(config)
     errors = app.notifications.check_templates()
     for error in errors:

@@ -9,6 +9,7 @@ per header, 10 context elements, and a plain ``text`` fallback of at most 4,000 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -29,6 +30,11 @@ VALUE_START: Final = "\ue000"
 VALUE_END: Final = "\ue001"
 #: mrkdwn formatting characters in a value become look-alikes that format nothing.
 _FORMATTING: Final = str.maketrans({"*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb"})
+#: ``@here``, ``@channel``, ``@everyone`` as plain words: their ``@`` becomes the full-width
+#: ``＠``, which no Slack client or ``link_names`` setting turns into a mention.
+#: No word boundary: inside a code span the value sits between look-alike backticks, which
+#: are letters to a regular expression.
+_BROADCAST: Final = re.compile(r"@(?=here|channel|everyone)", re.IGNORECASE)
 
 
 def escape(text: str) -> str:
@@ -40,12 +46,14 @@ def escape_value(text: str) -> str:
     """A value from outside (KEB text) made inert for mrkdwn: one line with no control, escape,
     bidi or invisible characters (:func:`~watcher.core.inert.inert`), ``&<>`` escaped (no link,
     mention or entity), and ``*``, ``_``, ``~`` and backticks replaced by look-alikes
-    (``∗ ˍ ∼ ˋ``) so that it cannot turn on bold, italics, strike-through or close a code span.
+    (``∗ ˍ ∼ ˋ``) so that it cannot turn on bold, italics, strike-through or close a code span;
+    ``@here``-style words get a full-width ``＠``. Inside a template's code span or not, a value
+    is escaped the same way.
 
-    >>> escape_value("*URGENT* <!here> `x`\\n# FAKE")
-    '∗URGENT∗ &lt;!here&gt; ˋxˋ # FAKE'
+    >>> escape_value("*URGENT* <!here> `x`\\n# FAKE @channel")
+    '∗URGENT∗ &lt;!here&gt; ˋxˋ # FAKE ＠channel'
     """
-    return escape(inert(text)).translate(_FORMATTING)
+    return _BROADCAST.sub("\uff20", escape(inert(text)).translate(_FORMATTING))
 
 
 def mark(text: str) -> str:

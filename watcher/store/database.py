@@ -33,7 +33,7 @@ from watcher.core.tracked import Tracked
 from watcher.errors import StoreError
 from watcher.redact import redact
 from watcher.store.board import BoardQueries
-from watcher.store.files import corrupted, created_here
+from watcher.store.files import FileIdentity, corrupted, created_here, refused
 from watcher.store.guard import sealed
 from watcher.store.journal import JournalQueries
 from watcher.store.rows import OP_COLUMNS, operation_row
@@ -68,7 +68,10 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries, SilenceQueries):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
             self._migrate()
+            self._file = None if self.path == ":memory:" else FileIdentity(Path(self.path))
         except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc) and (foreign := refused(Path(self.path), exc)):
+                raise foreign from None
             if "not a database" in str(exc) or "malformed" in str(exc):
                 raise StoreError(corrupted(self.path, exc)) from exc
             raise StoreError(f"{self.path}: cannot open database: {exc}") from exc
@@ -79,6 +82,11 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries, SilenceQueries):
     @property
     def conn(self) -> sqlite3.Connection:
         return self._conn
+
+    def lost(self) -> str | None:
+        """Why the opened database file is no longer the one at ``path`` or cannot be
+        written (deleted, replaced, made read-only), in one line; None while all is well."""
+        return None if self._file is None else self._file.lost()
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """The rows of a SELECT as dicts keyed by column name."""

@@ -20,7 +20,7 @@ SERVICE_LOGGERS = ("watcher.faces.run.service", "watcher.store.lease")
     epilog=(
         f"On SIGTERM or Ctrl-C it lets the cycle in flight finish (up to {CYCLE_GRACE:g}s), "
         f"delivers pending notifications (up to {FLUSH_DEADLINE:g}s), releases the lease and "
-        "exits 0; give it at least 30s before a SIGKILL."
+        "exits 0, within 5s of the signal; give it at least 10s before a SIGKILL."
     )
 )
 @click.pass_obj

@@ -4,26 +4,26 @@
 * ``GET /readyz``: 200 when the last successful poll cycle ended within
   ``ready_after_intervals`` x the polling interval, else 503; the body is one line saying why;
 * ``GET /metrics``: the Prometheus text format (:mod:`watcher.faces.run.metrics`);
-* anything else goes to the dashboard (:mod:`watcher.faces.web.routes`) when one is given.
+* with ``service.metrics_token``, ``/metrics`` asks for it as a bearer token.
 
-Served by the standard library's ``ThreadingHTTPServer`` in a daemon thread, so a scrape never
-waits for the event loop and a busy loop cannot make the service look dead. The state the
-threads read (:class:`Readiness`) is guarded by a lock.
+Routes of the ASGI application that :mod:`watcher.faces.run.server` serves in the service's
+event loop; the dashboard's pages run in worker threads, so :class:`Readiness` keeps its lock.
 """
 
 from __future__ import annotations
 
-import socket
+import hmac
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import Callable
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
 
+from watcher.config import Secret
 from watcher.core.durations import format_duration
-from watcher.errors import WatcherError
 
 
 def _ago(seconds: float) -> str:
@@ -37,9 +37,17 @@ class Readiness:
     ``time.monotonic()`` values.
     """
 
-    def __init__(self, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        window: float,
+        clock: Callable[[], float] = time.monotonic,
+        probe: Callable[[], str | None] | None = None,
+    ) -> None:
         self.window = window
         self.clock = clock
+        #: Asked on every check: why the service cannot work at all (its database file is
+        #: gone), or None.
+        self.probe = probe
         self._lock = threading.Lock()
         self._started = clock()
         self._last_success: float | None = None
@@ -62,6 +70,9 @@ class Readiness:
 
     def check(self) -> tuple[bool, str]:
         """``(ready, one line saying why)``."""
+        broken = self.probe() if self.probe is not None else None
+        if broken:
+            return False, f"not ready: {broken}"
         with self._lock:
             now = self.clock()
             if self._standby is not None:
@@ -78,121 +89,37 @@ class Readiness:
             return True, f"ready: last successful poll {ago} ago"
 
 
-#: The dashboard: ``(method, target, headers, body)`` -> ``(status, headers, body)``, or None
-#: when the path is not one of its own.
-Pages = Callable[
-    [str, str, Mapping[str, str], bytes], tuple[int, list[tuple[str, str]], bytes] | None
-]
-#: The largest request body read (the dashboard's login form).
-MAX_BODY = 4096
+def health_routes(
+    readiness: Readiness, metrics: Callable[[], bytes], metrics_token: Secret | None = None
+) -> list[BaseRoute]:
+    """``/healthz``, ``/readyz`` and ``/metrics``; with ``metrics_token``, ``/metrics`` needs
+    ``Authorization: Bearer <token>`` (401 otherwise). All three answer in the event loop."""
+    token = metrics_token.reveal().encode() if metrics_token else None
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request: Request) -> Response:
+        ready, why = readiness.check()
+        return PlainTextResponse(f"{why}\n", 200 if ready else 503)
+
+    async def exposition(request: Request) -> Response:
+        if token is not None and not bearer_matches(request.headers.get("authorization"), token):
+            return PlainTextResponse(
+                "unauthorized: /metrics needs service.metrics_token as a bearer token\n",
+                401,
+                headers={"www-authenticate": 'Bearer realm="keb-watcher metrics"'},
+            )
+        return Response(metrics(), media_type=CONTENT_TYPE_LATEST)
+
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", exposition, methods=["GET"]),
+    ]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    readiness: Readiness
-    metrics: Callable[[], bytes]
-    pages: Pages | None
-
-
-class _HealthHandler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Scrapes every few seconds would drown the service's own log."""
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/healthz":
-            self._reply(200, "text/plain; charset=utf-8", b"ok\n")
-        elif path == "/readyz":
-            ready, why = self.server.readiness.check()
-            self._reply(200 if ready else 503, "text/plain; charset=utf-8", f"{why}\n".encode())
-        elif path == "/metrics":
-            self._reply(200, CONTENT_TYPE_LATEST, self.server.metrics())
-        else:
-            self._to_pages("GET", b"")
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if not 0 <= length <= MAX_BODY:
-            self._reply(413, "text/plain; charset=utf-8", b"request body too large\n")
-            return
-        self._to_pages("POST", self.rfile.read(length))
-
-    def _to_pages(self, method: str, body: bytes) -> None:
-        pages = self.server.pages
-        headers = {key.lower(): value for key, value in self.headers.items()}
-        answer = pages(method, self.path, headers, body) if pages is not None else None
-        if answer is None:
-            body = b"not found: try /healthz, /readyz or /metrics\n"
-            self._reply(404, "text/plain; charset=utf-8", body)
-            return
-        status, extra, content = answer
-        self._reply(status, "", content, extra)
-
-    def _reply(
-        self, status: int, content_type: str, body: bytes, headers: Sequence[tuple[str, str]] = ()
-    ) -> None:
-        self.send_response(status)
-        if content_type:
-            self.send_header("Content-Type", content_type)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-def _address(listen: str) -> tuple[str, int, socket.AddressFamily]:
-    """``host:port`` or ``[v6]:port`` (as ``[service] listen`` validated it)."""
-    host, _, port = listen.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        return host[1:-1], int(port), socket.AF_INET6
-    return host, int(port), socket.AF_INET
-
-
-class HealthServer:
-    """Serves the three endpoints (and the dashboard's ``pages``) on ``listen`` from a daemon
-    thread."""
-
-    def __init__(
-        self,
-        listen: str,
-        readiness: Readiness,
-        metrics: Callable[[], bytes],
-        pages: Pages | None = None,
-    ) -> None:
-        host, port, family = _address(listen)
-        server_class = type("_Bound", (_Server,), {"address_family": family})
-        try:
-            self._httpd: _Server = server_class((host, port), _HealthHandler)
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise WatcherError(f"service.listen: cannot listen on {listen}: {reason}") from None
-        self._httpd.readiness = readiness
-        self._httpd.metrics = metrics
-        self._httpd.pages = pages
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        shown = host.decode() if isinstance(host, bytes) else str(host)
-        return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
-
-    def start(self) -> HealthServer:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="keb-watcher health",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._httpd.server_close()
+def bearer_matches(header: str | None, token: bytes) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time."""
+    scheme, _, given = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token)

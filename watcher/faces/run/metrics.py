@@ -43,6 +43,7 @@ from watcher import __version__
 from watcher.clock import utcnow
 from watcher.core.diff import Transition, TransitionKind
 from watcher.core.failures import ranked
+from watcher.core.inert import inert
 from watcher.core.models import KNOWN_STATES, TERMINAL_OPERATION_STATES
 from watcher.engine.cycle import CycleReport
 from watcher.notify.sender import DeliveryReport
@@ -79,7 +80,7 @@ def top_reasons(reasons: Iterable[tuple[str, int]], top: int = TOP_REASONS) -> d
     >>> top_reasons([("quota", 1), ("timeout", 5), ("quota", 2), ("", 1)], top=1)
     {'timeout': 5, 'other': 4}
     """
-    order = ranked((" ".join(reason.split())[:REASON_LENGTH], n) for reason, n in reasons)
+    order = ranked((" ".join(inert(reason).split())[:REASON_LENGTH], n) for reason, n in reasons)
     kept = dict(order[:top])
     rest = sum(count for _, count in order[top:])
     if rest:
@@ -315,7 +316,7 @@ class Metrics:
             self._attempt_id = attempt.id
             if attempt.ok:
                 continue
-            reason = (attempt.error or "unknown").split(" ", 1)[0].split(":", 1)[0][:60]
+            reason = inert(attempt.error or "unknown").split(" ", 1)[0].split(":", 1)[0][:60]
             self.slack_errors.labels(attempt.method, reason).inc()
             if attempt.retry_after is not None or reason in ("ratelimited", "rate_limited"):
                 self.slack_rate_limited.labels(attempt.method).inc()

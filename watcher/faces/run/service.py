@@ -34,6 +34,7 @@ from typing import Any, Final
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from starlette.applications import Starlette
 
 from watcher.app import Watcher, keb_client
 from watcher.core.cadence import Standing, discover, due
@@ -44,9 +45,10 @@ from watcher.core.tracked import Tracked
 from watcher.core.wording import plural, transition_text
 from watcher.engine.cycle import CycleReport, Engine
 from watcher.errors import KebError, StoreError, WatcherError
-from watcher.faces.run.health import HealthServer, Pages, Readiness
+from watcher.faces.run.health import Readiness, health_routes
 from watcher.faces.run.metrics import Metrics
 from watcher.faces.run.schedule import poll_trigger, tick_seconds
+from watcher.faces.run.server import WebServer, surface
 from watcher.keb import KebClient
 from watcher.notify.sender import Sender
 from watcher.store.lease import Holding, Keeper, Lease, holder_id, lease_ttl
@@ -54,10 +56,12 @@ from watcher.store.retention import prune
 
 log = logging.getLogger("watcher.faces.run.service")
 
-#: How long a stop waits for the job runs in flight before cancelling them.
-CYCLE_GRACE: Final = 15.0
-#: How long a stop keeps delivering pending notifications.
-FLUSH_DEADLINE: Final = 10.0
+#: How long a stop waits for the job runs in flight before cancelling them. With
+#: :data:`FLUSH_DEADLINE`, the lease is released within 5 s of SIGTERM: a `poll` or another
+#: `run` started next must not wait for it.
+CYCLE_GRACE: Final = 2.0
+#: How long a stop keeps delivering pending notifications (the rest stay in the outbox).
+FLUSH_DEADLINE: Final = 2.0
 DELIVER_EVERY: Final = 1.0
 #: Deadline of one delivery run; what is left goes in the next.
 DELIVER_SLICE: Final = 5.0
@@ -80,7 +84,10 @@ class Service:
         self.tick = tick_seconds(self.config.poll, self.clock())
         self.lease = Lease(self.store, holder_id(), lease_ttl(self.tick))
         self.keeper = Keeper(self.lease, on_acquired=self._acquired, on_waiting=self._waiting)
-        self.readiness = Readiness(self.config.service.ready_after_intervals * self.tick)
+        self.readiness = Readiness(
+            self.config.service.ready_after_intervals * self.tick, probe=self.store.lost
+        )
+        self._lost: str | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._last_polled: dict[str, datetime] = {}
         self._ended_seen: set[str] = set()
@@ -103,16 +110,12 @@ class Service:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._signal, sig)
         listen = self.config.service.listen
-        health = (
-            HealthServer(listen, self.readiness, self.metrics.exposition, self._dashboard())
-            if listen
-            else None
-        )
+        web = WebServer(listen, self._surface()) if listen else None
         try:
-            if health is not None:
-                health.start()
-                log.info("serving /healthz, /readyz and /metrics on %s", health.url)
-                log.info("dashboard: %s/", health.url)
+            if web is not None:
+                await web.start()
+                log.info("serving /healthz, /readyz and /metrics on %s", web.url)
+                log.info("dashboard: %s/", web.url)
             async with keb_client(self.config, observe=self.metrics.keb_request) as keb:
                 self._keb = keb
                 self._engine = self.app.engine(keb)
@@ -125,8 +128,8 @@ class Service:
                 await self._stop.wait()
                 await self._shutdown(self._scheduler, keeper)
         finally:
-            if health is not None:
-                health.stop()
+            if web is not None:
+                await web.stop()
             # Stopping is decided: a further SIGTERM (a supervisor repeating itself) must not
             # kill the exiting process, which the loop's close would allow (it restores the
             # default action); Ctrl-C keeps Python's own handler.
@@ -135,13 +138,20 @@ class Service:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         return 0
 
-    def _dashboard(self) -> Pages:
-        """The web dashboard beside the health endpoints (stale after the /readyz window)."""
+    def _surface(self) -> Starlette:
+        """Health, readiness and metrics, and the web dashboard beside them (stale after the
+        /readyz window)."""
         from watcher.faces.web.routes import Dashboard
 
-        return Dashboard(
-            self.app, stale_after=self.readiness.window, token=self.config.service.dashboard_token
+        service = self.config.service
+        dashboard = Dashboard(
+            self.app,
+            stale_after=self.readiness.window,
+            token=service.dashboard_token,
+            public_url=service.public_url,
         )
+        health = health_routes(self.readiness, self.metrics.exposition, service.metrics_token)
+        return surface([*health, *dashboard.routes()], dashboard.middleware())
 
     def _describe(self) -> str:
         poll = self.config.poll
@@ -202,7 +212,12 @@ class Service:
             task = asyncio.create_task(work())
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
-            await asyncio.shield(task)
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.cancelled():  # cut short by a stop, which logged it: no traceback
+                    return
+                raise
 
         run.__qualname__ = run.__name__ = getattr(work, "__name__", "job")
         return run
@@ -288,7 +303,7 @@ class Service:
         )
         hurry = asyncio.ensure_future(self._hurry.wait())
         await asyncio.wait(
-            {delivery, hurry}, timeout=FLUSH_DEADLINE + 5.0, return_when=asyncio.FIRST_COMPLETED
+            {delivery, hurry}, timeout=FLUSH_DEADLINE + 0.5, return_when=asyncio.FIRST_COMPLETED
         )
         hurry.cancel()
         if not delivery.done():
@@ -310,6 +325,16 @@ class Service:
 
     async def _cycle(self) -> None:
         assert self._engine is not None
+        lost = self.store.lost()
+        if lost != self._lost:
+            if lost:
+                log.error("%s; not polling (/readyz fails) until then", lost)
+            else:
+                log.info("the database file is back; polling again")
+            self._lost = lost
+        if lost:
+            self.metrics.cycles.labels("failure").inc()
+            return
         started, now = time.monotonic(), self.clock()
         attempts = answered = 0
         error: str | None = None
