@@ -8,6 +8,7 @@ import click
 
 from watcher.errors import UsageError
 from watcher.sim import SCENARIOS, serve_forever
+from watcher.sim.fleet_server import serve_fleet_forever
 
 
 def _scenario_help() -> str:
@@ -49,8 +50,30 @@ def _scenario_help() -> str:
     help="Chance that the world moves on between the two queries KEB runs for one answer "
     "(a page and its totalCount, an orchestration and its operationStats).",
 )
+@click.option(
+    "--api",
+    type=click.Choice(["orchestrations", "runtimes"]),
+    default="orchestrations",
+    show_default=True,
+    help="orchestrations: KEB 1.8.12-1.15.0; runtimes: current KEB (GET /runtimes, /events).",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(1, 100_000),
+    default=12,
+    show_default=True,
+    help="With --api runtimes: how many settled runtimes the fleet starts with.",
+)
 def sim_command(
-    port: int, host: str, scenario: str, seed: int, speed: float, no_api: bool, races: float
+    port: int,
+    host: str,
+    scenario: str,
+    seed: int,
+    speed: float,
+    no_api: bool,
+    races: float,
+    api: str,
+    size: int,
 ) -> None:
     """Serve a simulated KEB orchestration API (as KEB 1.8.12-1.15.0 served it).
 
@@ -63,8 +86,14 @@ def sim_command(
       watcher sim --scenario failures --port 8080
       watcher sim --scenario retry-rows --races 0.2 --speed 0
       KEB_URL=http://127.0.0.1:8080 KEB_TOKEN=<printed token> watcher status <ID>
+      watcher sim --api runtimes --size 500    # current KEB: a fleet on GET /runtimes
     """
     try:
+        if api == "runtimes":
+            serve_fleet_forever(
+                seed=seed, size=size, speed=speed or None, host=host, port=port, out=sys.stdout
+            )
+            return
         serve_forever(
             scenario,
             seed=seed,

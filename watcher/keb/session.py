@@ -252,7 +252,11 @@ class Session:
             if _keb_error(content) is None:
                 raise KebNoOrchestrationApi(redact(no_api(req, response), token), status=status)
             raise KebNotFound(message, status=status)
-        if status == 500 and "unsupported orchestration type" in (_keb_error(content) or ""):
+        # Legacy upgradeKyma data: orchestrations (§12.8) and /runtimes?op_detail=last alike.
+        if status == 500 and any(
+            phrase in (_keb_error(content) or "")
+            for phrase in ("unsupported orchestration type", "unsupported operation type")
+        ):
             raise KebUnsupportedType(message, status=status)
         if status == 429 or status >= 500:
             retry_after = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
