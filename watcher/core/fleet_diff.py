@@ -19,8 +19,10 @@ each change as what it is, once:
 Rules that keep the history true (§3.8, §8): a recorded state never goes backwards (an ended
 operation stays ended, nothing returns to ``pending``), and an open operation that an
 ``op_detail=all`` answer no longer lists has ended with an outcome KEB no longer shows (the
-update list holds only the two newest): it ends with state ``unknown``. The first observation is a
-baseline: everything is recorded, nothing is announced.
+update list holds only the two newest): it ends with state ``unknown``. An ended operation
+first shown by such a list that is older than one already known is history: recorded, not
+announced. The first observation is a baseline: everything is recorded, nothing is
+announced.
 """
 
 from __future__ import annotations
@@ -190,7 +192,8 @@ def fleet_diff(
             known = operations.get(op.operation_id)
             if known is None:
                 operations[op.operation_id] = op
-                moved(rec, op, "")
+                if not _history(op, operations.values()):
+                    moved(rec, op, "")
             elif known.state != op.state and not _backwards(known.state, op.state):
                 operations[op.operation_id] = op
                 moved(rec, op, known.state)
@@ -220,6 +223,19 @@ def fleet_diff(
                 moved(gone, replace(op, state=SUCCEEDED), op.state)
         emit(FleetChange.DEPROVISIONED, gone)
     return FleetDiff(records, out)
+
+
+def _history(op: FleetOperation, known: Iterable[FleetOperation]) -> bool:
+    """Whether ``op`` is an old, ended operation first shown now (an ``op_detail=all`` list
+    reaching back before what we saw): ended before an operation already known was created.
+    Operation times are compared only with each other, all from KEB's clock (§8)."""
+    if not is_ended(op.state) or op.created_at is None:
+        return False
+    return any(
+        other.created_at is not None and other.created_at > op.created_at
+        for other in known
+        if other.operation_id != op.operation_id
+    )
 
 
 def _backwards(known: str, shown: str) -> bool:

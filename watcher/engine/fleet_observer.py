@@ -16,9 +16,10 @@ The strategy (docs/keb-runtimes-api.md §8, "§" below; docs/architecture.md §8
    listed there, the runtime was deprovisioned; otherwise nothing is concluded (a page walk
    can skip rows, §4.4) and the next cycle asks again.
 4. **Every** ``poll.full_sweep_every``, and on the first poll (the baseline), the whole
-   selection instead of step 1 (default ``state`` filter, ``op_detail=last``): it finds
-   operations that started and ended between two polls, runtimes that were never active, and
-   every known runtime absent from it goes through steps 2 and 3.
+   selection instead of step 1 (``state=all``, ``op_detail=last``; the default filter would
+   hide suspended and deprovision-incomplete runtimes, §2.3): it finds operations that
+   started and ended between two polls and runtimes that were never active, and every known
+   runtime absent from it goes through steps 2 and 3.
 
 Timestamps are never compared with the poller's clock (three clocks, §8), and ``updatedAt`` is
 not read as a heartbeat: what moved is what KEB's operation IDs and states say.
@@ -49,9 +50,7 @@ async def observe_fleet(
 ) -> FleetObservation:
     """One cycle's reads of ``selection`` (see the module docstring)."""
     filters = selection.params()
-    listing = await (
-        client.listing(filters) if full else client.listing(filters, states=ACTIVE_FILTER)
-    )
+    listing = await client.listing(filters, states=("all",) if full else ACTIVE_FILTER)
     seen = dict(listing.runtimes)
     follow_up: set[str] = set()
     for instance_id, record in records.items():

@@ -175,6 +175,7 @@ class Fleet:
             op.state, op.description, op.started_at = SUCCEEDED, "Processing finished", self.now
             inst.runtime_id = self._uuid()
             inst.last_operation_id = op.operation_id
+            self._record(inst, op)
         else:
             self._start(inst, op)
         return inst.instance_id
