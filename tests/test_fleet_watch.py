@@ -189,7 +189,10 @@ def test_the_demo_fleet_recorded_as_what_happened() -> None:
         with FleetServer(sim) as server:
             async with RuntimesClient(server.url, StaticToken(runtime_token())) as keb:
                 now = START
-                assert await watch.poll(keb, now) == []  # baseline, no flood
+                baseline = await watch.poll(keb, now)  # no flood: the unreadable one only
+                assert [(t.change, t.instance_id) for t in baseline] == [
+                    (FleetChange.UNREADABLE, ids[5])
+                ]
                 for _ in range(16):
                     fleet.advance(300)
                     now += CYCLE
@@ -215,8 +218,8 @@ def test_the_demo_fleet_recorded_as_what_happened() -> None:
     unsuspended = by_change[FleetChange.UNSUSPENDED]
     assert [t.instance_id for t in unsuspended] == [ids[3]]
     assert unsuspended[0].runtime_id not in ("", None)
-    # The legacy runtime fails its pages from the start: flagged at the baseline, still
-    # followed (read on its own with op_detail=all), never announced again.
+    # The legacy runtime fails its pages from the start: reported at the baseline, still
+    # followed (read on its own with op_detail=all), never reported again.
     assert FleetChange.UNREADABLE not in by_change
     assert watch.records[ids[5]].unreadable
     assert watch.records[ids[5]].operations

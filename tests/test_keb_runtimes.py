@@ -136,7 +136,7 @@ def test_a_page_failed_by_one_legacy_runtime_costs_that_runtime_only(
                 # page 2 fails; 10 pages of 10; the failing one in 10 pages of 1; then `all`
                 assert keb.stats.requests - before <= 3 + 1 + 10 + 10 + 1
 
-    with caplog.at_level(logging.WARNING, logger="watcher.keb"):
+    with caplog.at_level(logging.INFO, logger="watcher.keb"):
         run(go())
     reports = [r for r in caplog.records if legacy in r.getMessage()]
     assert len(reports) == 1  # reported once, however often it is read

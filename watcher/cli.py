@@ -39,6 +39,7 @@ COMMANDS: Final = {
     "demo": "watcher.faces.demo:demo_command",
     "orchestrations": "watcher.faces.orchestrations:orchestrations_command",
     "completion": "watcher.faces.completion:completion_command",
+    "fleet": "watcher.faces.fleet:fleet_group",
 }
 
 

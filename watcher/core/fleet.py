@@ -223,3 +223,47 @@ class Selection:
 def _text(obj: Mapping[str, Any], key: str) -> str:
     value = obj.get(key)
     return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedSelection:
+    """A selection the user follows (``watcher fleet add``), as the poller last knew it."""
+
+    selection: Selection
+    channel: str | None
+    added_at: datetime
+    baseline_at: datetime | None = None
+    last_full_sweep_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.selection.name
+
+
+def selection_filters(selection: Selection) -> dict[str, list[str]]:
+    """The filters as a JSON-ready mapping (empty ones left out)."""
+    filters = {
+        "account": selection.accounts,
+        "subaccount": selection.subaccounts,
+        "plan": selection.plans,
+        "region": selection.regions,
+        "instance_id": selection.instances,
+    }
+    return {name: list(values) for name, values in filters.items() if values}
+
+
+def selection_from_filters(name: str, filters: Mapping[str, Any]) -> Selection:
+    def values(key: str) -> tuple[str, ...]:
+        raw = filters.get(key) or []
+        return tuple(str(v) for v in raw)
+
+    return Selection(
+        name,
+        accounts=values("account"),
+        subaccounts=values("subaccount"),
+        plans=values("plan"),
+        regions=values("region"),
+        instances=values("instance_id"),
+    )

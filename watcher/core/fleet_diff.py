@@ -14,7 +14,8 @@ each change as what it is, once:
   open deprovisioning operation ends ``succeeded`` and the record goes. A runtime that is
   merely absent (a paging skip, a suspension under the default filter) changes nothing: no
   runtime is ever recorded as having "vanished";
-* ``unreadable``: a runtime that makes KEB fail a page (§2.4), once.
+* ``unreadable``: a runtime that makes KEB fail a page (§2.4), once (the baseline included:
+  it is a problem to report, not history).
 
 Rules that keep the history true (§3.8, §8): a recorded state never goes backwards (an ended
 operation stays ended, nothing returns to ``pending``), and an open operation that an
@@ -146,8 +147,8 @@ def fleet_diff(
     def emit(
         change: FleetChange, rec: RuntimeRecord, op: FleetOperation | None = None, old: str = ""
     ) -> None:
-        if baseline:
-            return
+        if baseline and change is not FleetChange.UNREADABLE:
+            return  # a baseline records; only a runtime we cannot read is news even then
         op_id = op.operation_id if op else ""
         to_state = op.state if op else ""
         key = f"{selection}:{rec.instance_id}:{op_id}:{change.value}:{to_state}"

@@ -190,7 +190,7 @@ class RuntimesClient:
                         listing.unreadable.append(runtime.instance_id)
                         if runtime.instance_id not in self._reported:
                             self._reported.add(runtime.instance_id)
-                            log.warning(
+                            log.info(
                                 "runtime %s makes KEB fail every op_detail=last page it is on "
                                 "(%s); it is read on its own",
                                 runtime.instance_id,

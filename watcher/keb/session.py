@@ -364,13 +364,16 @@ def no_api(req: Request, response: httpx.Response) -> str:
     KEB GET https://kcp.example.com/wrong/orchestrations/o-1 answered a plain-text 404: the
     endpoint serves no orchestration API. Either keb.url is wrong (it must be KEB's base URL,
     without /orchestrations), or it points at KEB 1.15.1 or later, which removed the orchestration
-    API.
+    API; that KEB serves the runtimes API (GET /runtimes) instead, and `watcher fleet add NAME`
+    follows its runtimes.
     """
     url = response.request.url.copy_with(query=None, fragment=None)
     return (
         f"KEB {req.method} {url} answered a plain-text 404: the endpoint {NO_API}. "
         "Either keb.url is wrong (it must be KEB's base URL, without /orchestrations), "
-        "or it points at KEB 1.15.1 or later, which removed the orchestration API."
+        "or it points at KEB 1.15.1 or later, which removed the orchestration API; "
+        "that KEB serves the runtimes API (GET /runtimes) instead, and "
+        "`watcher fleet add NAME` follows its runtimes."
     )
 
 

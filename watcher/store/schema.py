@@ -11,7 +11,8 @@ Never edit a released migration: append a new one. Each runs in one transaction.
 * ``cards``: the Slack message (channel ID, ts) that is each orchestration's living card;
 * ``attempts``: every delivery attempt with Slack's answer;
 * ``health``: since when KEB has been failing, and whether that was announced;
-* ``lease``: which process may poll and send now (``watcher run`` and ``watcher poll``).
+* ``lease``: which process may poll and send now (``watcher run`` and ``watcher poll``);
+* ``selections``, ``fleet_runtimes``, ``fleet_transitions``: fleet watch (``watcher fleet``).
 """
 
 from __future__ import annotations
@@ -151,6 +152,44 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at TEXT NOT NULL
     );
     CREATE INDEX outbox_by_orchestration ON outbox (orchestration_id, status);
+    """,
+    # 4 (fleet watch): selections of runtimes followed through /runtimes, one record per
+    # runtime (keyed by instance ID, its operations as JSON), and their recorded history.
+    """
+    CREATE TABLE selections (
+        name TEXT PRIMARY KEY,
+        filters TEXT NOT NULL,
+        channel TEXT,
+        added_at TEXT NOT NULL,
+        baseline_at TEXT,
+        last_full_sweep_at TEXT,
+        last_success_at TEXT,
+        last_error TEXT
+    );
+    CREATE TABLE fleet_runtimes (
+        selection TEXT NOT NULL,
+        instance_id TEXT NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (selection, instance_id)
+    );
+    CREATE TABLE fleet_transitions (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        selection TEXT NOT NULL,
+        change TEXT NOT NULL,
+        at TEXT NOT NULL,
+        instance_id TEXT NOT NULL,
+        operation_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        description TEXT NOT NULL,
+        shoot TEXT NOT NULL,
+        subaccount_id TEXT NOT NULL,
+        runtime_id TEXT NOT NULL
+    );
+    CREATE INDEX fleet_transitions_by_instance ON fleet_transitions (instance_id, id);
+    CREATE INDEX fleet_transitions_by_selection ON fleet_transitions (selection, id);
     """,
 )
 
