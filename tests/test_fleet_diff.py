@@ -145,3 +145,44 @@ def test_failure_digest_names_shoot_subaccount_and_instance() -> None:
         ("provisioning", "i1", "c1", "sa"),
         ("update", "i2", "c1", "sa"),
     }
+
+
+def test_fleet_notifications_render_keb_text_inert() -> None:
+    """A selection's card and digest go through the same inert rendering as an
+    orchestration's: KEB text makes no mention, link, formatting or new line in Slack."""
+    from watcher.core.fleet_policy import fleet_intents
+    from watcher.notify.render import Renderer
+
+    hostile = "<!channel> *boom*\n# header <https://evil.example|click>"
+    prev = {"i1": record("i1", op("u", "update", "in progress"))}
+    obs = FleetObservation({"i1": runtime("i1", op("u", "update", "failed", hostile))})
+    result = fleet_diff("sel", prev, obs, NOW)
+    intents = fleet_intents(
+        "sel", None, result.records, result.transitions, baseline=False, now=NOW
+    )
+    assert [i.kind for i in intents] == ["failure_digest", "progress"]
+    assert {i.orchestration_id for i in intents} == {"fleet:sel"}
+    renderer = Renderer()
+    for intent in intents:
+        rendered = renderer.render(intent.kind, intent.payload)
+        assert rendered.error is None
+        text = str(rendered.message.blocks) + rendered.message.text
+        assert "fleet sel" in text
+        assert "<!channel>" not in text
+        assert "<https://evil" not in text
+        assert "*boom*" not in text
+    digest = renderer.render("failure_digest", intents[0].payload).message
+    assert "c1" in str(digest.blocks)  # the shoot
+    assert "i1" in str(digest.blocks)  # the instance
+    assert "sa" in str(digest.blocks)  # the subaccount
+
+
+def test_fleet_metadata_names_the_selection() -> None:
+    from watcher.notify.slack import metadata
+
+    assert metadata("progress", "k", "fleet:eu")["event_payload"] == {
+        "fleet": "eu",
+        "kind": "progress",
+        "key": "k",
+    }
+    assert metadata("progress", "k", "o-1")["event_payload"]["orchestration_id"] == "o-1"

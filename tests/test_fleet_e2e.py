@@ -4,6 +4,12 @@ over real HTTP on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -280,3 +286,48 @@ def test_watch_instance_waits_for_the_next_operation(
     assert types[0] == "waiting"
     assert "following" in types
     assert types[-2:] == ["ended", "summary"]
+
+
+def test_run_follows_selections_in_its_cycle(cli: Cli, rig: FleetRig, tmp_path: Path) -> None:
+    """`watcher run` (a real process) polls the selection beside the orchestrations: the
+    card at the baseline, then the digest once the fleet moved."""
+    port = free_port()
+    config = tmp_path / "run.toml"
+    config.write_text(
+        rig.config.read_text().replace("[poll]\n", '[poll]\ninterval = "1s"\njitter = "0s"\n')
+        + f'\n[service]\nlisten = "127.0.0.1:{port}"\n'
+    )
+    assert cli("--config", str(config), "fleet", "add", "demo").code == 0
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "--config", str(config), "run"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        wait_until(lambda: len(rig.ours()) >= 1)
+        rig.fleet.advance(3 * 3600)
+        wait_until(lambda: any(m.thread_ts and "failed" in m.text for m in rig.ours()))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert {m.metadata["event_payload"]["fleet"] for m in rig.ours()} == {"demo"}
+    history = cli("--config", str(config), "fleet", "show", "demo", "-o", "json").json()
+    assert any(h["change"] == "deprovisioned" for h in history["history"])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
