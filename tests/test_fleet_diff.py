@@ -186,3 +186,19 @@ def test_fleet_metadata_names_the_selection() -> None:
         "key": "k",
     }
     assert metadata("progress", "k", "o-1")["event_payload"]["orchestration_id"] == "o-1"
+
+
+def test_an_old_ended_operation_first_shown_by_a_detailed_read_is_history() -> None:
+    from datetime import timedelta
+
+    old = FleetOperation("u1", "update", "succeeded", created_at=NOW - timedelta(days=3))
+    newer = FleetOperation("u2", "update", "in progress", created_at=NOW - timedelta(hours=1))
+    prev = {"i1": record("i1", newer)}
+    obs = FleetObservation({"i1": runtime("i1", newer, old)}, detailed=frozenset({"i1"}))
+    result = fleet_diff("sel", prev, obs, NOW)
+    assert result.transitions == []  # recorded, not announced
+    assert result.records["i1"].operations["u1"].state == "succeeded"
+    fresh = FleetOperation("u3", "update", "failed", created_at=NOW)
+    later = FleetObservation({"i1": runtime("i1", newer, fresh)}, detailed=frozenset({"i1"}))
+    changes = [t.change for t in fleet_diff("sel", prev, later, NOW).transitions]
+    assert changes == [FleetChange.OPERATION_APPEARED, FleetChange.OPERATION_ENDED]
