@@ -104,7 +104,9 @@ def measure(size: int, repeat: int) -> dict[str, dict[str, list[float]]]:
     )
     results: dict[str, dict[str, list[float]]] = {}
     try:
-        assert sim.stdout is not None and sim.stdout.readline().strip() == "ready"
+        first = sim.stdout.readline().strip() if sim.stdout is not None else ""
+        if first != "ready":
+            raise SystemExit(f"the simulator did not start (it said {first!r})")
         ids = [r["instanceID"] for r in _all_ids(url)]
         rng = random.Random(size)
         with tempfile.TemporaryDirectory() as tmp:
