@@ -226,3 +226,30 @@ def test_the_demo_fleet_recorded_as_what_happened() -> None:
     hung = [t for t in transitions if t.instance_id == ids[1] and t.kind == "update"]
     assert hung == []  # in progress since before the baseline, and it never moves
     assert [op.state for op in watch.records[ids[1]].open_operations()] == ["in progress"]
+
+
+def test_a_runtime_keb_stops_showing_without_archiving_it_is_never_deprovisioned() -> None:
+    """The simulator as a witness: KEB can lose sight of a runtime that exists (an empty
+    last_operation_id hides it from every /runtimes answer). Absent and not archived is no
+    deprovisioning: nothing is recorded and its record stays."""
+    fleet = Fleet(seed=4)
+    populate(fleet, 10)
+    target = next(iter(fleet.instances))
+    fleet.update(target, duration=600)
+    sim = FleetSim(fleet)
+    watch = FleetWatch(Selection("all"), full_sweep_every=timedelta(minutes=30))
+
+    async def go() -> list[FleetTransition]:
+        out: list[FleetTransition] = []
+        async with RuntimesClient(
+            "http://keb.test", StaticToken(runtime_token()), transport=in_process(sim)
+        ) as keb:
+            out.extend(await watch.poll(keb, START))
+            fleet.hide(target)
+            out.extend(await watch.poll(keb, START + CYCLE))  # active, now missing
+            watch.last_full_sweep = None
+            out.extend(await watch.poll(keb, START + 2 * CYCLE))  # the full listing too
+        return out
+
+    assert run(go()) == []
+    assert [op.state for op in watch.records[target].open_operations()] == ["in progress"]

@@ -201,6 +201,13 @@ class Fleet:
         op.state, op.description = SUCCEEDED, "Processing finished"
         return op.operation_id
 
+    def hide(self, instance_id: str) -> None:
+        """Make KEB lose sight of an instance that still exists: ``/runtimes`` inner-joins the
+        operation ``last_operation_id`` names, so a row with ``''`` (not backfilled before
+        2025-02, §10) is in no answer, not even the archive's. A poller must not call it
+        deprovisioned."""
+        self.instances[instance_id].last_operation_id = ""
+
     def _queue(
         self,
         instance_id: str,
