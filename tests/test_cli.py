@@ -250,8 +250,12 @@ def test_readme_command_table_agrees_with_help(name: str) -> None:
     usage = readme_command_table()[name]
     command = main.get_command(click.Context(main), name)
     assert command is not None
+    # A group (``fleet``) shows its subcommands' options and arguments in one row.
+    params = list(command.params)
+    if isinstance(command, click.Group):
+        params += [p for sub in command.commands.values() for p in sub.params]
     options: dict[str, click.Option] = {}
-    for param in command.params:
+    for param in params:
         if isinstance(param, click.Option):
             for flag in (*param.opts, *param.secondary_opts):
                 options[flag] = param
@@ -262,7 +266,7 @@ def test_readme_command_table_agrees_with_help(name: str) -> None:
         if choices:
             assert isinstance(kind, click.Choice), f"{name} {flag}: no choices in --help"
             assert set(choices.split("|")) == set(map(str, kind.choices)), usage
-    arguments = [p for p in command.params if isinstance(p, click.Argument)]
+    arguments = [p for p in params if isinstance(p, click.Argument)]
     rest = re.sub(r"\[-[^\]]*\](\.\.\.)?", " ", " ".join(usage.split()[2:]))
     rest = re.sub(r"--?[a-z][a-z-]*( (?:[A-Z]+|[a-z]+(?:\|[a-z]+)+))?", " ", rest)
     assert bool(arguments) == bool(rest.split()), (

@@ -82,7 +82,8 @@ def test_a_wrong_base_url_is_not_gone_either(keb_factory: Any, cli: Cli, tmp_pat
         f"watcher: KEB GET {url} answered a plain-text 404: the endpoint serves no "
         "orchestration API. Either keb.url is wrong (it must be KEB's base URL, without "
         "/orchestrations), or it points at KEB 1.15.1 or later, which removed the "
-        "orchestration API."
+        "orchestration API; that KEB serves the runtimes API (GET /runtimes) instead, and "
+        "`watcher fleet add NAME` follows its runtimes."
     )
     assert keb.sim.token not in result.err + result.out
     assert "orchestration_not_found" not in kinds(tmp_path / "watcher.db")

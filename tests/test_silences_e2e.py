@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli
-from tests.test_dashboard import get
+from tests.test_dashboard import Served, get
 from tests.test_notify_e2e import CHANNEL, Setup, make_setup
 from watcher.app import Watcher
 from watcher.config import load_config
@@ -160,10 +160,13 @@ def test_the_dashboard_shows_the_silence(setup: Setup, cli: Cli) -> None:
     reason = "<b>quota</b> INC-1"
     assert cli("silence", orch, "--reason", reason, "-c", cfg).code == 0
     with Watcher(load_config(s.config, {})) as app:
-        dash = Dashboard(app, stale_after=3600.0, token=None)
-        for page in ("/", f"/orchestrations/{orch}"):
-            status, _, body = get(dash, page)
-            assert status == 200
-            assert "silenced until " in body
-            assert "&lt;b&gt;quota&lt;/b&gt; INC-1" in body  # the reason is text, escaped
-            assert "<b>quota" not in body
+        dash = Served(Dashboard(app, stale_after=3600.0, token=None))
+        try:
+            for page in ("/", f"/orchestrations/{orch}"):
+                status, _, body = get(dash, page)
+                assert status == 200
+                assert "silenced until " in body
+                assert "&lt;b&gt;quota&lt;/b&gt; INC-1" in body  # the reason is text, escaped
+                assert "<b>quota" not in body
+        finally:
+            dash.close()

@@ -41,6 +41,7 @@ COMMANDS: Final = {
     "completion": "watcher.faces.completion:completion_command",
     "silence": "watcher.faces.silences:silence_command",
     "unsilence": "watcher.faces.silences:unsilence_command",
+    "fleet": "watcher.faces.fleet:fleet_group",
 }
 
 

@@ -172,7 +172,9 @@ class KebNoOrchestrationApi(KebPermanentError):
 
 class KebUnsupportedType(KebPermanentError):
     """KEB refuses to list the operations of an orchestration type it no longer processes:
-    500 ``unsupported orchestration type: upgradeKyma`` from 1.8.9 on, forever (§12.8)."""
+    500 ``unsupported orchestration type: upgradeKyma`` from 1.8.9 on, forever (§12.8); and
+    ``/runtimes?op_detail=last`` fails a whole page with ``unsupported operation type`` when one
+    runtime's last operation is a legacy ``upgradeKyma`` (docs/keb-runtimes-api.md §2.4)."""
 
 
 class KebLimitExceeded(KebPermanentError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -36,8 +36,10 @@ from watcher.store.outbox import Outbox
 
 if TYPE_CHECKING:
     from watcher.app.dashboard import DashboardReads
+    from watcher.app.fleet import FleetTools
     from watcher.app.notifications import NotificationTools
     from watcher.core.watching import Sink, Sleep, Summary, WatchOptions
+    from watcher.engine.fleet_cycle import SelectionReport
 
     # Notifications (jinja2, slack-sdk) load only on the paths that send or render them, so
     # that `watcher poll` without Slack, `list` and `status` start quickly.
@@ -69,6 +71,8 @@ class PollOutcome:
     cycle: CycleReport
     delivery: DeliveryReport | None = None
     undelivered: int = 0
+    #: The selections polled in the same cycle (fleet watch).
+    fleet: list[SelectionReport] = field(default_factory=list)
 
 
 class Watcher:
@@ -334,6 +338,7 @@ class Watcher:
             async with self.keb() as keb:
                 cycle = await self.engine(keb).poll_once()
             outcome = PollOutcome(cycle)
+            outcome.fleet = await self.fleet.poll(notify=self.destination() is not None)
             outcome.delivery, outcome.undelivered = await self.deliver(deadline=deadline)
         return outcome
 
@@ -407,6 +412,13 @@ class Watcher:
         from watcher.app.dashboard import DashboardReads
 
         return DashboardReads(self)
+
+    @property
+    def fleet(self) -> FleetTools:
+        """Fleet watch: selections of runtimes followed through ``/runtimes``."""
+        from watcher.app.fleet import FleetTools
+
+        return FleetTools(self)
 
     @property
     def notifications(self) -> NotificationTools:

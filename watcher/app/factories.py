@@ -11,6 +11,7 @@ from watcher.keb import CommandToken, FileToken, KebClient, RetryPolicy, StaticT
 from watcher.keb.timing import ExchangeHook, timed_transport
 
 if TYPE_CHECKING:
+    from watcher.keb.runtimes import RuntimesClient
     from watcher.notify.slack import Destination
 
 
@@ -55,3 +56,17 @@ def destination(config: Config) -> Destination | None:
         return BotSlack(slack.token.reveal(), slack.base_url)
     assert slack.webhook_url is not None
     return WebhookSlack(slack.webhook_url.reveal())
+
+
+def runtimes_client(config: Config) -> RuntimesClient:
+    """The ``/runtimes`` client (fleet watch) on the same KEB URL and token."""
+    from watcher.keb.runtimes import RuntimesClient
+
+    return RuntimesClient(
+        config.keb.url,
+        token_provider(config),
+        timeout=config.keb.timeout,
+        concurrency=config.keb.concurrency,
+        retry=RetryPolicy(attempts=config.keb.retries),
+        ca_file=config.keb.ca_file,
+    )

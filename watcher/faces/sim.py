@@ -8,6 +8,7 @@ import click
 
 from watcher.errors import UsageError
 from watcher.sim import SCENARIOS, serve_forever
+from watcher.sim.fleet_server import serve_fleet_forever
 
 
 def _scenario_help() -> str:
@@ -58,6 +59,20 @@ def _scenario_help() -> str:
     help="Chance that the world moves on before KEB answers a request (workers hand off "
     "between a poller's orchestration GET and its lists, and between list pages).",
 )
+@click.option(
+    "--api",
+    type=click.Choice(["orchestrations", "runtimes"]),
+    default="orchestrations",
+    show_default=True,
+    help="orchestrations: KEB 1.8.12-1.15.0; runtimes: current KEB (GET /runtimes, /events).",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(1, 100_000),
+    default=12,
+    show_default=True,
+    help="With --api runtimes: how many settled runtimes the fleet starts with.",
+)
 def sim_command(
     port: int,
     host: str,
@@ -67,6 +82,8 @@ def sim_command(
     no_api: bool,
     races: float,
     moves: float,
+    api: str,
+    size: int,
 ) -> None:
     """Serve a simulated KEB orchestration API (as KEB 1.8.12-1.15.0 served it).
 
@@ -80,8 +97,14 @@ def sim_command(
       watcher sim --scenario retry-rows --races 0.2 --speed 0
       watcher sim --scenario handoffs --moves 0.5 --speed 0
       KEB_URL=http://127.0.0.1:8080 KEB_TOKEN=<printed token> watcher status <ID>
+      watcher sim --api runtimes --size 500    # current KEB: a fleet on GET /runtimes
     """
     try:
+        if api == "runtimes":
+            serve_fleet_forever(
+                seed=seed, size=size, speed=speed or None, host=host, port=port, out=sys.stdout
+            )
+            return
         serve_forever(
             scenario,
             seed=seed,

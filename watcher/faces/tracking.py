@@ -13,7 +13,7 @@ from watcher.config import describe, open_service_warning
 from watcher.core.ids import require_uuids
 from watcher.core.inert import inert
 from watcher.core.wording import plural
-from watcher.errors import KebError, KebNoOrchestrationApi
+from watcher.errors import KebError, KebNoOrchestrationApi, UsageError, WatcherError
 from watcher.faces import reports as report
 from watcher.faces.completion import complete_ids
 from watcher.faces.context import (
@@ -136,11 +136,20 @@ def list_(obj: Context, chosen: tuple[str, ...], output: str) -> None:
 
 
 @click.command()
-@click.argument("orchestration_id", metavar="ID", shell_complete=complete_ids)
+@click.argument("orchestration_id", metavar="ID", required=False, shell_complete=complete_ids)
+@click.option(
+    "--instance",
+    "instance_id",
+    metavar="ID",
+    help="Instead: one runtime by instance ID and its recent operations (KEB 1.15.1 and "
+    "later, GET /runtimes).",
+)
 @OUTPUT
 @click.pass_obj
-def status(obj: Context, orchestration_id: str, output: str) -> None:
-    """Fetch one orchestration from KEB now and summarise it.
+def status(
+    obj: Context, orchestration_id: str | None, instance_id: str | None, output: str
+) -> None:
+    """Fetch one orchestration (or, with --instance, one runtime) from KEB now and summarise it.
 
     Works without a config file when KEB_URL and KEB_TOKEN are set. ID may be a unique prefix
     (8 characters or more) of a tracked orchestration.
@@ -148,13 +157,39 @@ def status(obj: Context, orchestration_id: str, output: str) -> None:
     \b
     Example:
       KEB_URL=https://kyma-env-broker.example.com KEB_TOKEN=... watcher status 5a3f1f5e-...
+      watcher status --instance 8f2b6d1e-4a9c-4e37-b5d0-3c7e9a1f6b82
     """
+    if (orchestration_id is None) == (instance_id is None):
+        raise UsageError("give an orchestration ID or --instance ID (one of them)")
+    if instance_id is not None:
+        _instance_status(obj, instance_id.strip(), output)
+        return
+    assert orchestration_id is not None
     with obj.watcher(keb_env=True) as app, quiet_retries(obj):
         orch = run(app.status(orchestration_id))
     if output == "json":
         emit_json(orch.to_json())
     else:
         click.echo("\n".join(report.orchestration_lines(orch)))
+
+
+def _instance_status(obj: Context, instance_id: str, output: str) -> None:
+    from watcher.faces.fleet import runtime_json, runtime_lines
+
+    with obj.watcher(keb_env=True) as app:
+        runtime, deprovisioned = run(app.fleet.instance(instance_id))
+    if runtime is None and not deprovisioned:
+        raise WatcherError(f"KEB knows no runtime with instance ID {instance_id!r}")
+    if output == "json":
+        emit_json(
+            runtime_json(runtime)
+            if runtime is not None
+            else {"instance_id": instance_id, "deprovisioned": True}
+        )
+    elif runtime is None:
+        click.echo(f"instance {inert(instance_id)}: deprovisioned (KEB's archive lists it)")
+    else:
+        click.echo("\n".join(runtime_lines(runtime)))
 
 
 @click.command()
@@ -248,8 +283,31 @@ def poll(obj: Context) -> None:
     for result in cycle.failed:
         if result not in no_api:
             click.echo(f"watcher: {result.orchestration_id}: {result.error}", err=True)
-    if not cycle.results:
-        click.echo("nothing to poll (track an orchestration first)")
+    for selection in outcome.fleet:
+        if selection.ok:
+            what = (
+                "baseline"
+                if selection.baseline
+                else ("full sweep" if selection.full_sweep else "active")
+            )
+            click.echo(
+                f"fleet {selection.name}: {plural(selection.runtimes, 'runtime')}, "
+                f"{plural(selection.transitions, 'transition')} ({what}, "
+                f"{plural(selection.requests, 'request')})"
+            )
+        else:
+            click.echo(f"watcher: fleet {selection.name}: {selection.error}", err=True)
+        for instance_id in selection.unreadable:
+            click.echo(
+                f"watcher: fleet {selection.name}: runtime {instance_id} makes KEB fail every "
+                "page it is on (a legacy operation type); it is read on its own",
+                err=True,
+            )
+    if not cycle.results and not outcome.fleet:
+        click.echo(
+            "nothing to poll (track an orchestration, or follow runtimes with "
+            "`watcher fleet add NAME`)"
+        )
     delivery = outcome.delivery
     if delivery is not None and (delivery.sent or delivery.skipped):
         click.echo(f"notifications: {delivery.sent} sent")
@@ -262,7 +320,7 @@ def poll(obj: Context) -> None:
             "(kept in the outbox; see `watcher outbox list`)",
             err=True,
         )
-    if cycle.failed or outcome.undelivered:
+    if cycle.failed or outcome.undelivered or any(not f.ok for f in outcome.fleet):
         sys.exit(1)
 
 
@@ -298,8 +356,17 @@ def check_config(obj: Context, online: bool) -> None:
             async with keb_client(config) as keb:
                 return len(await keb.list_orchestrations())
 
-        count = run(reach())
-        click.echo(f"KEB: reachable, token accepted, {count} orchestrations")
+        try:
+            count = run(reach())
+            click.echo(f"KEB: reachable, token accepted, {count} orchestrations")
+        except KebNoOrchestrationApi:
+            # KEB 1.15.1 and later: no orchestrations, but the runtimes API on the same URL.
+            runtimes = run(app.fleet.probe())
+            click.echo(
+                f"KEB: reachable, token accepted; no orchestration API (KEB 1.15.1 or later): "
+                f"it serves the runtimes API (GET /runtimes, {plural(runtimes, 'runtime')}); "
+                "`watcher fleet add NAME` follows them"
+            )
         for line in app.notifications.check_slack():
             click.echo(line)
     click.echo("configuration OK")

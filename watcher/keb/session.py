@@ -252,7 +252,11 @@ class Session:
             if _keb_error(content) is None:
                 raise KebNoOrchestrationApi(redact(no_api(req, response), token), status=status)
             raise KebNotFound(message, status=status)
-        if status == 500 and "unsupported orchestration type" in (_keb_error(content) or ""):
+        # Legacy upgradeKyma data: orchestrations (§12.8) and /runtimes?op_detail=last alike.
+        if status == 500 and any(
+            phrase in (_keb_error(content) or "")
+            for phrase in ("unsupported orchestration type", "unsupported operation type")
+        ):
             raise KebUnsupportedType(message, status=status)
         if status == 429 or status >= 500:
             retry_after = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
@@ -360,13 +364,16 @@ def no_api(req: Request, response: httpx.Response) -> str:
     KEB GET https://kcp.example.com/wrong/orchestrations/o-1 answered a plain-text 404: the
     endpoint serves no orchestration API. Either keb.url is wrong (it must be KEB's base URL,
     without /orchestrations), or it points at KEB 1.15.1 or later, which removed the orchestration
-    API.
+    API; that KEB serves the runtimes API (GET /runtimes) instead, and `watcher fleet add NAME`
+    follows its runtimes.
     """
     url = response.request.url.copy_with(query=None, fragment=None)
     return (
         f"KEB {req.method} {url} answered a plain-text 404: the endpoint {NO_API}. "
         "Either keb.url is wrong (it must be KEB's base URL, without /orchestrations), "
-        "or it points at KEB 1.15.1 or later, which removed the orchestration API."
+        "or it points at KEB 1.15.1 or later, which removed the orchestration API; "
+        "that KEB serves the runtimes API (GET /runtimes) instead, and "
+        "`watcher fleet add NAME` follows its runtimes."
     )
 
 

@@ -52,6 +52,14 @@ TEMPLATES: Final[Mapping[str, str]] = {
     "keb_recovered": "keb_recovered.j2",
 }
 
+#: The templates of a selection's notifications (fleet watch): its payloads carry ``fleet``
+#: where an orchestration's carry ``orchestration``; the kinds and their delivery are the same.
+FLEET_TEMPLATES: Final[Mapping[str, str]] = {
+    "tracking_started": "fleet_card.j2",
+    "progress": "fleet_card.j2",
+    "failure_digest": "fleet_digest.j2",
+}
+
 _ICONS: Final = {
     "succeeded": ":white_check_mark:",
     "failed": ":x:",
@@ -270,6 +278,8 @@ class Renderer:
         """Render ``kind``; on any failure (an error, a template over its time budget) the
         plain fallback message and the error in one line, naming the template and line."""
         name = self.template_for(kind)
+        if payload.get("fleet") and kind in FLEET_TEMPLATES:
+            name = FLEET_TEMPLATES[kind]
         try:
             template = self.env.get_template(name)
             with self.budget.running():
@@ -296,6 +306,8 @@ def fallback_text(kind: str, payload: Mapping[str, Any]) -> str:
     state = orch.get("state", "") if isinstance(orch, Mapping) else ""
     done, total = payload.get("done"), payload.get("total")
     parts = [f"keb-watcher {kind.replace('_', ' ')}: orchestration {orch_id}"]
+    if payload.get("fleet"):
+        parts = [f"keb-watcher {kind.replace('_', ' ')}: fleet {payload['fleet']}"]
     if state:
         parts.append(f"is {state}")
     if isinstance(done, int) and isinstance(total, int):

@@ -52,13 +52,19 @@ class Posted:
     answer: Mapping[str, Any]
 
 
+#: What a selection's outbox rows carry where an orchestration's carry its ID
+#: (:func:`watcher.core.fleet_policy.outbox_id`).
+FLEET_PREFIX = "fleet:"
+
+
 def metadata(kind: str, key: str, orchestration_id: str | None) -> dict[str, Any]:
     """The message metadata every post carries (docs/contract.md §5): duplicates are detectable and
     the card map can be rebuilt from the channel."""
-    return {
-        "event_type": EVENT_TYPE,
-        "event_payload": {"orchestration_id": orchestration_id or "", "kind": kind, "key": key},
-    }
+    followed: dict[str, Any] = {"orchestration_id": orchestration_id or ""}
+    if orchestration_id and orchestration_id.startswith(FLEET_PREFIX):
+        # A selection of runtimes (fleet watch): named by ``fleet``, not an orchestration.
+        followed = {"fleet": orchestration_id[len(FLEET_PREFIX) :]}
+    return {"event_type": EVENT_TYPE, "event_payload": {**followed, "kind": kind, "key": key}}
 
 
 def _retry_after(headers: Mapping[str, Any] | None) -> float | None:

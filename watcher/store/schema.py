@@ -13,6 +13,7 @@ Never edit a released migration: append a new one. Each runs in one transaction.
 * ``health``: since when KEB has been failing, and whether that was announced;
 * ``lease``: which process may poll and send now (``watcher run`` and ``watcher poll``);
 * ``silences``: orchestrations whose non-final notifications are held back, until when.
+* ``selections``, ``fleet_runtimes``, ``fleet_transitions``: fleet watch (``watcher fleet``).
 """
 
 from __future__ import annotations
@@ -163,6 +164,44 @@ MIGRATIONS: tuple[str, ...] = (
         created_by TEXT,
         created_at TEXT NOT NULL
     );
+    """,
+    # 5 (fleet watch): selections of runtimes followed through /runtimes, one record per
+    # runtime (keyed by instance ID, its operations as JSON), and their recorded history.
+    """
+    CREATE TABLE selections (
+        name TEXT PRIMARY KEY,
+        filters TEXT NOT NULL,
+        channel TEXT,
+        added_at TEXT NOT NULL,
+        baseline_at TEXT,
+        last_full_sweep_at TEXT,
+        last_success_at TEXT,
+        last_error TEXT
+    );
+    CREATE TABLE fleet_runtimes (
+        selection TEXT NOT NULL,
+        instance_id TEXT NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (selection, instance_id)
+    );
+    CREATE TABLE fleet_transitions (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        selection TEXT NOT NULL,
+        change TEXT NOT NULL,
+        at TEXT NOT NULL,
+        instance_id TEXT NOT NULL,
+        operation_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        description TEXT NOT NULL,
+        shoot TEXT NOT NULL,
+        subaccount_id TEXT NOT NULL,
+        runtime_id TEXT NOT NULL
+    );
+    CREATE INDEX fleet_transitions_by_instance ON fleet_transitions (instance_id, id);
+    CREATE INDEX fleet_transitions_by_selection ON fleet_transitions (selection, id);
     """,
 )
 

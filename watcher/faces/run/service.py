@@ -344,6 +344,8 @@ class Service:
                 error = await self._discover()
                 answered += error is None
             report = await self._engine.poll_once(select=lambda items: self._select(items, now))
+            # Selections of runtimes (fleet watch) in the same cycle, through /runtimes.
+            fleet = await self.app.fleet.poll(notify=self.app.destination() is not None)
         except WatcherError as exc:
             log.error("poll cycle failed: %s", exc)
             self.readiness.failed(str(exc))
@@ -355,8 +357,12 @@ class Service:
             else:
                 self._last_polled.pop(result.orchestration_id, None)
                 error = error or result.error
-        attempts += len(report.results)
-        answered += sum(result.ok for result in report.results)
+        attempts += len(report.results) + len(fleet)
+        answered += sum(result.ok for result in report.results) + sum(f.ok for f in fleet)
+        for selection in fleet:
+            if not selection.ok:
+                log.warning("fleet %s: poll failed: %s", selection.name, selection.error)
+                error = error or selection.error
         success = attempts == 0 or answered > 0
         self._account(report, time.monotonic() - started, success, error)
 

@@ -256,12 +256,14 @@ def make_watch_command(hooks: WatchHooks | None = None) -> click.Command:
     seams = hooks or WatchHooks()
 
     @click.command(name="watch")
-    @click.argument(
-        "orchestration_ids",
-        metavar="ID...",
-        nargs=-1,
-        required=True,
-        shell_complete=complete_ids,
+    @click.argument("orchestration_ids", metavar="ID...", nargs=-1, shell_complete=complete_ids)
+    @click.option(
+        "--instance",
+        "instances",
+        multiple=True,
+        metavar="ID",
+        help="Instead of orchestrations: follow these runtimes' current (or next) operation "
+        "(KEB 1.15.1 and later, GET /runtimes); repeatable, a,b.",
     )
     @click.option(
         "--interval",
@@ -302,6 +304,7 @@ def make_watch_command(hooks: WatchHooks | None = None) -> click.Command:
     def watch(
         obj: Context,
         orchestration_ids: tuple[str, ...],
+        instances: tuple[str, ...],
         interval: str | None,
         timeout: str | None,
         give_up_after: str,
@@ -325,12 +328,30 @@ def make_watch_command(hooks: WatchHooks | None = None) -> click.Command:
         Example:
           watcher watch 5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11 --timeout 6h && echo upgraded
           watcher watch 5a3f1f5e 4ab15fee 9d7cc285 -o json | jq -c 'select(.type == "summary")'
+          watcher watch --instance 8f2b6d1e-4a9c-4e37-b5d0-3c7e9a1f6b82 --timeout 4h
         """
         options = WatchOptions(
             interval=_seconds(interval, "--interval", positive=True),
             timeout=_seconds(timeout, "--timeout"),
             give_up_after=_seconds(give_up_after, "--give-up-after") or 0.0,
         )
+        if bool(orchestration_ids) == bool(instances):
+            raise UsageError("give orchestration IDs or --instance IDs (one kind of them)")
+        if instances:
+            from watcher.faces.watch.instances import run_instances
+
+            raise SystemExit(
+                run_instances(
+                    obj,
+                    instances,
+                    interval=options.interval,
+                    deadline=options.timeout,
+                    give_up_after=options.give_up_after,
+                    output="json" if output == "json" else "text",
+                    sleep=seams.sleep,
+                    monotonic=seams.clock,
+                )
+            )
         code = run_watch(
             obj,
             orchestration_ids,
