@@ -132,6 +132,9 @@ class ScenarioSpec:
     orchestrations: tuple[OrchestrationSpec, ...]
     spare_runtimes: int = 24
     epoch: datetime = field(default=EPOCH)
+    #: The ``groups`` claim of the token the simulator prints and accepts (``sim.token``).
+    #: Without ``orchestrationsAdmin`` its gateway answers 403 ``RBAC: access denied``.
+    token_groups: tuple[str, ...] = ("orchestrationsAdmin",)
 
 
 _SMALL = OrchestrationSpec(
@@ -297,6 +300,12 @@ SCENARIOS: Final[dict[str, ScenarioSpec]] = {
             "40 orchestrations x 2,000 operations, 50 workers each, all in progress",
             _large(),
             spare_runtimes=0,
+        ),
+        ScenarioSpec(
+            "no-group",
+            "like small, but the printed token lacks orchestrationsAdmin: every call is a 403",
+            (_SMALL,),
+            token_groups=("runtimeViewer",),
         ),
     )
 }

@@ -67,8 +67,9 @@ class Simulator:
         self.races = races
         # Its own RNG: races must not perturb the world's seeded sequence.
         self._race_rng = random.Random(f"races-{seed}")
-        #: A token the simulator's gateway accepts (``orchestrationsAdmin``, far-future exp).
-        self.token = make_token()
+        #: The token the simulator prints: far-future exp, the scenario's groups (by default
+        #: ``orchestrationsAdmin``, which its gateway requires).
+        self.token = make_token(groups=scenario.token_groups)
         self._lock = threading.RLock()
         self._engine = Manager(scenario, seed)
         self._clock = clock
