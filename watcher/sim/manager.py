@@ -305,6 +305,8 @@ class Manager:
         for index, runtime in enumerate(runtimes):
             window = shared or self._windows(orch, runtime)
             self._new_operation(orch, runtime, reasons.get(index), window)
+        if profile.hang and orch.ops:
+            orch.ops[0].duration_us = round(profile.hang * US_PER_SECOND)
         description = f"Scheduled {count} operations"
         start_at = orch.schedule_time_us
         if start_at is not None and start_at > self.now_us:
@@ -364,7 +366,9 @@ class Manager:
         if orch.state == CANCELING and orch.profile.cancel_one_by_one:
             self._cancel_pickup(orch)
             return
-        if orch.state != IN_PROGRESS or orch.strategy_type != "parallel":
+        # Operations that outlive their orchestration's outcome run on (§3.4).
+        outliving = orch.profile.outlive and orch.state in TERMINAL_ORCHESTRATION_STATES
+        if (orch.state != IN_PROGRESS and not outliving) or orch.strategy_type != "parallel":
             return
         if orch.profile.legacy_kyma:
             return  # KEB 1.8.9 and later no longer process upgradeKyma (docs/keb-api.md §12.8)
@@ -449,12 +453,17 @@ class Manager:
 
     def _maybe_complete(self, orch: OrchestrationRecord) -> None:
         if orch.state == IN_PROGRESS:
-            if orch.unfinished == 0 and not orch.pickup_pending:
+            if orch.unfinished <= orch.profile.outlive and not orch.pickup_pending:
                 # failed iff the de-duplicated per-instance count says so (§3.4).
                 final = FAILED if orch.stats()[FAILED] > 0 else SUCCEEDED
                 self._set_orch(orch, final, orch.description, bump=True)
                 self.operator.on_terminal(orch)
-        elif orch.state == CANCELING and orch.running == 0 and not orch.finalize_pending:
+        elif (
+            orch.state == CANCELING
+            and orch.running == 0
+            and not orch.finalize_pending
+            and orch.profile.cancel_concludes
+        ):
             orch.finalize_pending = True
             self.schedule(self.now_us + CANCEL_CONCLUDE_US, partial(self._conclude_cancel, orch))
 

@@ -96,6 +96,20 @@ class OrchestrationSpec:
     #: each on its own (``orchestration <id> was canceled``), one every ``CANCEL_PICKUP``
     #: seconds, before the bulk cancel (§12.5). ``False``: only the bulk cancel.
     cancel_one_by_one: bool = False
+    #: The first operation stays ``in progress`` this many virtual seconds (a hanging
+    #: upgrade, docs/keb-concurrency.md §4); ``0``: as ``duration`` says.
+    hang: float = 0.0
+    #: The orchestration ends (``succeeded``/``failed`` by the counts then) while this many
+    #: operations are still pending or in progress; they run on and finish afterwards
+    #: (docs/keb-concurrency.md §3.4: retried operations queued in the run's last minute).
+    outlive: int = 0
+    #: ``False``: a retry picks up no operation (none of the retried instances resolves any
+    #: more), and the orchestration goes ``retrying -> succeeded`` with its failed rows kept
+    #: (docs/keb-concurrency.md §3.2).
+    retry_resolves: bool = True
+    #: ``False``: a cancel never concludes; the orchestration stays ``canceling`` with its
+    #: pending operations ``pending`` for good (docs/keb-concurrency.md §4, table row 20).
+    cancel_concludes: bool = True
 
     def __post_init__(self) -> None:
         if self.created > 0:
@@ -104,8 +118,8 @@ class OrchestrationSpec:
             raise ValueError("ops must be >= 0 and workers >= 1")
         if not 0.0 <= self.failure_rate <= 1.0 or not self.reasons:
             raise ValueError("failure_rate must be in [0, 1] with at least one reason")
-        if self.row_gap < 0:
-            raise ValueError("row_gap must not be negative")
+        if self.row_gap < 0 or self.hang < 0 or self.outlive < 0:
+            raise ValueError("row_gap, hang and outlive must not be negative")
 
 
 #: The behaviour of orchestrations created through ``POST /upgrade/cluster``.
@@ -195,6 +209,16 @@ _RETRY_RUNNING = OrchestrationSpec(
 #: Canceled after ~25 % finished; free workers keep canceling operations one by one before
 #: the bulk cancel (§12.5).
 _CANCELING = replace(_CANCEL, cancel_one_by_one=True)
+#: Ends with operations still running: the last 3 outlive the outcome and finish after it.
+_OUTLIVED = OrchestrationSpec(
+    ops=12,
+    workers=3,
+    duration=(200.0, 340.0),
+    failure_rate=1 / 12,
+    schedule="immediate",
+    created=-1.0,
+    outlive=3,
+)
 _DRY_RUN = OrchestrationSpec(ops=8, workers=4, duration=(20.0, 60.0), dry_run=True)
 
 
@@ -300,6 +324,26 @@ SCENARIOS: Final[dict[str, ScenarioSpec]] = {
             "40 orchestrations x 2,000 operations, 50 workers each, all in progress",
             _large(),
             spare_runtimes=0,
+        ),
+        ScenarioSpec(
+            "outlived",
+            "12 operations, 1 fails; it ends while 3 still run, which finish after it",
+            (_OUTLIVED,),
+        ),
+        ScenarioSpec(
+            "retry-unresolved",
+            "like retry, but nothing the retry names resolves: retrying -> succeeded, failed > 0",
+            (replace(_RETRY, retry_resolves=False),),
+        ),
+        ScenarioSpec(
+            "hanging",
+            "like small, but the first operation stays in progress for 3 virtual hours",
+            (replace(_SMALL, hang=3 * 3600.0),),
+        ),
+        ScenarioSpec(
+            "canceling-forever",
+            "like cancel, but the cancel never concludes: canceling for good, pending stay pending",
+            (replace(_CANCEL, cancel_concludes=False),),
         ),
         ScenarioSpec(
             "no-group",

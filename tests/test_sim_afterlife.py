@@ -1,0 +1,82 @@
+"""Simulator scenarios for what KEB does after, around and instead of an outcome (issue 18):
+operations outliving their orchestration, a retry that resolves nothing, a hanging operation,
+a cancel that never concludes, a token without the orchestration group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from watcher.core.models import (
+    CANCELING,
+    FAILED,
+    IN_PROGRESS,
+    PENDING,
+    RETRYING,
+    SUCCEEDED,
+    TERMINAL_ORCHESTRATION_STATES,
+)
+from watcher.sim import Simulator
+from watcher.sim.tokens import TokenCheck, check_authorization
+
+
+def _play(sim: Simulator, seconds: float, step: float = 60.0) -> list[dict[str, Any]]:
+    """The orchestration's answers, one per ``step``."""
+    [orch_id] = sim.orchestration_ids()
+    seen = []
+    for _ in range(int(seconds // step)):
+        sim.advance(step)
+        seen.append(sim.get_orchestration(orch_id))
+    return seen
+
+
+def test_operations_outlive_their_orchestrations_outcome() -> None:
+    sim = Simulator.from_scenario("outlived", seed=3)
+    seen = _play(sim, 3 * 3600)
+    ended = next(o for o in seen if o["state"] in TERMINAL_ORCHESTRATION_STATES)
+    assert ended["state"] == FAILED
+    assert ended["operationStats"].get(IN_PROGRESS) == 3  # ended while 3 still ran
+    last = seen[-1]
+    assert last["state"] == FAILED
+    assert last["operationStats"] == {FAILED: 1, SUCCEEDED: 11}  # they succeeded afterwards
+    [orch_id] = sim.orchestration_ids()
+    truth = sim.truth(orch_id)
+    end_at = next(e.time for e in truth if e.operation_id is None and e.to_state == FAILED)
+    late = [e for e in truth if e.operation_id and e.to_state == SUCCEEDED and e.time > end_at]
+    assert len(late) == 3
+
+
+def test_a_retry_that_resolves_nothing_goes_retrying_to_succeeded_with_failures_kept() -> None:
+    sim = Simulator.from_scenario("retry-unresolved")
+    states = []
+    for answer in _play(sim, 3600, step=30.0):
+        if not states or states[-1] != answer["state"]:
+            states.append(answer["state"])
+    assert states[-3:] == [FAILED, RETRYING, SUCCEEDED]
+    final = sim.get_orchestration(sim.orchestration_ids()[0])
+    assert final["operationStats"][FAILED] == 3
+    assert final["operationStats"].get(PENDING, 0) == 0  # no new operation was created
+
+
+def test_an_operation_hangs_in_progress() -> None:
+    sim = Simulator.from_scenario("hanging")
+    [orch_id] = sim.orchestration_ids()
+    seen = _play(sim, 2 * 3600)
+    assert seen[-1]["state"] == IN_PROGRESS
+    assert seen[-1]["operationStats"] == {FAILED: 0, IN_PROGRESS: 1, SUCCEEDED: 11}
+    _play(sim, 2 * 3600)
+    assert sim.get_orchestration(orch_id)["state"] == SUCCEEDED  # it moves on in the end
+
+
+def test_a_cancel_that_never_concludes_stays_canceling() -> None:
+    sim = Simulator.from_scenario("canceling-forever")
+    seen = _play(sim, 86400, step=600.0)
+    assert seen[-1]["state"] == CANCELING
+    stats = seen[-1]["operationStats"]
+    assert stats.get(IN_PROGRESS, 0) == 0
+    assert stats[PENDING] > 0  # pending for good
+
+
+def test_the_no_group_scenario_prints_a_token_its_gateway_refuses() -> None:
+    sim = Simulator.from_scenario("no-group")
+    assert check_authorization(f"Bearer {sim.token}") is TokenCheck.NO_GROUP
+    assert check_authorization(f"Bearer {Simulator.from_scenario('small').token}") is TokenCheck.OK
