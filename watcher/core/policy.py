@@ -55,7 +55,9 @@ PRIORITY: Final[Mapping[str, int]] = {
     "retried": 1,
     "failure_digest": 2,
     "not_found": 2,
+    "stuck": 2,
     "state_changed": 3,
+    "unstuck": 3,
     "tracking_started": 4,
     "progress": 5,
 }
@@ -225,8 +227,11 @@ def decide(
     now: datetime,
     reference: Reference | None,
     run: Run | None = None,
+    stuck: Mapping[str, Any] | None = None,
 ) -> list[Intent]:
     """The notification intents for one orchestration's cycle (empty when nothing changed).
+
+    ``stuck`` is what is stuck (:func:`watcher.core.stuck.view`), shown on the card.
 
     ``run`` is the run before this cycle (:func:`runs_from` over the recorded history). A
     retry of a failed orchestration gives a ``retried`` thread reply, and its outcome a new
@@ -269,6 +274,7 @@ def decide(
 
     baseline = any(t.kind is TransitionKind.BASELINE for t in transitions)
     card = dict(base)
+    card["stuck"] = dict(stuck) if stuck else None
     if baseline or is_terminal_orchestration(orch.state):
         # Tracking an orchestration that already failed (or ended) shows why on the card.
         card.update(

@@ -16,6 +16,7 @@ from watcher.clock import utcnow
 from watcher.core.diff import Transition
 from watcher.core.inert import inert
 from watcher.core.models import KNOWN_STATES, Orchestration
+from watcher.core.stuck import Stalled
 from watcher.core.wording import counts_text, transition_text
 from watcher.store.database import Tracked
 
@@ -71,7 +72,36 @@ def tracked_json(item: Tracked, retry_window: float = 0.0) -> dict[str, Any]:
         "lastSuccessAt": item.last_success_at.isoformat() if item.last_success_at else None,
         "createdAt": item.created_at.isoformat() if item.created_at else None,
         "lastError": item.last_error,
+        "stuck": stuck_json(item.stuck),
     }
+
+
+def stuck_json(items: Sequence[Stalled]) -> dict[str, Any] | None:
+    """What is stuck (``poll.stuck_after``): ``None``, or the count, the oldest ``since`` and
+    each item (``operationId`` ``null`` for the orchestration itself)."""
+    if not items:
+        return None
+    return {
+        "count": len(items),
+        "since": min(s.since for s in items).isoformat(),
+        "items": [
+            {
+                "operationId": s.operation_id,
+                "state": s.state,
+                "since": s.since.isoformat(),
+                "shootName": s.shoot or None,
+                "description": s.description,
+            }
+            for s in items
+        ],
+    }
+
+
+def stuck_text(items: Sequence[Stalled]) -> str:
+    """``[2 stuck since 2026-...]``, or '' when nothing is."""
+    if not items:
+        return ""
+    return f"[{len(items)} stuck since {when(min(s.since for s in items))}]"
 
 
 def age_text(seconds: float) -> str:
@@ -133,6 +163,8 @@ def tracked_lines(
         operations = counts_text(item.counts) if item.state else "-"
         if until is not None:
             operations += f"  [failed, watching for retries until {when(until)}]"
+        if item.stuck:
+            operations += f"  {stuck_text(item.stuck)}"
         if item.last_error:
             operations += f"  [last poll failed: {item.last_error}]"
         rows.append((item.orchestration_id, state, age, when(item.last_success_at), operations))

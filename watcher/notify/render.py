@@ -50,6 +50,8 @@ TEMPLATES: Final[Mapping[str, str]] = {
     "not_found": "not_found.j2",
     "keb_unhealthy": "keb_unhealthy.j2",
     "keb_recovered": "keb_recovered.j2",
+    "stuck": "stuck.j2",
+    "unstuck": "unstuck.j2",
 }
 
 _ICONS: Final = {

@@ -337,8 +337,8 @@ SCENARIOS: Final[dict[str, ScenarioSpec]] = {
         ),
         ScenarioSpec(
             "hanging",
-            "like small, but the first operation stays in progress for 3 virtual hours",
-            (replace(_SMALL, hang=3 * 3600.0),),
+            "60 operations, 3 workers; the first stays in progress for 90 of the ~2 h",
+            (replace(_SMALL, ops=60, hang=90 * 60.0),),
         ),
         ScenarioSpec(
             "canceling-forever",

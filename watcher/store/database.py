@@ -43,6 +43,7 @@ from watcher.store.rows import (
 )
 from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION
 from watcher.store.snapshots import SnapshotQueries
+from watcher.store.stuck import StuckQueries, stalled_from_column
 
 __all__ = ["SnapshotHead", "Store", "Tracked"]
 
@@ -52,7 +53,7 @@ def _journal_mode(conn: sqlite3.Connection) -> str:
 
 
 @sealed
-class Store(SnapshotQueries, JournalQueries, BoardQueries):
+class Store(SnapshotQueries, JournalQueries, BoardQueries, StuckQueries):
     """One SQLite database. Not thread-safe: use it from one thread (the event loop's)."""
 
     def __init__(self, path: Path | str, *, create: bool = True) -> None:
@@ -216,6 +217,7 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries):
                     operation_count=row["operation_count"] or 0,
                     not_found=bool(row["not_found"]),
                     created_at=parse_keb_time(row["created_at"]),
+                    stuck=stalled_from_column(row["stuck"]),
                 )
             )
         return out

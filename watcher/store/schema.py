@@ -11,7 +11,8 @@ Never edit a released migration: append a new one. Each runs in one transaction.
 * ``cards``: the Slack message (channel ID, ts) that is each orchestration's living card;
 * ``attempts``: every delivery attempt with Slack's answer;
 * ``health``: since when KEB has been failing, and whether that was announced;
-* ``lease``: which process may poll and send now (``watcher run`` and ``watcher poll``).
+* ``lease``: which process may poll and send now (``watcher run`` and ``watcher poll``);
+* ``tracked.stuck``: what is stuck now (``poll.stuck_after``), as last evaluated.
 """
 
 from __future__ import annotations
@@ -151,6 +152,12 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at TEXT NOT NULL
     );
     CREATE INDEX outbox_by_orchestration ON outbox (orchestration_id, status);
+    """,
+    # 4 (issue 18b): what is stuck now (JSON list, watcher.core.stuck.Stalled), per tracked
+    # orchestration; transitions by operation, to find when each operation entered its state.
+    """
+    ALTER TABLE tracked ADD COLUMN stuck TEXT;
+    CREATE INDEX transitions_by_operation ON transitions (orchestration_id, operation_id, id);
     """,
 )
 
