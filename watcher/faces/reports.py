@@ -97,6 +97,21 @@ def stuck_json(items: Sequence[Stalled]) -> dict[str, Any] | None:
     }
 
 
+def stuck_detail(items: Sequence[Stalled], limit: int = 3) -> str:
+    """``1 stuck: c-0000052 in progress since TIME`` (at most ``limit`` named, then
+    "+K more"), or ``nothing stuck any more``."""
+    if not items:
+        return "nothing stuck any more"
+    named = [
+        f"{s.shoot or s.operation_id} {s.state} since {when(s.since)}"
+        if s.operation_id
+        else f"orchestration {s.state} since {when(s.since)}"
+        for s in items[:limit]
+    ]
+    more = f", +{len(items) - limit} more" if len(items) > limit else ""
+    return inert(f"{len(items)} stuck: {', '.join(named)}{more}")
+
+
 def stuck_text(items: Sequence[Stalled]) -> str:
     """``[2 stuck since 2026-...]``, or '' when nothing is."""
     if not items:

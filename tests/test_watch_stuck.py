@@ -1,0 +1,44 @@
+"""`watch` shows stuck operations too (issue 18, point 3): the text lines, the JSON status
+lines, on the simulator's ``hanging`` scenario (an operation in progress for 90 minutes)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.test_watch import SimTime, Watch, orch, watch
+
+__all__ = ["watch"]  # the fixture
+
+
+def _with_stuck_after(keb: Any, value: str) -> None:
+    keb.config.write_text(keb.config.read_text() + f'stuck_after = "{value}"\n')  # in [poll]
+
+
+def test_watch_prints_what_is_stuck_and_when_it_moves_on(keb_factory: Any, watch: Watch) -> None:
+    keb = keb_factory("hanging")
+    _with_stuck_after(keb, "1h")
+    result = watch(keb, SimTime(keb), orch(keb), "--output", "text", "--interval", "5m")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    stuck = [i for i, line in enumerate(lines) if " 1 stuck: " in line]
+    clear = [i for i, line in enumerate(lines) if "nothing stuck any more" in line]
+    assert len(stuck) == 1, lines  # printed when it became stuck, not on every poll
+    assert len(clear) == 1, lines
+    assert stuck[0] < clear[0]
+    assert " in progress since 2024-05-14 " in lines[stuck[0]]
+
+
+def test_watch_json_status_carries_stuck(keb_factory: Any, watch: Watch) -> None:
+    keb = keb_factory("hanging")
+    _with_stuck_after(keb, "1h")
+    result = watch(keb, SimTime(keb), orch(keb), "-o", "json", "--interval", "5m")
+    assert result.code == 0, result.err
+    events = [json.loads(line) for line in result.out.splitlines()]
+    statuses = [e for e in events if e["type"] == "status"]
+    stuck = [e["stuck"] for e in statuses if e["stuck"]]
+    assert stuck
+    assert {s["count"] for s in stuck} == {1}
+    assert stuck[0]["items"][0]["state"] == "in progress"
+    assert stuck[0]["items"][0]["operationId"]
+    assert statuses[-1]["stuck"] is None  # it moved on before the end
