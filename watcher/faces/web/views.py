@@ -21,6 +21,7 @@ from watcher.core.durations import format_duration
 from watcher.core.inert import inert
 from watcher.core.models import KNOWN_STATES, RETRYING, finished_count
 from watcher.core.wording import counts_text, transition_text
+from watcher.faces.reports import stuck_detail
 from watcher.store.database import Tracked
 
 #: Failure reasons a row of the overview lists before "+K more".
@@ -168,6 +169,7 @@ def _row(
         "last_success": ago(now, item.last_success_at),
         "last_error": shown(item.last_error),
         "finished": item.finished_at is not None,
+        "stuck": shown(stuck_detail(item.stuck)) if item.stuck else "",
     }
 
 
@@ -248,6 +250,7 @@ def detail(
         ("Tracked since", item.tracked_at.isoformat(timespec="seconds")),
         ("Last successful poll", ago(now, item.last_success_at)),
         ("Last poll error", item.last_error or "none"),
+        ("Stuck", stuck_detail(item.stuck, limit=10) if item.stuck else "nothing"),
         ("Slack channel", item.channel or "(configured default)"),
     ]
     return {
