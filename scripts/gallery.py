@@ -208,6 +208,14 @@ def entries() -> Iterator[Entry]:
         sample_payload("unstuck"),
     )
     yield Entry(
+        "after-outcome",
+        "After the outcome",
+        "after_outcome",
+        "a reply in the card's thread when operations end after KEB ended the orchestration "
+        "(at most one per `slack.digest_interval`, and one when the last has ended)",
+        sample_payload("after_outcome"),
+    )
+    yield Entry(
         "not-found",
         "Not found",
         "not_found",

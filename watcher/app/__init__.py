@@ -223,7 +223,11 @@ class Watcher:
             full_sweep_every=self.config.poll.full_sweep_every,
             concurrency=self.config.poll.concurrency,
             policy=(
-                notification_policy(self.store, stuck_after=self.config.poll.stuck_after)
+                notification_policy(
+                    self.store,
+                    stuck_after=self.config.poll.stuck_after,
+                    digest_interval=self.config.slack.digest_interval,
+                )
                 if notifying
                 else None
             ),

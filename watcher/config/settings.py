@@ -27,6 +27,7 @@ NOTIFICATION_KINDS: Final = (
     "keb_recovered",
     "stuck",
     "unstuck",
+    "after_outcome",
 )
 #: Orchestration types KEB creates (docs/keb-api.md §3.1), for ``poll.discover_types``.
 ORCHESTRATION_TYPES: Final = ("upgradeCluster", "upgradeKyma")

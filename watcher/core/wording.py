@@ -10,7 +10,7 @@ from typing import Final
 
 from watcher.core.diff import Transition, TransitionKind
 from watcher.core.inert import inert
-from watcher.core.models import KNOWN_STATES
+from watcher.core.models import FAILED, KNOWN_STATES, PENDING
 
 #: Operation states in the order KEB lists them (unknown states last).
 _STATE_ORDER: Final = {state: i for i, state in enumerate(KNOWN_STATES)}
@@ -57,6 +57,13 @@ def transition_text(t: Transition) -> str:
             TransitionKind.OPERATION_VANISHED: "vanished",
         }.get(t.kind, "")
         what = f"{who} {t.operation_id}: {label + ' ' if label else ''}{path}"
+        if t.kind is TransitionKind.OPERATION_COMPLETED and (t.from_state, t.to_state) == (
+            PENDING,
+            FAILED,
+        ):
+            # KEB can fail an operation that never started (keb-concurrency.md §3.1); from
+            # pending to failed between two polls, the watcher cannot tell which it was.
+            what += " (never seen in progress: it may have failed before it started)"
         if t.description and t.kind is TransitionKind.OPERATION_COMPLETED:
             what += f' "{t.description}"'
     return inert(what)

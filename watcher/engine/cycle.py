@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from watcher.clock import utcnow
+from watcher.core.afterlife import after_outcome_note, ended_before, running
 from watcher.core.diff import Diff, NotFound, TransitionKind, diff
 from watcher.core.intents import Intent
 from watcher.core.models import (
@@ -50,26 +52,64 @@ Policy = Callable[[Diff, Tracked, datetime], Sequence[Intent]]
 Selector = Callable[[Sequence[Tracked]], Sequence[Tracked]]
 
 
-def notification_policy(store: Store, *, stuck_after: float = 0.0) -> Policy:
+def notification_policy(
+    store: Store, *, stuck_after: float = 0.0, digest_interval: float = 600.0
+) -> Policy:
     """:func:`watcher.core.policy.decide`, with the progress reference read from the history
-    and, on the card, what is stuck (``poll.stuck_after``; 0: not looked for)."""
+    and, on the card, what is stuck (``poll.stuck_after``; 0: not looked for); plus the
+    after-the-outcome note (:mod:`watcher.core.afterlife`, at most one per
+    ``digest_interval`` seconds but the last)."""
 
     def policy(result: Diff, tracked: Tracked, now: datetime) -> Sequence[Intent]:
-        found = store.reference(tracked.orchestration_id)
+        orch_id = tracked.orchestration_id
+        found = store.reference(orch_id)
         reference = None
         if found is not None:
             at, counts = found
             reference = Reference(at, finished_count(counts))
-        run = runs_from(store.state_transitions(tracked.orchestration_id))
-        stalled = store.stuck_of(tracked.orchestration_id) if stuck_after > 0 else ()
-        return decide(
+        states = store.state_transitions(orch_id)
+        stalled = store.stuck_of(orch_id) if stuck_after > 0 else ()
+        intents = decide(
             result,
             channel=tracked.channel,
             now=now,
             reference=reference,
-            run=run,
+            run=runs_from(states),
             stuck=stuck_view(stalled, now, stuck_after),
         )
+        orch = result.snapshot.orchestration
+        outcome = next(
+            (t for t in reversed(states) if is_terminal_orchestration(t.to_state or "")), None
+        )
+        if orch is None or outcome is None or not ended_before(result.transitions, orch.state):
+            return intents
+        ended = [
+            (t.to_state or "", t.description, t.shoot_name, t.operation_id or "")
+            for t in result.transitions
+            if t.kind is TransitionKind.OPERATION_COMPLETED
+        ]
+        if not ended:
+            return intents
+        ended = store.ended_after(orch_id, outcome.key) + ended
+        card = next((i.payload for i in intents if i.kind == "progress"), {})
+        note = after_outcome_note(
+            orch_id,
+            result.transitions,
+            outcome=outcome,
+            since_outcome=Counter(state for state, *_ in ended),
+            late_failures=[
+                {"description": d, "shoot": shoot, "operation_id": op}
+                for state, d, shoot, op in ended
+                if state == FAILED
+            ],
+            still_running=running(result.snapshot.state_counts()),
+            last_note=store.last_enqueued(orch_id, "after_outcome"),
+            now=now,
+            interval=digest_interval,
+            base=card,
+            channel=tracked.channel,
+        )
+        return [*intents, note] if note is not None else intents
 
     return policy
 
@@ -219,7 +259,14 @@ class Engine:
         terminal = isinstance(outcome.observation, NotFound) or (
             snap.orchestration is not None and is_terminal_orchestration(snap.orchestration.state)
         )
-        finished = terminal and not intents and self.store.undelivered_for(orch_id) == 0
+        # Operations that outlive the outcome are followed until they end (PRODUCT.md "After
+        # the outcome"): not finished while any runs.
+        finished = (
+            terminal
+            and not intents
+            and running(snap.state_counts()) == 0
+            and self.store.undelivered_for(orch_id) == 0
+        )
         try:
             rows = self.store.commit_diff(
                 result,

@@ -51,6 +51,7 @@ TEMPLATES: Final[Mapping[str, str]] = {
     "keb_unhealthy": "keb_unhealthy.j2",
     "keb_recovered": "keb_recovered.j2",
     "stuck": "stuck.j2",
+    "after_outcome": "after_outcome.j2",
     "unstuck": "unstuck.j2",
 }
 

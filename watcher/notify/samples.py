@@ -105,6 +105,28 @@ def sample_payload(kind: str) -> dict[str, Any]:
             base.update(stuck=shown)
         else:
             base.update(stuck=None, moved=shown)
+    elif kind == "after_outcome":
+        ended = replace(
+            SAMPLE_ORCHESTRATION, state="failed", updated_at=NOW - timedelta(minutes=20)
+        )
+        base = summary(ended, {"failed": 6, "succeeded": 113, "in progress": 1}, NOW, None)
+        late = [SAMPLE_FAILURES[-1]]
+        base.update(
+            kind=kind,
+            key="sample:after_outcome",
+            last_change="operations 3 succeeded, 1 failed",
+            running_after_outcome=1,
+            after={
+                "outcome": "failed",
+                "outcome_at": (NOW - timedelta(minutes=20)).isoformat(),
+                "ended": 4,
+                "counts": {"failed": 1, "succeeded": 3},
+                "failed": 1,
+                "running": 1,
+                "failures": failure_groups(late),
+                "more_reasons": 0,
+            },
+        )
     elif kind in ("keb_unhealthy", "keb_recovered"):
         base = {
             "kind": kind,

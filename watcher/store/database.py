@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.clock import from_iso, iso, utcnow
+from watcher.core.afterlife import running
 from watcher.core.diff import Diff, Transition
 from watcher.core.intents import Intent
 from watcher.core.models import (
@@ -447,14 +448,16 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries, StuckQueries):
         """Stop polling an orchestration that has ended (or that KEB does not know) once
         every notification about it was delivered. Returns whether it is finished now."""
         row = self.conn.execute(
-            "SELECT o.state, t.not_found, t.finished_at FROM tracked t "
+            "SELECT o.state, t.not_found, t.finished_at, o.counts FROM tracked t "
             "LEFT JOIN orchestrations o USING (orchestration_id) WHERE t.orchestration_id = ?",
             (orch_id,),
         ).fetchone()
         if row is None or row[2] is not None:
             return row is not None
         ended = bool(row[1]) or (row[0] is not None and is_terminal_orchestration(row[0]))
-        if not ended or self.undelivered_for(orch_id):
+        # Operations that outlive the outcome are followed until they end.
+        live = not row[1] and running(json.loads(row[3]) if row[3] else {})
+        if not ended or live or self.undelivered_for(orch_id):
             return False
         self.mark_finished(orch_id, now)
         return True
