@@ -4,6 +4,11 @@ a cancel that never concludes, a token without the orchestration group."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from watcher.core.models import (
@@ -84,3 +89,42 @@ def test_the_no_group_scenario_prints_a_token_its_gateway_refuses() -> None:
     sim = Simulator.from_scenario("no-group")
     assert check_authorization(f"Bearer {sim.token}") is TokenCheck.NO_GROUP
     assert check_authorization(f"Bearer {Simulator.from_scenario('small').token}") is TokenCheck.OK
+
+
+def test_the_clock_starts_where_asked_and_only_the_times_shift() -> None:
+    """`watcher sim` and `watcher demo` start the virtual clock at the real now (ages read
+    as believable); the same seed gives the same world, IDs included."""
+    start = datetime(2026, 12, 6, 3, 30, 12, 345678, tzinfo=UTC)
+    fixed = Simulator.from_scenario("small")
+    now = Simulator.from_scenario("small", start=start)
+    assert now.epoch == start.replace(microsecond=0)
+    assert now.now == start.replace(microsecond=0)
+    assert now.orchestration_ids() == fixed.orchestration_ids()
+    [orch_id] = now.orchestration_ids()
+    created = datetime.fromisoformat(now.get_orchestration(orch_id)["createdAt"])
+    assert timedelta(0) <= start - created < timedelta(seconds=2)  # seconds old, not years
+    fixed.advance(600)
+    now.advance(600)
+    assert (
+        now.get_orchestration(orch_id)["operationStats"]
+        == (fixed.get_orchestration(orch_id)["operationStats"])
+    )
+
+
+def test_watcher_sim_starts_its_clock_at_the_real_now() -> None:
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "sim", "--port", "0", "--scenario", "small"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(6)]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    [clock] = [line for line in lines if line.startswith("# virtual clock from ")]
+    start = datetime.fromisoformat(clock.split()[-1])
+    assert before <= start <= datetime.now(UTC)

@@ -22,7 +22,8 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from watcher.core.models import TERMINAL_ORCHESTRATION_STATES
@@ -78,12 +79,25 @@ class Simulator:
 
     @classmethod
     def from_scenario(
-        cls, name: str, *, seed: int = 1, speed: float | None = None, races: float = 0.0
+        cls,
+        name: str,
+        *,
+        seed: int = 1,
+        speed: float | None = None,
+        races: float = 0.0,
+        start: datetime | None = None,
     ) -> Simulator:
-        """A simulator playing ``SCENARIOS[name]``; :class:`UsageError` for an unknown name."""
+        """A simulator playing ``SCENARIOS[name]``; :class:`UsageError` for an unknown name.
+
+        ``start`` moves the scenario's virtual clock to begin there (``watcher sim`` and
+        ``watcher demo`` pass the real current time, so that ages read as believable);
+        without it the scenario's fixed epoch keeps tests deterministic. Same seed, same
+        world: only the times shift."""
         spec = SCENARIOS.get(name)
         if spec is None:
             raise UsageError(f"unknown scenario {name!r}; choose one of: {', '.join(SCENARIOS)}")
+        if start is not None:
+            spec = replace(spec, epoch=start.astimezone(UTC).replace(microsecond=0))
         return cls(spec, seed=seed, speed=speed, races=races)
 
     # --- clock ----------------------------------------------------------------------------
