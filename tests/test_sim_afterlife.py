@@ -128,3 +128,22 @@ def test_watcher_sim_starts_its_clock_at_the_real_now() -> None:
     [clock] = [line for line in lines if line.startswith("# virtual clock from ")]
     start = datetime.fromisoformat(clock.split()[-1])
     assert before <= start <= datetime.now(UTC)
+
+
+def test_three_orchestrations_run_at_once_and_later_ones_wait_pending_with_no_operations() -> None:
+    sim = Simulator.from_scenario("queued")
+    ids = sim.orchestration_ids()
+    sim.advance(300)
+    answers = [sim.get_orchestration(o) for o in ids]
+    assert [a["state"] for a in answers] == [IN_PROGRESS] * 3 + [PENDING] * 2
+    assert [sim.list_operations(o)["totalCount"] for o in ids[3:]] == [0, 0]
+    for _ in range(12):
+        sim.advance(300)
+    assert {sim.get_orchestration(o)["state"] for o in ids} == {SUCCEEDED}
+    # First come, first served: the 4th started when the first slot freed, before the 5th.
+    starts = [
+        next(e.time for e in sim.truth(o) if e.operation_id is None and e.to_state == IN_PROGRESS)
+        for o in ids
+    ]
+    assert starts[3] <= starts[4]
+    assert starts[3] > min(starts[:3])

@@ -155,3 +155,39 @@ def test_a_cancel_that_never_concludes_is_stuck_once_while_nothing_moves(
     assert listed[0]["stuck"]["items"][0]["operationId"] is None
     text = cli("--config", str(s.config), "list").out
     assert "[1 stuck since " in text
+
+
+def test_a_pending_orchestration_waiting_for_a_keb_slot_is_stuck_then_moves(
+    tmp_path: Path, setups: list[Setup]
+) -> None:
+    """``queued``: KEB runs 3 orchestrations at once; the 4th and 5th wait ``pending`` with
+    no operations. With ``stuck_after = "10m"`` each waiting one gets one ``stuck`` reply
+    naming its pending state since KEB created it, then ``unstuck`` once it starts."""
+    sim = Simulator.from_scenario("queued")
+    s = make_setup(
+        tmp_path,
+        sim,
+        extra='stuck_after = "10m"\n',
+        slack_options={"post_interval": 0.01, "update_per_minute": 10_000},
+    )
+    setups.append(s)
+    config = load_config(s.config, {})
+    ids = sim.orchestration_ids()
+    with Watcher(config, clock=lambda: sim.now, budget=FAST) as app:
+        app.track(ids, None)
+        for _ in range(40):
+            assert not asyncio.run(app.poll(deadline=30)).cycle.failed
+            sim.advance(60)
+    by_orch: dict[str, list[Message]] = {}
+    for m in s.slack.messages(CHANNEL):
+        if m.metadata:
+            by_orch.setdefault(m.metadata["event_payload"]["orchestration_id"], []).append(m)
+    for orch_id in ids[:3]:
+        assert "stuck" not in [kind_of(m) for m in by_orch[orch_id]]
+    for orch_id in ids[3:]:
+        kinds = [kind_of(m) for m in by_orch[orch_id]]
+        assert kinds.count("stuck") == 1, kinds
+        assert kinds.count("unstuck") == 1, kinds
+        assert kinds.index("stuck") < kinds.index("unstuck")
+        [stuck] = [m for m in by_orch[orch_id] if kind_of(m) == "stuck"]
+        assert "the orchestration is *pending* since <!date^" in stuck.text

@@ -8,9 +8,10 @@ Behaviour follows docs/keb-api.md §4.3 (transitions and description strings), �
 only moves on creation, cancel, retry request and completion), §2.5/§2.6 (cancel and retry)
 and §3.4 (``operationStats``; an orchestration fails iff its de-duplicated ``failed`` > 0).
 
-Deliberate simplifications: KEB's limit of three orchestrations processed at once (§9) is not
-modelled (the ``large`` scenario needs 40 in progress); the manager's one-minute poll is
-modelled only for retry pickup and for concluding a cancel.
+Deliberate simplifications: KEB's limit of three orchestrations processed at once (§9) is
+modelled only where a scenario sets ``pod_slots`` (the ``large`` scenario needs 40 in
+progress), and only for first starts; the manager's one-minute poll is modelled only for
+retry pickup and for concluding a cancel.
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ class Manager:
         self.retries = RetryFlow(self)
         #: Operation truth events that changed the state (creation and vanishing included).
         self.op_changes = 0
+        #: KEB pod slots (``pod_slots``): orchestrations holding one, and those waiting.
+        self._slots, self._busy, self._queued = scenario.pod_slots, set[str](), list[Any]()
         accounts = [
             self._inventory.add_group(
                 self._rng, spec.ops, plans=spec.plans, window_hours=spec.window_hours
@@ -204,6 +207,10 @@ class Manager:
         if bump:
             orch.updated_us = self.now_us
         orch.truth.append((self.now_us, None, "", old, state, desc))
+        if state in TERMINAL_ORCHESTRATION_STATES and orch.orchestration_id in self._busy:
+            self._busy.discard(orch.orchestration_id)
+            if self._queued:  # the next waiting one takes the slot
+                self.schedule(self.now_us, partial(self._start, self._queued.pop(0)))
 
     def _register(self, orch: OrchestrationRecord) -> None:
         self.orchs[orch.orchestration_id] = orch
@@ -285,6 +292,11 @@ class Manager:
         """The manager picks the orchestration up: resolve targets, create operations."""
         if orch.state != PENDING:
             return  # canceled while queued
+        if self._slots is not None and orch.orchestration_id not in self._busy:
+            if len(self._busy) >= self._slots:
+                self._queued.append(orch)  # waits pending, no operations (§0)
+                return
+            self._busy.add(orch.orchestration_id)
         profile = orch.profile
         runtimes = self._inventory.resolve(orch.include, orch.exclude)
         if orch.kubernetes is None or not orch.kubernetes["kubernetesVersion"]:

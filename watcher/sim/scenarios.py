@@ -149,6 +149,9 @@ class ScenarioSpec:
     #: The ``groups`` claim of the token the simulator prints and accepts (``sim.token``).
     #: Without ``orchestrationsAdmin`` its gateway answers 403 ``RBAC: access denied``.
     token_groups: tuple[str, ...] = ("orchestrationsAdmin",)
+    #: Orchestrations one KEB pod runs at once (3 in KEB, docs/keb-concurrency.md §0); later
+    #: ones wait ``pending`` with no operations, first come first served. ``None``: no limit.
+    pod_slots: int | None = None
 
 
 _SMALL = OrchestrationSpec(
@@ -344,6 +347,12 @@ SCENARIOS: Final[dict[str, ScenarioSpec]] = {
             "canceling-forever",
             "like cancel, but the cancel never concludes: canceling for good, pending stay pending",
             (replace(_CANCEL, cancel_concludes=False),),
+        ),
+        ScenarioSpec(
+            "queued",
+            "5 small orchestrations, 3 run at once: the last 2 wait pending with no operations",
+            tuple(replace(_SMALL, ops=6, workers=2, created=-float(5 - i)) for i in range(5)),
+            pod_slots=3,
         ),
         ScenarioSpec(
             "no-group",
