@@ -99,3 +99,11 @@ def test_pending_to_failed_is_not_said_to_have_run() -> None:
     text = transition_text(done("a", "failed", "pending"))
     assert "never seen in progress" in text
     assert "never seen in progress" not in transition_text(done("b", "failed"))
+
+
+def test_an_ended_orchestration_with_operations_running_is_polled_as_if_it_ran() -> None:
+    from watcher.core.cadence import cadence
+
+    assert cadence("succeeded", {"succeeded": 9, "in progress": 3}, (), NOW, 60.0) == 0.0
+    assert cadence("canceled", {"canceled": 9, "in progress": 1}, (), NOW, 60.0) == 0.0
+    assert cadence("succeeded", {"succeeded": 12}, (), NOW, 60.0) > 0.0  # waits for delivery
