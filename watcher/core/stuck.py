@@ -1,11 +1,11 @@
 """Pure decisions: what is stuck, and when that is news (PRODUCT.md "Stuck is news too").
 
 KEB operations carry no timestamps (docs/keb-api.md §2.9), so "since when" is what the watcher
-saw: the recorded transition into the current state, else the baseline. An operation seen
-``in progress`` for ``poll.stuck_after`` or longer is stuck; so is an orchestration seen
-``canceling`` or ``retrying`` that long (a cancel can last forever, docs/keb-concurrency.md §4)
-and one still ``pending`` that long after KEB created it (up to three orchestrations run at
-once per KEB pod; later ones wait with no operations, §0).
+saw: the recorded transition into the current state, else the baseline (never KEB's
+``createdAt``: another clock). An operation seen ``in progress`` for ``poll.stuck_after`` or
+longer is stuck; so is an orchestration seen ``canceling`` or ``retrying`` that long (a cancel
+can last forever, docs/keb-concurrency.md §4) or still ``pending`` that long (up to three
+orchestrations run at once per KEB pod; later ones wait with no operations, §0).
 
 News, once per change of what is stuck (:func:`news`): a ``stuck`` alert when something became
 stuck that the last evaluation did not hold (naming everything stuck, grouped like failures),

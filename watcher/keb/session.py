@@ -361,9 +361,10 @@ def forbidden_hint(req: Request) -> str:
     ``/upgrade/*`` through only for tokens whose ``groups`` claim holds ``orchestrationsAdmin``
     (docs/keb-api.md §5, §6); Envoy says only ``RBAC: access denied``.
 
-    >>> forbidden_hint(Request("GET", "/orchestrations/o-1"))  # doctest: +NORMALIZE_WHITESPACE
-    ' (the token lacks the group orchestrationsAdmin, which KEB\'s orchestration API needs: log
-    in as a user of that group, or ask for it)'
+    >>> print(forbidden_hint(Request("GET", "/orchestrations/o-1")))
+    ... # doctest: +NORMALIZE_WHITESPACE
+     (the token lacks the group orchestrationsAdmin, which KEB's orchestration API needs: log
+     in as a user of that group, or ask for it)
     >>> forbidden_hint(Request("GET", "/info/runtimes"))
     ''
     """

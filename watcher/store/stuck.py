@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from watcher.core.intents import Intent
-from watcher.core.models import IN_PROGRESS, PENDING, Orchestration
+from watcher.core.models import IN_PROGRESS, Orchestration
 from watcher.core.stuck import STALLING_STATES, Stalled
 from watcher.store.guard import sealed
 
@@ -60,22 +60,20 @@ class StuckQueries:
 
     def stuck_candidates(self, orch_id: str, orch: Orchestration) -> list[Stalled]:
         """Everything that could be stuck, each with since when it has been in its state:
-        the operations stored ``in progress``, and the orchestration when it is ``pending``
-        (since KEB created it), ``canceling`` or ``retrying`` (since the watcher saw it
-        enter that state)."""
+        the operations stored ``in progress``, and the orchestration when it is ``pending``,
+        ``canceling`` or ``retrying`` (since the watcher saw it enter that state, else since
+        the baseline)."""
         baseline = self._baseline_at(orch_id)
         out: list[Stalled] = []
         if orch.state in STALLING_STATES:
-            since: datetime | None = None
-            if orch.state == PENDING and orch.created_at is not None:
-                since = orch.created_at
-            else:
-                row = self.conn.execute(
-                    "SELECT MAX(at) FROM transitions WHERE orchestration_id = ? "
-                    "AND kind = 'orchestration_state' AND to_state = ?",
-                    (orch_id, orch.state),
-                ).fetchone()
-                since = datetime.fromisoformat(row[0]) if row and row[0] else baseline
+            # Seen since, on the watcher's clock, as for operations: KEB's createdAt comes
+            # from another clock and would make a skew look like a wait.
+            row = self.conn.execute(
+                "SELECT MAX(at) FROM transitions WHERE orchestration_id = ? "
+                "AND kind = 'orchestration_state' AND to_state = ?",
+                (orch_id, orch.state),
+            ).fetchone()
+            since = datetime.fromisoformat(row[0]) if row and row[0] else baseline
             if since is not None:
                 out.append(Stalled(orch.state, since))
         rows = self.conn.execute(
