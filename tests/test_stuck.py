@@ -108,3 +108,28 @@ def test_keys_are_once_per_change(before: list[int], after: list[int]) -> None:
     assert len({i.key for i in first}) == len(first)
     said = news(prev, cur)
     assert [i.kind for i in first if i.kind != "progress"] == ([said] if said else [])
+
+
+def test_keb_text_in_a_stuck_alert_is_data_never_markup() -> None:
+    from watcher.notify.render import Renderer
+    from watcher.notify.samples import SAMPLES
+
+    hostile = Stalled(
+        "in progress",
+        NOW - timedelta(hours=3),
+        "op-<!channel>",
+        "c-*bold*\x1b[31m",
+        "<!here> <https://evil.example|click> *x* \u202e",
+    )
+    payload = {**SAMPLES["stuck"], "stuck": view([hostile], NOW, HOUR)}
+    rendered = Renderer().render("stuck", payload)
+    assert rendered.error is None
+    text = rendered.message.text + json_blocks(rendered.message.blocks)
+    for bad in ("<!channel>", "<!here>", "<https://evil", "*bold*", "\x1b", "\u202e"):
+        assert bad not in text, bad
+
+
+def json_blocks(blocks: object) -> str:
+    import json
+
+    return json.dumps(blocks, ensure_ascii=False)
