@@ -42,3 +42,21 @@ def test_watch_json_status_carries_stuck(keb_factory: Any, watch: Watch) -> None
     assert stuck[0]["items"][0]["state"] == "in progress"
     assert stuck[0]["items"][0]["operationId"]
     assert statuses[-1]["stuck"] is None  # it moved on before the end
+
+
+def test_the_board_of_several_orchestrations_says_how_many_things_are_stuck() -> None:
+    from rich.console import Console
+
+    from watcher.faces.watch.board import BoardRow, render_board
+
+    rows = [
+        BoardRow("a" * 36, "in progress", {"in progress": 3, "succeeded": 2}, stuck=2),
+        BoardRow("b" * 36, "in progress", {"in progress": 1, "succeeded": 4}),
+    ]
+    console = Console(width=120, record=True)
+    console.print(render_board(rows, 0.0, 10.0, 120))
+    lines = console.export_text().splitlines()
+    [first] = [line for line in lines if "aaaa" in line]
+    [second] = [line for line in lines if "bbbb" in line]
+    assert "3 to go, 2 stuck" in first
+    assert "stuck" not in second
