@@ -184,6 +184,37 @@ def entries() -> Iterator[Entry]:
         "a reply in the card's thread, also sent to the channel",
         canceled,
     )
+    stuck_card = sample_payload("tracking_started")
+    stuck_card["stuck"] = sample_payload("stuck")["stuck"]
+    yield Entry(
+        "card-stuck",
+        "The card while operations are stuck",
+        "progress",
+        "the card, edited when what is stuck changes (`poll.stuck_after`)",
+        stuck_card,
+    )
+    yield Entry(
+        "stuck",
+        "Stuck",
+        "stuck",
+        "a reply in the card's thread, once per change of what is stuck, grouped like failures",
+        sample_payload("stuck"),
+    )
+    yield Entry(
+        "unstuck",
+        "Moving again (unstuck)",
+        "unstuck",
+        "a reply in the card's thread once nothing is stuck any more",
+        sample_payload("unstuck"),
+    )
+    yield Entry(
+        "after-outcome",
+        "After the outcome",
+        "after_outcome",
+        "a reply in the card's thread when operations end after KEB ended the orchestration "
+        "(at most one per `slack.digest_interval`, and one when the last has ended)",
+        sample_payload("after_outcome"),
+    )
     yield Entry(
         "not-found",
         "Not found",

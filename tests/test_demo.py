@@ -8,6 +8,7 @@ import shlex
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.conftest import Cli
@@ -42,6 +43,10 @@ def test_demo_runs_to_the_end_and_shows_what_slack_would_get(tmp_path: Path) -> 
     again = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     assert again.returncode == 0, again.stderr
     assert "baseline" in again.stdout
+    # The simulator's clock started at the real now: ages are minutes, not years.
+    days = {(datetime.now(UTC) - timedelta(days=d)).strftime("%Y-%m-%d") for d in (0, 1)}
+    assert any(day in again.stdout for day in days), again.stdout[:300]
+    assert "2024-05-14" not in out + again.stdout
     # one stable folder, not one more temporary folder per run
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keb-watcher"]
     assert (tmp_path / "keb-watcher" / "demo" / "watcher.db").exists()

@@ -547,7 +547,11 @@ def test_403_rbac_is_an_auth_error_and_not_retried() -> None:
     mock = Mock(lambda request: text_response(403, "RBAC: access denied\n"))
     with pytest.raises(KebAuthError) as info:
         run(mock.client(auth=StaticToken(TOKEN)).list_orchestrations())
-    assert str(info.value).endswith(": 403 Forbidden: RBAC: access denied")
+    # The contract (PRODUCT.md "The watcher watches itself"): a 403 names the missing group.
+    assert str(info.value).endswith(
+        ": 403 Forbidden: RBAC: access denied (the token lacks the group orchestrationsAdmin, "
+        "which KEB's orchestration API needs: log in as a user of that group, or ask for it)"
+    )
     assert info.value.status == 403
     assert len(mock.requests) == 1
 

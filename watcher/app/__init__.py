@@ -283,10 +283,19 @@ class Watcher:
             clock=self.clock,
             full_sweep_every=self.config.poll.full_sweep_every,
             concurrency=self.config.poll.concurrency,
-            policy=notification_policy(self.store) if notifying else None,
+            policy=(
+                notification_policy(
+                    self.store,
+                    stuck_after=self.config.poll.stuck_after,
+                    digest_interval=self.config.slack.digest_interval,
+                )
+                if notifying
+                else None
+            ),
             alert_after=self.config.poll.alert_after if notifying else None,
             keb_url=self.config.keb.url,
             retry_window=self.config.poll.retry_window,
+            stuck_after=self.config.poll.stuck_after,
         )
 
     def sender(self) -> Sender | None:

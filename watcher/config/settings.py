@@ -25,6 +25,9 @@ NOTIFICATION_KINDS: Final = (
     "not_found",
     "keb_unhealthy",
     "keb_recovered",
+    "stuck",
+    "unstuck",
+    "after_outcome",
 )
 #: Orchestration types KEB creates (docs/keb-api.md §3.1), for ``poll.discover_types``.
 ORCHESTRATION_TYPES: Final = ("upgradeCluster", "upgradeKyma")
@@ -124,6 +127,9 @@ class PollConfig:
     discover_types: tuple[str, ...] = field(default=(), metadata=_kind("types"))
     alert_after: float = field(default=600.0, metadata=_kind("duration"))
     retry_window: float = field(default=7 * 86400.0, metadata=_kind("duration"))
+    #: An operation ``in progress``, or an orchestration ``canceling``, ``retrying`` or
+    #: ``pending``, this long is stuck: one ``stuck`` alert, ``unstuck`` when it moves. 0: off.
+    stuck_after: float = field(default=2 * 3600.0, metadata=_kind("duration"))
 
 
 @dataclass(frozen=True, slots=True)

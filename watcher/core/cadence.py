@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
+from watcher.core.afterlife import running
 from watcher.core.models import (
     FAILED,
+    IN_PROGRESS,
     MaintenanceWindow,
     Orchestration,
     is_terminal_orchestration,
@@ -80,6 +82,10 @@ def cadence(
     pace = service_pace(tick)
     if state is None:
         return pace.quick
+    if is_terminal_orchestration(state) and running(counts):
+        # Operations outlive the outcome (docs/keb-concurrency.md §3.4): followed as if the
+        # orchestration still ran, until they end.
+        return poll_every(IN_PROGRESS, counts, windows, now, pace)
     if state == FAILED:
         return RETRY_CHECK if tick < RETRY_CHECK else pace.quick
     if is_terminal_orchestration(state):

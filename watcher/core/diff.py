@@ -154,7 +154,9 @@ class Diff:
 _ORCHESTRATION_GRAPH: Final[Mapping[str, tuple[str, ...]]] = {
     PENDING: (IN_PROGRESS, CANCELING),
     IN_PROGRESS: (SUCCEEDED, FAILED, CANCELING),
-    RETRYING: (IN_PROGRESS, CANCELING),
+    # retrying -> succeeded: none of the retried instances resolves any more (KEB's manager
+    # finds no runtime to run; docs/keb-concurrency.md §3.2): it never ran again.
+    RETRYING: (IN_PROGRESS, CANCELING, SUCCEEDED),
     CANCELING: (CANCELED,),
     FAILED: (RETRYING,),
 }

@@ -33,10 +33,12 @@ from watcher.core.models import (
     FAILED,
     IN_PROGRESS,
     PENDING,
+    RETRYING,
     SUCCEEDED,
     Operation,
     Orchestration,
     finished_count,
+    is_terminal_operation,
     is_terminal_orchestration,
 )
 from watcher.core.standing import (
@@ -56,7 +58,10 @@ PRIORITY: Final[Mapping[str, int]] = {
     "retried": 1,
     "failure_digest": 2,
     "not_found": 2,
+    "stuck": 2,
+    "after_outcome": 2,
     "state_changed": 3,
+    "unstuck": 3,
     "tracking_started": 4,
     "progress": 5,
 }
@@ -197,8 +202,11 @@ def decide(
     now: datetime,
     reference: Reference | None,
     run: Run | None = None,
+    stuck: Mapping[str, Any] | None = None,
 ) -> list[Intent]:
     """The notification intents for one orchestration's cycle (empty when nothing changed).
+
+    ``stuck`` is what is stuck (:func:`watcher.core.stuck.view`), shown on the card.
 
     ``run`` is the run before this cycle (:func:`runs_from` over the recorded history). A
     retry of a failed orchestration gives a ``retried`` thread reply, and its outcome a new
@@ -240,7 +248,18 @@ def decide(
         base["retried"] = tally.to_payload()
 
     baseline = any(t.kind is TransitionKind.BASELINE for t in transitions)
+    # KEB can end an orchestration while operations still run (docs/keb-concurrency.md
+    # §3.4): the card says how many, and what they do later is an after-the-outcome note
+    # (watcher.core.afterlife), not a failure digest of a run that has ended.
+    ended_earlier = is_terminal_orchestration(orch.state) and not any(
+        t.kind is TransitionKind.ORCHESTRATION_STATE for t in transitions
+    )
+    if is_terminal_orchestration(orch.state):
+        base["running_after_outcome"] = sum(
+            n for state, n in counts.items() if n > 0 and not is_terminal_operation(state)
+        )
     card = dict(base)
+    card["stuck"] = dict(stuck) if stuck else None
     if baseline or is_terminal_orchestration(orch.state):
         # Tracking an orchestration that already failed (or ended) shows why on the card.
         card.update(
@@ -260,7 +279,8 @@ def decide(
         t.kind is TransitionKind.ORCHESTRATION_STATE and is_terminal_orchestration(t.to_state or "")
         for t in transitions
     )
-    if failed and not ends:  # when it ends, the final summary lists every failure anyway
+    # When it ends, the final summary lists every failure anyway.
+    if failed and not ends and not ended_earlier:
         groups = failure_groups(failed)
         add(
             "failure_digest",
@@ -273,12 +293,30 @@ def decide(
             },
         )
 
+    # A retry that resolved nothing: KEB went retrying -> succeeded without running any
+    # operation again (docs/keb-concurrency.md §3.2); its failures stand. Said as such, never
+    # as "retried 0" nor as a retry that ran.
+    new_operations = any(
+        t.kind in (TransitionKind.OPERATION_RETRY, TransitionKind.OPERATION_ADDED)
+        for t in transitions
+    )
     for t in transitions:
         if t.kind not in (
             TransitionKind.ORCHESTRATION_STATE,
             TransitionKind.ORCHESTRATION_DESCRIPTION,
         ):
             continue
+        unresolved = (
+            t.kind is TransitionKind.ORCHESTRATION_STATE
+            and t.to_state == SUCCEEDED
+            and not new_operations
+            and (
+                (RETRYING in t.path and IN_PROGRESS not in t.path[1:])
+                # Ended between two polls: KEB's ", retrying" (cluster_retry.go) was never
+                # replaced by ", retried K operations", so the retry picked nothing up.
+                or t.description.endswith(", retrying")
+            )
+        )
         change = {
             "from": t.from_state,
             "to": t.to_state,
@@ -294,7 +332,12 @@ def decide(
             add(
                 "retried",
                 f"{orch_id}:retried:{t.key}",
-                {**base, "change": change, "retried_operations": count or None},
+                {
+                    **base,
+                    "change": change,
+                    "retried_operations": None if unresolved else (count or None),
+                    "resolved_nothing": unresolved,
+                },
             )
         if t.kind is TransitionKind.ORCHESTRATION_STATE and is_terminal_orchestration(
             t.to_state or ""
@@ -309,6 +352,7 @@ def decide(
                     "change": change,
                     "failures": standing_groups[:REASONS],
                     "more_reasons": max(0, len(standing_groups) - REASONS),
+                    "resolved_nothing": unresolved,
                 },
             )
         elif not baseline and not retry and not _routine(t):

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from watcher.core.models import FAILED, Orchestration
+from watcher.core.stuck import Stalled
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,8 @@ class Tracked:
     not_found: bool
     #: When KEB created the orchestration (its ``createdAt``), once a poll has seen it.
     created_at: datetime | None = None
+    #: What is stuck (``poll.stuck_after``), as the last poll found it.
+    stuck: tuple[Stalled, ...] = ()
 
     def retries_watched_until(self, retry_window: float) -> datetime | None:
         """Until when a finished ``failed`` orchestration is still polled for a retry

@@ -34,6 +34,7 @@ from watcher.core.models import (
     finished_count,
 )
 from watcher.core.pace import WATCH_PACE, poll_every
+from watcher.core.stuck import Stalled
 from watcher.errors import (
     KebAuthError,
     KebError,
@@ -281,6 +282,8 @@ class Progress:
     first: bool = False
     #: Failed attempts just before this poll (0: no outage to report).
     recovered_after: int = 0
+    #: What is stuck (``poll.stuck_after``) as this poll found it.
+    stuck: tuple[Stalled, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from watcher.core.diff import Transition, TransitionKind
 from watcher.core.inert import inert
+from watcher.core.models import FAILED, PENDING
 from watcher.core.states import in_keb_order, state_label
 
 
@@ -49,6 +50,13 @@ def transition_text(t: Transition) -> str:
             TransitionKind.OPERATION_VANISHED: "vanished",
         }.get(t.kind, "")
         what = f"{who} {t.operation_id}: {label + ' ' if label else ''}{path}"
+        if t.kind is TransitionKind.OPERATION_COMPLETED and (t.from_state, t.to_state) == (
+            PENDING,
+            FAILED,
+        ):
+            # KEB can fail an operation that never started (keb-concurrency.md §3.1); from
+            # pending to failed between two polls, the watcher cannot tell which it was.
+            what += " (never seen in progress: it may have failed before it started)"
         if t.description and t.kind is TransitionKind.OPERATION_COMPLETED:
             what += f' "{t.description}"'
     return inert(what)

@@ -13,16 +13,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from watcher.clock import utcnow
-from watcher.core.diff import Diff, NotFound, diff
+from watcher.core.afterlife import after_outcome_note, ended_before, running
+from watcher.core.diff import Diff, NotFound, TransitionKind, diff
 from watcher.core.intents import Intent
-from watcher.core.models import FAILED, finished_count, is_terminal_orchestration
-from watcher.core.policy import Reference, decide, health_intent, runs_from
+from watcher.core.models import (
+    FAILED,
+    IN_PROGRESS,
+    Orchestration,
+    finished_count,
+    is_terminal_orchestration,
+)
+from watcher.core.policy import Reference, decide, health_intent, runs_from, summary
+from watcher.core.stuck import STALLING_STATES, stalled, stuck_intents
+from watcher.core.stuck import view as stuck_view
 from watcher.core.tracked import Tracked, due
 from watcher.engine.observer import KebReader, Mode, Observer
 from watcher.errors import (
@@ -43,17 +53,64 @@ Policy = Callable[[Diff, Tracked, datetime], Sequence[Intent]]
 Selector = Callable[[Sequence[Tracked]], Sequence[Tracked]]
 
 
-def notification_policy(store: Store) -> Policy:
-    """:func:`watcher.core.policy.decide`, with the progress reference read from the history."""
+def notification_policy(
+    store: Store, *, stuck_after: float = 0.0, digest_interval: float = 600.0
+) -> Policy:
+    """:func:`watcher.core.policy.decide`, with the progress reference read from the history
+    and, on the card, what is stuck (``poll.stuck_after``; 0: not looked for); plus the
+    after-the-outcome note (:mod:`watcher.core.afterlife`, at most one per
+    ``digest_interval`` seconds but the last)."""
 
     def policy(result: Diff, tracked: Tracked, now: datetime) -> Sequence[Intent]:
-        found = store.reference(tracked.orchestration_id)
+        orch_id = tracked.orchestration_id
+        found = store.reference(orch_id)
         reference = None
         if found is not None:
             at, counts = found
             reference = Reference(at, finished_count(counts))
-        run = runs_from(store.state_transitions(tracked.orchestration_id))
-        return decide(result, channel=tracked.channel, now=now, reference=reference, run=run)
+        states = store.state_transitions(orch_id)
+        stalled = store.stuck_of(orch_id) if stuck_after > 0 else ()
+        intents = decide(
+            result,
+            channel=tracked.channel,
+            now=now,
+            reference=reference,
+            run=runs_from(states),
+            stuck=stuck_view(stalled, now, stuck_after),
+        )
+        orch = result.snapshot.orchestration
+        outcome = next(
+            (t for t in reversed(states) if is_terminal_orchestration(t.to_state or "")), None
+        )
+        if orch is None or outcome is None or not ended_before(result.transitions, orch.state):
+            return intents
+        ended = [
+            (t.to_state or "", t.description, t.shoot_name, t.operation_id or "")
+            for t in result.transitions
+            if t.kind is TransitionKind.OPERATION_COMPLETED
+        ]
+        if not ended:
+            return intents
+        ended = store.ended_after(orch_id, outcome.key) + ended
+        card = next((i.payload for i in intents if i.kind == "progress"), {})
+        note = after_outcome_note(
+            orch_id,
+            result.transitions,
+            outcome=outcome,
+            since_outcome=Counter(state for state, *_ in ended),
+            late_failures=[
+                {"description": d, "shoot": shoot, "operation_id": op}
+                for state, d, shoot, op in ended
+                if state == FAILED
+            ],
+            still_running=running(result.snapshot.state_counts()),
+            last_note=store.last_enqueued(orch_id, "after_outcome"),
+            now=now,
+            interval=digest_interval,
+            base=card,
+            channel=tracked.channel,
+        )
+        return [*intents, note] if note is not None else intents
 
     return policy
 
@@ -112,6 +169,7 @@ class Engine:
         alert_after: float | None = None,
         keb_url: str = "",
         retry_window: float = 7 * 86400.0,
+        stuck_after: float = 0.0,
     ) -> None:
         self.store = store
         self.observer = Observer(keb, store)
@@ -122,6 +180,7 @@ class Engine:
         self.alert_after = alert_after
         self.keb_url = keb_url
         self.retry_window = retry_window
+        self.stuck_after = stuck_after
 
     async def poll_once(self, select: Selector | None = None) -> CycleReport:
         """Exactly one cycle over every tracked, unfinished orchestration (those of them that
@@ -191,6 +250,8 @@ class Engine:
             if cycle_id is None and outcome.mode == "unchanged":
                 # `watch` polls one at a time; a cycle records its unchanged checks together.
                 self.store.record_checks([orch_id], now)
+            if head.orchestration is not None and not head.not_found:
+                self._check_stuck(tracked, head.orchestration, head.counts, now)
             return PollResult(orch_id, outcome.mode, reason=outcome.reason, state=state)
         assert outcome.previous is not None
         result = _unique(diff(outcome.previous, outcome.observation, now), self.store)
@@ -199,7 +260,14 @@ class Engine:
         terminal = isinstance(outcome.observation, NotFound) or (
             snap.orchestration is not None and is_terminal_orchestration(snap.orchestration.state)
         )
-        finished = terminal and not intents and self.store.undelivered_for(orch_id) == 0
+        # Operations that outlive the outcome are followed until they end (PRODUCT.md "After
+        # the outcome"): not finished while any runs.
+        finished = (
+            terminal
+            and not intents
+            and running(snap.state_counts()) == 0
+            and self.store.undelivered_for(orch_id) == 0
+        )
         try:
             rows = self.store.commit_diff(
                 result,
@@ -221,6 +289,13 @@ class Engine:
                 extra={"orchestration_id": orch_id},
             )
             return PollResult(orch_id, outcome.mode, error=str(exc))
+        if snap.orchestration is not None and not snap.not_found:
+            ended = any(
+                t.kind is TransitionKind.ORCHESTRATION_STATE
+                and is_terminal_orchestration(t.to_state or "")
+                for t in result.transitions
+            )
+            self._check_stuck(tracked, snap.orchestration, snap.state_counts(), now, ended=ended)
         log.info(
             "orchestration %s: %s (%s), %d transitions, %d rows",
             orch_id,
@@ -238,6 +313,54 @@ class Engine:
             reason=outcome.reason,
             state=snap.orchestration.state if snap.orchestration else None,
         )
+
+    def _check_stuck(
+        self,
+        tracked: Tracked,
+        orch: Orchestration,
+        counts: Mapping[str, int],
+        now: datetime,
+        *,
+        ended: bool = False,
+    ) -> None:
+        """Stuck is news (:mod:`watcher.core.stuck`): evaluated after every successful poll,
+        the unchanged ones included, since stuck is what does *not* change. Costs nothing
+        when nothing can be stuck; otherwise one read of what is in progress. Recorded, with
+        its notifications, in a transaction of its own after the cycle's commit: a crash in
+        between re-evaluates it next cycle from what was committed. ``ended``: the
+        orchestration ended in this cycle; its final summary stays the run's last reply (no
+        ``unstuck`` after it: the outcome says it)."""
+        if self.stuck_after <= 0:
+            return
+        orch_id = tracked.orchestration_id
+        previous = self.store.stuck_of(orch_id)
+        if not previous and not counts.get(IN_PROGRESS) and orch.state not in STALLING_STATES:
+            return
+        current = stalled(self.store.stuck_candidates(orch_id, orch), now, self.stuck_after)
+        if [(s.key, s.since) for s in previous] == [(s.key, s.since) for s in current]:
+            return
+        intents = []
+        if self.policy is not None:
+            intents = stuck_intents(
+                orch_id,
+                previous=previous,
+                current=current,
+                base=summary(orch, counts, now, None),
+                card=self.store.last_card(orch_id),
+                channel=tracked.channel,
+                now=now,
+                after=self.stuck_after,
+                quiet_unstuck=ended,
+            )
+        try:
+            self.store.record_stuck(orch_id, current, intents, now)
+        except StoreError as exc:
+            log.warning(
+                "orchestration %s: stuck state not recorded: %s",
+                orch_id,
+                exc,
+                extra={"orchestration_id": orch_id},
+            )
 
     def _watch_keb(self, results: Sequence[PollResult]) -> None:
         """The watcher watches itself: one alert when KEB has been unreachable or rejecting

@@ -96,6 +96,7 @@ class _Watch:
             at,
             first=self.first,
             recovered_after=follow.failures,
+            stuck=store.stuck_of(orch_id),
         )
         self.first = False
         # (For an orchestration never seen, load_head reads not_found from the tracked row.)

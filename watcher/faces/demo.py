@@ -25,6 +25,7 @@ from rich.live import Live
 from rich.table import Table
 
 from watcher.app import Watcher
+from watcher.clock import utcnow
 from watcher.config import (
     Config,
     KebConfig,
@@ -86,7 +87,8 @@ async def run_demo(
     limit: float,
     web: str | None = None,
 ) -> int:
-    sim = Simulator.from_scenario(scenario, seed=seed, speed=speed)
+    # The simulator's clock starts at the real now, so ages shown read as believable.
+    sim = Simulator.from_scenario(scenario, seed=seed, speed=speed, start=utcnow())
     workdir = demo_dir(os.environ)
     with SimServer(sim).start() as server:
         config = demo_config(server.url, sim.token, workdir)

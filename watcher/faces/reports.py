@@ -16,6 +16,7 @@ from watcher.clock import utcnow
 from watcher.core.diff import Transition
 from watcher.core.inert import inert
 from watcher.core.models import Orchestration
+from watcher.core.stuck import Stalled
 from watcher.core.tracked import Silence, Tracked
 from watcher.core.wording import counts_text, transition_text
 from watcher.faces.tables import Column, fit
@@ -73,7 +74,51 @@ def tracked_json(
         "createdAt": item.created_at.isoformat() if item.created_at else None,
         "lastError": item.last_error,
         "silence": silence.to_json() if silence is not None else None,
+        "stuck": stuck_json(item.stuck),
     }
+
+
+def stuck_json(items: Sequence[Stalled]) -> dict[str, Any] | None:
+    """What is stuck (``poll.stuck_after``): ``None``, or the count, the oldest ``since`` and
+    each item (``operationId`` ``null`` for the orchestration itself)."""
+    if not items:
+        return None
+    return {
+        "count": len(items),
+        "since": min(s.since for s in items).isoformat(),
+        "items": [
+            {
+                "operationId": s.operation_id,
+                "state": s.state,
+                "since": s.since.isoformat(),
+                "shootName": s.shoot or None,
+                "description": s.description,
+            }
+            for s in items
+        ],
+    }
+
+
+def stuck_detail(items: Sequence[Stalled], limit: int = 3) -> str:
+    """``1 stuck: c-0000052 in progress since TIME`` (at most ``limit`` named, then
+    "+K more"), or ``nothing stuck any more``."""
+    if not items:
+        return "nothing stuck any more"
+    named = [
+        f"{s.shoot or s.operation_id} {s.state} since {when(s.since)}"
+        if s.operation_id
+        else f"orchestration {s.state} since {when(s.since)}"
+        for s in items[:limit]
+    ]
+    more = f", +{len(items) - limit} more" if len(items) > limit else ""
+    return inert(f"{len(items)} stuck: {', '.join(named)}{more}")
+
+
+def stuck_text(items: Sequence[Stalled]) -> str:
+    """``[2 stuck since 2026-...]``, or '' when nothing is."""
+    if not items:
+        return ""
+    return f"[{len(items)} stuck since {when(min(s.since for s in items))}]"
 
 
 def age_text(seconds: float) -> str:
@@ -132,6 +177,8 @@ def tracked_lines(
         ops = counts_text(item.counts) if item.state else "-"
         if until is not None:
             ops += f"  [failed, watching for retries until {when(until)}]"
+        if item.stuck:
+            ops += f"  {stuck_text(item.stuck)}"
         silence = (silences or {}).get(item.orchestration_id)
         if silence is not None:
             by = f" by {silence.by}" if silence.by else ""

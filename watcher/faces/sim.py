@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from watcher.clock import utcnow
 from watcher.errors import UsageError
 from watcher.sim import SCENARIOS, serve_forever
 from watcher.sim.fleet_server import serve_fleet_forever
@@ -115,6 +116,8 @@ def sim_command(
             faults=("no-api",) if no_api else (),
             races=races,
             moves=moves,
+            # Ages read as believable ("2 minutes", not "935 days"): start at the real now.
+            start=utcnow(),
         )
     except OSError as exc:  # the bind: port in use, address not available, no permission
         raise UsageError(f"--port {port}: cannot listen on {host}: {exc.strerror or exc}") from None

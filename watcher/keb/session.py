@@ -246,7 +246,9 @@ class Session:
         if 300 <= status < 400 and "location" in response.headers:
             detail = f"redirected to {response.headers['location'].split('?')[0]}"
         message = redact(f"{head}: {detail}" if detail else head, token)
-        if status in (401, 403):
+        if status == 403:
+            raise KebAuthError(f"{message}{forbidden_hint(req)}", status=status)
+        if status == 401:
             raise KebAuthError(message, status=status)
         if status == 404:
             if _keb_error(content) is None:
@@ -352,6 +354,30 @@ def _too_deep(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
 
 #: What a plain-text 404 means (docs/keb-api.md §12.7).
 NO_API = KebNoOrchestrationApi.phrase
+
+
+#: The group KEB's gateway requires on the orchestration and upgrade routes (docs/keb-api.md §5).
+ORCHESTRATIONS_GROUP = "orchestrationsAdmin"
+
+
+def forbidden_hint(req: Request) -> str:
+    """What a 403 means: the gateway's ``AuthorizationPolicy`` lets ``/orchestrations*`` and
+    ``/upgrade/*`` through only for tokens whose ``groups`` claim holds ``orchestrationsAdmin``
+    (docs/keb-api.md §5, §6); Envoy says only ``RBAC: access denied``.
+
+    >>> print(forbidden_hint(Request("GET", "/orchestrations/o-1")))
+    ... # doctest: +NORMALIZE_WHITESPACE
+     (the token lacks the group orchestrationsAdmin, which KEB's orchestration API needs: log
+     in as a user of that group, or ask for it)
+    >>> forbidden_hint(Request("GET", "/info/runtimes"))
+    ''
+    """
+    if not req.path.lstrip("/").startswith(("orchestrations", "upgrade/")):
+        return ""
+    return (
+        f" (the token lacks the group {ORCHESTRATIONS_GROUP}, which KEB's orchestration API "
+        "needs: log in as a user of that group, or ask for it)"
+    )
 
 
 def no_api(req: Request, response: httpx.Response) -> str:

@@ -31,7 +31,16 @@ from watcher.store.outbox import Entry, Outbox
 
 #: Kinds that are replies in the card's thread (bot token mode).
 REPLY_KINDS: Final = frozenset(
-    {"failure_digest", "state_changed", "retried", "finished", "not_found"}
+    {
+        "failure_digest",
+        "state_changed",
+        "retried",
+        "finished",
+        "not_found",
+        "stuck",
+        "unstuck",
+        "after_outcome",
+    }
 )
 DIGEST: Final = "failure_digest"
 #: How many intervals a digest that names no new reason waits (see the module docstring).

@@ -50,6 +50,9 @@ TEMPLATES: Final[Mapping[str, str]] = {
     "not_found": "not_found.j2",
     "keb_unhealthy": "keb_unhealthy.j2",
     "keb_recovered": "keb_recovered.j2",
+    "stuck": "stuck.j2",
+    "after_outcome": "after_outcome.j2",
+    "unstuck": "unstuck.j2",
 }
 
 #: The templates of a selection's notifications (fleet watch): its payloads carry ``fleet``

@@ -9,6 +9,8 @@ from typing import Any
 from watcher.core.failures import failure_groups
 from watcher.core.models import Orchestration
 from watcher.core.policy import Reference, summary
+from watcher.core.stuck import Stalled
+from watcher.core.stuck import view as stuck_view
 from watcher.notify.render import TEMPLATES
 
 NOW = datetime(2024, 5, 14, 10, 30, tzinfo=UTC)
@@ -87,6 +89,44 @@ def sample_payload(kind: str) -> dict[str, Any]:
             change=change,
             failures=groups,
             more_reasons=0,
+        )
+    elif kind in ("stuck", "unstuck"):
+        stalled = [
+            Stalled(
+                "in progress",
+                NOW - timedelta(hours=2, minutes=40 - i),
+                f"3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e{i:02x}",
+                f"c-{i + 0x51:07x}",
+                "cluster upgrade in progress" if i else "Performing post-upgrade tasks",
+            )
+            for i in range(4)
+        ]
+        shown = stuck_view(stalled, NOW, 7200.0)
+        if kind == "stuck":
+            base.update(stuck=shown)
+        else:
+            base.update(stuck=None, moved=shown)
+    elif kind == "after_outcome":
+        ended = replace(
+            SAMPLE_ORCHESTRATION, state="failed", updated_at=NOW - timedelta(minutes=20)
+        )
+        base = summary(ended, {"failed": 6, "succeeded": 113, "in progress": 1}, NOW, None)
+        late = [SAMPLE_FAILURES[-1]]
+        base.update(
+            kind=kind,
+            key="sample:after_outcome",
+            last_change="operations 3 succeeded, 1 failed",
+            running_after_outcome=1,
+            after={
+                "outcome": "failed",
+                "outcome_at": (NOW - timedelta(minutes=20)).isoformat(),
+                "ended": 4,
+                "counts": {"failed": 1, "succeeded": 3},
+                "failed": 1,
+                "running": 1,
+                "failures": failure_groups(late),
+                "more_reasons": 0,
+            },
         )
     elif kind in ("keb_unhealthy", "keb_recovered"):
         base = {

@@ -8,9 +8,10 @@ Behaviour follows docs/keb-api.md §4.3 (transitions and description strings), �
 only moves on creation, cancel, retry request and completion), §2.5/§2.6 (cancel and retry)
 and §3.4 (``operationStats``; an orchestration fails iff its de-duplicated ``failed`` > 0).
 
-Deliberate simplifications: KEB's limit of three orchestrations processed at once (§9) is not
-modelled (the ``large`` scenario needs 40 in progress); the manager's one-minute poll is
-modelled only for retry pickup and for concluding a cancel.
+Deliberate simplifications: KEB's limit of three orchestrations processed at once (§9) is
+modelled only where a scenario sets ``pod_slots`` (the ``large`` scenario needs 40 in
+progress), and only for first starts; the manager's one-minute poll is modelled only for
+retry pickup and for concluding a cancel.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from watcher.sim.inventory import (
     Inventory,
     Runtime,
     new_uuid,
-    next_window,
 )
 from watcher.sim.legacy import SKIP_US, LegacyRows, mark_quirks
 from watcher.sim.operator import ScriptedOperator
@@ -56,10 +56,8 @@ from watcher.sim.records import (
     DESC_SUCCEEDED,
     DESC_UPGRADING,
     VANISHED,
-    ZERO_TIME,
     OperationRecord,
     OrchestrationRecord,
-    format_us,
     to_us,
 )
 from watcher.sim.retries import RetryFlow
@@ -69,6 +67,7 @@ from watcher.sim.scenarios import (
     OrchestrationSpec,
     ScenarioSpec,
 )
+from watcher.sim.windows import OperationWindows
 
 #: The orchestration manager polls every minute (docs/keb-api.md §9): a cancel is concluded
 #: within that (retries: :mod:`watcher.sim.retries`).
@@ -96,7 +95,7 @@ class Manager:
         self._latest: dict[str, OperationRecord] = {}  # newest operation per runtime
         self._inventory = Inventory()
         #: Formatted maintenance windows by (hour, from, now): 80,000 operations share 24.
-        self._window_memo: dict[tuple[int, int, int], tuple[str, str, int]] = {}
+        self._windows = OperationWindows()
         #: Scripted actions not yet fired or dropped.
         #: The scenario's scripted operator (cancels and retries at set moments).
         self.operator = ScriptedOperator(self)
@@ -106,6 +105,8 @@ class Manager:
         self.legacy = LegacyRows(self)
         #: Operation truth events that changed the state (creation and vanishing included).
         self.op_changes = 0
+        #: KEB pod slots (``pod_slots``): orchestrations holding one, and those waiting.
+        self._slots, self._busy, self._queued = scenario.pod_slots, set[str](), list[Any]()
         accounts = [
             self._inventory.add_group(
                 self._rng, spec.ops, plans=spec.plans, window_hours=spec.window_hours
@@ -208,6 +209,10 @@ class Manager:
         if bump:
             orch.updated_us = self.now_us
         orch.truth.append((self.now_us, None, "", old, state, desc))
+        if state in TERMINAL_ORCHESTRATION_STATES and orch.orchestration_id in self._busy:
+            self._busy.discard(orch.orchestration_id)
+            if self._queued:  # the next waiting one takes the slot
+                self.schedule(self.now_us, partial(self._start, self._queued.pop(0)))
 
     def _register(self, orch: OrchestrationRecord) -> None:
         self.orchs[orch.orchestration_id] = orch
@@ -235,23 +240,6 @@ class Manager:
         )
         self._register(orch)
         self.schedule(now + round(spec.start_delay * US_PER_SECOND), partial(self._start, orch))
-
-    def _windows(self, orch: OrchestrationRecord, runtime: Runtime) -> tuple[str, str, int]:
-        """``(begin, end, ready_us)`` of a new operation (docs/keb-api.md §3.5)."""
-        now = self.now_us
-        if orch.maintenance_window:
-            key = (runtime.window_hour, max(now, orch.schedule_time_us or 0), now)
-            found = self._window_memo.get(key)
-            if found is None:
-                begin, end = next_window(key[0], key[1])
-                found = self._window_memo[key] = (format_us(begin), format_us(end), max(begin, now))
-                if len(self._window_memo) > 4096:
-                    self._window_memo.clear()
-            return found
-        if orch.schedule_time_us is None:
-            return ZERO_TIME, ZERO_TIME, now
-        stamp = format_us(orch.schedule_time_us)
-        return stamp, stamp, now
 
     def _new_operation(
         self,
@@ -289,6 +277,11 @@ class Manager:
         """The manager picks the orchestration up: resolve targets, create operations."""
         if orch.state != PENDING:
             return  # canceled while queued
+        if self._slots is not None and orch.orchestration_id not in self._busy:
+            if len(self._busy) >= self._slots:
+                self._queued.append(orch)  # waits pending, no operations (§0)
+                return
+            self._busy.add(orch.orchestration_id)
         profile = orch.profile
         runtimes = self._inventory.resolve(orch.include, orch.exclude)
         if orch.kubernetes is None or not orch.kubernetes["kubernetesVersion"]:
@@ -304,13 +297,17 @@ class Manager:
         }
         # Without maintenance windows every operation gets the same window: format it once.
         shared = (
-            None if orch.maintenance_window or not runtimes else self._windows(orch, runtimes[0])
+            None
+            if orch.maintenance_window or not runtimes
+            else self._windows.of(orch, runtimes[0], self.now_us)
         )
         for index, runtime in enumerate(runtimes):
-            window = shared or self._windows(orch, runtime)
+            window = shared or self._windows.of(orch, runtime, self.now_us)
             self._new_operation(orch, runtime, reasons.get(index), window)
         if profile.skip_rate or profile.legacy_resume:
             mark_quirks(self._rng, orch.ops, profile.skip_rate, profile.legacy_resume)
+        if profile.hang and orch.ops:
+            orch.ops[0].duration_us = round(profile.hang * US_PER_SECOND)
         description = f"Scheduled {count} operations"
         start_at = orch.schedule_time_us
         if start_at is not None and start_at > self.now_us:
@@ -370,7 +367,9 @@ class Manager:
         if orch.state == CANCELING and orch.profile.cancel_one_by_one:
             self._cancel_pickup(orch)
             return
-        if orch.state != IN_PROGRESS or orch.strategy_type != "parallel":
+        # Operations that outlive their orchestration's outcome run on (§3.4).
+        outliving = orch.profile.outlive and orch.state in TERMINAL_ORCHESTRATION_STATES
+        if (orch.state != IN_PROGRESS and not outliving) or orch.strategy_type != "parallel":
             return
         if orch.profile.legacy_kyma:
             return  # KEB 1.8.9 and later no longer process upgradeKyma (docs/keb-api.md §12.8)
@@ -465,12 +464,17 @@ class Manager:
 
     def _maybe_complete(self, orch: OrchestrationRecord) -> None:
         if orch.state == IN_PROGRESS:
-            if orch.unfinished == 0 and not orch.pickup_pending:
+            if orch.unfinished <= orch.profile.outlive and not orch.pickup_pending:
                 # failed iff the de-duplicated per-instance count says so (§3.4).
                 final = FAILED if orch.stats()[FAILED] > 0 else SUCCEEDED
                 self._set_orch(orch, final, orch.description, bump=True)
                 self.operator.on_terminal(orch)
-        elif orch.state == CANCELING and orch.running == 0 and not orch.finalize_pending:
+        elif (
+            orch.state == CANCELING
+            and orch.running == 0
+            and not orch.finalize_pending
+            and orch.profile.cancel_concludes
+        ):
             orch.finalize_pending = True
             self.schedule(self.now_us + CANCEL_CONCLUDE_US, partial(self._conclude_cancel, orch))
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
-from watcher.core.models import CANCELED, CANCELING, FAILED, IN_PROGRESS, RETRYING
+from watcher.core.models import CANCELED, CANCELING, FAILED, IN_PROGRESS, RETRYING, SUCCEEDED
 from watcher.sim.api import SimApiError, select_retry
 from watcher.sim.inventory import US_PER_SECOND, year0_window
 from watcher.sim.records import OperationRecord, OrchestrationRecord
@@ -70,6 +70,14 @@ class RetryFlow:
             orch.pickup_pending = False
             return
         ids, orch.retry_ids = orch.retry_ids, []
+        if orch.state == RETRYING and not orch.profile.retry_resolves:
+            # None of the retried instances resolves any more: KEB's manager finds no
+            # runtime and the orchestration succeeds, its failed rows kept (keb-concurrency
+            # §3.2), so ``operationStats.failed`` > 0 on a succeeded orchestration.
+            orch.pickup_pending = False
+            self.manager._set_orch(orch, SUCCEEDED, orch.description, bump=True)
+            self.manager.operator.on_terminal(orch)
+            return
         second = orch.state == IN_PROGRESS  # still running: a second worker pool (§12.10)
         self._insert_rows(orch, list(ids), [], second)
 
@@ -94,7 +102,7 @@ class RetryFlow:
             failure = None
             if profile.retry_failure_rate and m._rng.random() < profile.retry_failure_rate:
                 failure = profile.reasons[len(created) % len(profile.reasons)]
-            window = m._windows(orch, old.runtime)
+            window = m._windows.of(orch, old.runtime, m.now_us)
             if profile.retry_year0_windows:
                 begin, end = year0_window(old.runtime.window_hour)
                 window = (begin, end, window[2])

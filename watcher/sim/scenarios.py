@@ -108,6 +108,20 @@ class OrchestrationSpec:
     #: KEB 1.15.0 resumes under their *old* ID: failed -> retrying -> pending ("Operation retry
     #: triggered") -> in progress -> failed again (keb-concurrency.md §3.1, ``ResumeOperations``).
     legacy_resume: float = 0.0
+    #: The first operation stays ``in progress`` this many virtual seconds (a hanging
+    #: upgrade, docs/keb-concurrency.md §4); ``0``: as ``duration`` says.
+    hang: float = 0.0
+    #: The orchestration ends (``succeeded``/``failed`` by the counts then) while this many
+    #: operations are still pending or in progress; they run on and finish afterwards
+    #: (docs/keb-concurrency.md §3.4: retried operations queued in the run's last minute).
+    outlive: int = 0
+    #: ``False``: a retry picks up no operation (none of the retried instances resolves any
+    #: more), and the orchestration goes ``retrying -> succeeded`` with its failed rows kept
+    #: (docs/keb-concurrency.md §3.2).
+    retry_resolves: bool = True
+    #: ``False``: a cancel never concludes; the orchestration stays ``canceling`` with its
+    #: pending operations ``pending`` for good (docs/keb-concurrency.md §4, table row 20).
+    cancel_concludes: bool = True
 
     def __post_init__(self) -> None:
         if self.created > 0:
@@ -116,8 +130,8 @@ class OrchestrationSpec:
             raise ValueError("ops must be >= 0 and workers >= 1")
         if not 0.0 <= self.failure_rate <= 1.0 or not self.reasons:
             raise ValueError("failure_rate must be in [0, 1] with at least one reason")
-        if self.row_gap < 0:
-            raise ValueError("row_gap must not be negative")
+        if self.row_gap < 0 or self.hang < 0 or self.outlive < 0:
+            raise ValueError("row_gap, hang and outlive must not be negative")
         if self.handoff < 0 or not 0.0 <= self.skip_rate <= 1.0:
             raise ValueError("handoff must not be negative, skip_rate must be in [0, 1]")
         if not 0.0 <= self.legacy_resume <= 1.0:
@@ -148,6 +162,12 @@ class ScenarioSpec:
     orchestrations: tuple[OrchestrationSpec, ...]
     spare_runtimes: int = 24
     epoch: datetime = field(default=EPOCH)
+    #: The ``groups`` claim of the token the simulator prints and accepts (``sim.token``).
+    #: Without ``orchestrationsAdmin`` its gateway answers 403 ``RBAC: access denied``.
+    token_groups: tuple[str, ...] = ("orchestrationsAdmin",)
+    #: Orchestrations one KEB pod runs at once (3 in KEB, docs/keb-concurrency.md §0); later
+    #: ones wait ``pending`` with no operations, first come first served. ``None``: no limit.
+    pod_slots: int | None = None
 
 
 _SMALL = OrchestrationSpec(
@@ -208,6 +228,16 @@ _RETRY_RUNNING = OrchestrationSpec(
 #: Canceled after ~25 % finished; free workers keep canceling operations one by one before
 #: the bulk cancel (§12.5).
 _CANCELING = replace(_CANCEL, cancel_one_by_one=True)
+#: Ends with operations still running: the last 3 outlive the outcome and finish after it.
+_OUTLIVED = OrchestrationSpec(
+    ops=12,
+    workers=3,
+    duration=(200.0, 340.0),
+    failure_rate=1 / 12,
+    schedule="immediate",
+    created=-1.0,
+    outlive=3,
+)
 _DRY_RUN = OrchestrationSpec(ops=8, workers=4, duration=(20.0, 60.0), dry_run=True)
 
 
@@ -355,6 +385,38 @@ SCENARIOS: Final[dict[str, ScenarioSpec]] = {
             "6 operations, 2 fail and are resumed under their old IDs (legacy retrying rows): "
             "in progress -> failed twice under one ID",
             (_LEGACY_RETRYING,),
+        ),
+        ScenarioSpec(
+            "outlived",
+            "12 operations, 1 fails; it ends while 3 still run, which finish after it",
+            (_OUTLIVED,),
+        ),
+        ScenarioSpec(
+            "retry-unresolved",
+            "like retry, but nothing the retry names resolves: retrying -> succeeded, failed > 0",
+            (replace(_RETRY, retry_resolves=False),),
+        ),
+        ScenarioSpec(
+            "hanging",
+            "60 operations, 3 workers; the first stays in progress for 90 of the ~2 h",
+            (replace(_SMALL, ops=60, hang=90 * 60.0),),
+        ),
+        ScenarioSpec(
+            "canceling-forever",
+            "like cancel, but the cancel never concludes: canceling for good, pending stay pending",
+            (replace(_CANCEL, cancel_concludes=False),),
+        ),
+        ScenarioSpec(
+            "queued",
+            "5 small orchestrations, 3 run at once: the last 2 wait pending with no operations",
+            tuple(replace(_SMALL, ops=6, workers=2, created=-float(5 - i)) for i in range(5)),
+            pod_slots=3,
+        ),
+        ScenarioSpec(
+            "no-group",
+            "like small, but the printed token lacks orchestrationsAdmin: every call is a 403",
+            (_SMALL,),
+            token_groups=("runtimeViewer",),
         ),
     )
 }

@@ -21,6 +21,7 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final, Self, TextIO
@@ -432,12 +433,16 @@ def serve_forever(
     faults: Sequence[str] = (),
     races: float = 0.0,
     moves: float = 0.0,
+    start: datetime | None = None,
 ) -> None:
     """Run ``watcher sim``: print how to connect, then serve until Ctrl-C. ``faults`` are
     injected for good at start (``no-api``: a KEB without the orchestration API); ``races``
     is the chance that the world moves between the two queries of one answer (§12.6),
-    ``moves`` the chance that it moves before an answer (between two requests)."""
-    sim = Simulator.from_scenario(scenario, seed=seed, speed=speed, races=races, moves=moves)
+    ``moves`` the chance that it moves before an answer (between two requests); ``start`` is
+    where the virtual clock begins (the scenario's epoch when ``None``)."""
+    sim = Simulator.from_scenario(
+        scenario, seed=seed, speed=speed, races=races, moves=moves, start=start
+    )
     for kind in faults:
         sim.faults.inject(kind, count=None, path_prefix="/orchestrations")
     with SimServer(sim, host=host, port=port) as server:
@@ -450,6 +455,7 @@ def serve_forever(
         for orchestration_id in sim.orchestration_ids():
             print(f"orchestration: {orchestration_id}", file=out)
         print(f"export KEB_URL={server.url} KEB_TOKEN={sim.token}", file=out)
+        print(f"# virtual clock from {sim.epoch.isoformat()}", file=out)
         out.flush()
         try:
             while True:

@@ -26,7 +26,8 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from watcher.core.models import MAX_PAGE_SIZE, TERMINAL_ORCHESTRATION_STATES
@@ -77,8 +78,9 @@ class Simulator:
         #: The probability that the world moves on before KEB answers a request.
         self.moves = moves
         self._move_rng = random.Random(f"moves-{seed}")
-        #: A token the simulator's gateway accepts (``orchestrationsAdmin``, far-future exp).
-        self.token = make_token()
+        #: The token the simulator prints: far-future exp, the scenario's groups (by default
+        #: ``orchestrationsAdmin``, which its gateway requires).
+        self.token = make_token(groups=scenario.token_groups)
         self._lock = threading.RLock()
         self._engine = Manager(scenario, seed)
         self._clock = clock
@@ -94,11 +96,19 @@ class Simulator:
         speed: float | None = None,
         races: float = 0.0,
         moves: float = 0.0,
+        start: datetime | None = None,
     ) -> Simulator:
-        """A simulator playing ``SCENARIOS[name]``; :class:`UsageError` for an unknown name."""
+        """A simulator playing ``SCENARIOS[name]``; :class:`UsageError` for an unknown name.
+
+        ``start`` moves the scenario's virtual clock to begin there (``watcher sim`` and
+        ``watcher demo`` pass the real current time, so that ages read as believable);
+        without it the scenario's fixed epoch keeps tests deterministic. Same seed, same
+        world: only the times shift."""
         spec = SCENARIOS.get(name)
         if spec is None:
             raise UsageError(f"unknown scenario {name!r}; choose one of: {', '.join(SCENARIOS)}")
+        if start is not None:
+            spec = replace(spec, epoch=start.astimezone(UTC).replace(microsecond=0))
         return cls(spec, seed=seed, speed=speed, races=races, moves=moves)
 
     # --- clock ----------------------------------------------------------------------------

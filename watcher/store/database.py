@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.clock import from_iso, iso, utcnow
+from watcher.core.afterlife import running
 from watcher.core.diff import Diff, Transition
 from watcher.core.intents import Intent
 from watcher.core.models import (
@@ -40,6 +41,7 @@ from watcher.store.rows import OP_COLUMNS, operation_row
 from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION
 from watcher.store.silences import SilenceQueries
 from watcher.store.snapshots import SnapshotQueries
+from watcher.store.stuck import StuckQueries, stalled_from_column
 
 
 def _journal_mode(conn: sqlite3.Connection) -> str:
@@ -47,7 +49,7 @@ def _journal_mode(conn: sqlite3.Connection) -> str:
 
 
 @sealed
-class Store(SnapshotQueries, JournalQueries, BoardQueries, SilenceQueries):
+class Store(SnapshotQueries, JournalQueries, BoardQueries, SilenceQueries, StuckQueries):
     """One SQLite database. Not thread-safe: use it from one thread (the event loop's)."""
 
     def __init__(self, path: Path | str, *, create: bool = True) -> None:
@@ -219,6 +221,7 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries, SilenceQueries):
                     operation_count=row["operation_count"] or 0,
                     not_found=bool(row["not_found"]),
                     created_at=parse_keb_time(row["created_at"]),
+                    stuck=stalled_from_column(row["stuck"]),
                 )
             )
         return out
@@ -447,14 +450,16 @@ class Store(SnapshotQueries, JournalQueries, BoardQueries, SilenceQueries):
         """Stop polling an orchestration that has ended (or that KEB does not know) once
         every notification about it was delivered. Returns whether it is finished now."""
         row = self.conn.execute(
-            "SELECT o.state, t.not_found, t.finished_at FROM tracked t "
+            "SELECT o.state, t.not_found, t.finished_at, o.counts FROM tracked t "
             "LEFT JOIN orchestrations o USING (orchestration_id) WHERE t.orchestration_id = ?",
             (orch_id,),
         ).fetchone()
         if row is None or row[2] is not None:
             return row is not None
         ended = bool(row[1]) or (row[0] is not None and is_terminal_orchestration(row[0]))
-        if not ended or self.undelivered_for(orch_id):
+        # Operations that outlive the outcome are followed until they end.
+        live = not row[1] and running(json.loads(row[3]) if row[3] else {})
+        if not ended or live or self.undelivered_for(orch_id):
             return False
         self.mark_finished(orch_id, now)
         return True

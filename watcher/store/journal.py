@@ -91,6 +91,25 @@ class JournalQueries:
             out[t.key] = int(count)
         return out
 
+    def ended_after(self, orch_id: str, key: str) -> list[tuple[str, str, str, str]]:
+        """``(to_state, description, shoot, operation_id)`` of every operation end recorded
+        after the transition ``key`` (an orchestration's outcome), oldest first."""
+        rows = self.conn.execute(
+            "SELECT to_state, description, shoot_name, operation_id FROM transitions "
+            "WHERE orchestration_id = ? AND kind = 'operation_completed' "
+            "AND id > COALESCE((SELECT id FROM transitions WHERE key = ?), 0) ORDER BY id",
+            (orch_id, key),
+        ).fetchall()
+        return [(str(a), str(b), str(c), str(d or "")) for a, b, c, d in rows]
+
+    def last_enqueued(self, orch_id: str, kind: str) -> datetime | None:
+        """When the newest notification of ``kind`` about the orchestration was enqueued."""
+        row = self.conn.execute(
+            "SELECT MAX(created_at) FROM outbox WHERE orchestration_id = ? AND kind = ?",
+            (orch_id, kind),
+        ).fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
+
     def last_transition_id(self) -> int:
         row = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM transitions").fetchone()
         return int(row[0])

@@ -14,6 +14,7 @@ Never edit a released migration: append a new one. Each runs in one transaction.
 * ``lease``: which process may poll and send now (``watcher run`` and ``watcher poll``);
 * ``silences``: orchestrations whose non-final notifications are held back, until when.
 * ``selections``, ``fleet_runtimes``, ``fleet_transitions``: fleet watch (``watcher fleet``).
+* ``tracked.stuck``: what is stuck now (``poll.stuck_after``), as last evaluated.
 """
 
 from __future__ import annotations
@@ -202,6 +203,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX fleet_transitions_by_instance ON fleet_transitions (instance_id, id);
     CREATE INDEX fleet_transitions_by_selection ON fleet_transitions (selection, id);
+    """,
+    # 6 (stuck alerts): what is stuck now (JSON list, watcher.core.stuck.Stalled), per tracked
+    # orchestration; transitions by operation, to find when each operation entered its state.
+    """
+    ALTER TABLE tracked ADD COLUMN stuck TEXT;
+    CREATE INDEX transitions_by_operation ON transitions (orchestration_id, operation_id, id);
     """,
 )
 

@@ -39,6 +39,7 @@ class BoardRow:
     counts: Mapping[str, int] = field(default_factory=dict)
     notice: str | None = None
     summary: Summary | None = None
+    stuck: int = 0  #: things stuck (``poll.stuck_after``) as the last poll found them
 
 
 def _progress(counts: Mapping[str, int]) -> str:
@@ -58,6 +59,8 @@ def _note(row: BoardRow) -> Text:
     if row.notice:
         return Text(row.notice, style="yellow")
     running = sum(n for s, n in row.counts.items() if not is_terminal_operation(s))
+    if row.stuck:
+        return Text(f"{running} to go, {row.stuck} stuck", style="yellow")
     return Text(f"{running} to go" if row.counts else "", style="default")
 
 
@@ -128,7 +131,13 @@ class WatchBoard:
 
     def progress(self, p: Progress) -> None:
         state = p.orchestration.state if p.orchestration else None
-        self._set(p.orchestration_id, state=state, counts=dict(p.counts), notice=None)
+        self._set(
+            p.orchestration_id,
+            state=state,
+            counts=dict(p.counts),
+            notice=None,
+            stuck=len(p.stuck),
+        )
 
     def reconnecting(self, orchestration_id: str, r: Reconnect, at: datetime) -> None:
         notice = f"reconnecting (attempt {r.attempt}, next in {seconds_text(r.seconds)})"

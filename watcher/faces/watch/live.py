@@ -36,6 +36,7 @@ from watcher.core.diff import Transition, TransitionKind
 from watcher.core.durations import format_duration
 from watcher.core.inert import inert
 from watcher.core.models import Orchestration, is_terminal_operation
+from watcher.core.stuck import Stalled
 from watcher.core.watching import (
     CombinedSummary,
     Progress,
@@ -45,7 +46,13 @@ from watcher.core.watching import (
     done,
 )
 from watcher.core.wording import counts_text, transition_text
-from watcher.faces.reports import transition_json, transition_line, when
+from watcher.faces.reports import (
+    stuck_detail,
+    stuck_json,
+    transition_json,
+    transition_line,
+    when,
+)
 
 RECENT: Final = 8
 FAILURE_REASONS: Final = 5
@@ -153,6 +160,7 @@ class Frame:
     next_poll: float | None = None
     notice: str | None = None
     summary: Summary | None = None
+    stuck: tuple[Stalled, ...] = ()
 
 
 def _counts(counts: Mapping[str, int]) -> Text:
@@ -220,6 +228,8 @@ def render(frame: Frame, now: float, width: int | None = None) -> RenderableType
     grid.add_row("Progress", bar)
     completed = done(frame.counts) - (frame.done_at_start or 0)
     grid.add_row("Throughput", pace_text(frame.counts, throughput(completed, elapsed)))
+    if frame.stuck and summary is None:
+        grid.add_row("Stuck", Text(stuck_detail(frame.stuck), style="yellow", overflow="fold"))
     if frame.notice and summary is None:
         grid.add_row("KEB", Text(inert(frame.notice), style="yellow"))
     if summary is not None:
@@ -281,6 +291,7 @@ class LiveView:
             interval=p.interval,
             next_poll=self.clock() + p.interval,
             notice=None,
+            stuck=p.stuck,
         )
         self._live.refresh()
 
@@ -320,6 +331,7 @@ class PlainLines(_Lines):
     def __init__(self, out: TextIO, err: TextIO, *, tagged: bool = False) -> None:
         super().__init__(out, err)
         self.tagged = tagged
+        self._stuck: dict[str, tuple[Stalled, ...]] = {}
 
     def _tag(self, orchestration_id: str) -> str:
         return f"[{orchestration_id[:8]}] " if self.tagged else ""
@@ -335,6 +347,9 @@ class PlainLines(_Lines):
             self._print(f"{when(t.at)}  {tag}{transition_text(t)}" if tag else transition_line(t))
         if p.recovered_after:
             self._print(f"{when(p.at)}  KEB reachable again", err=True)
+        if p.stuck != self._stuck.get(p.orchestration_id, ()):
+            self._stuck[p.orchestration_id] = p.stuck
+            self._print(f"{when(p.at)}  {tag}{stuck_detail(p.stuck)}")
 
     def reconnecting(self, orchestration_id: str, r: Reconnect, at: datetime) -> None:
         line = f"reconnecting (attempt {r.attempt}, next in {seconds_text(r.seconds)}): {r.reason}"
@@ -404,6 +419,7 @@ def status_event(p: Progress) -> dict[str, Any]:
         counts=dict(p.counts),
         elapsed=round(p.elapsed, 3),
         interval=p.interval,
+        stuck=stuck_json(p.stuck),
     )
     return event
 
@@ -433,6 +449,7 @@ class JsonLines(_Lines):
     def __init__(self, out: TextIO, err: TextIO) -> None:
         super().__init__(out, err)
         self._seen: dict[str, tuple[str | None, dict[str, int]]] = {}
+        self._stuck: dict[str, tuple[Stalled, ...]] = {}
 
     def _emit(self, event: Mapping[str, Any]) -> None:
         self._print(json.dumps(event, separators=(",", ":"), default=str))
@@ -444,7 +461,9 @@ class JsonLines(_Lines):
             event = transition_event(t, p.counts)
             event["state"] = state
             self._emit(event)
-        if p.first or p.new or p.recovered_after:
+        moved = p.stuck != self._stuck.get(p.orchestration_id, ())
+        self._stuck[p.orchestration_id] = p.stuck
+        if p.first or p.new or p.recovered_after or moved:
             self._emit(status_event(p))
 
     def reconnecting(self, orchestration_id: str, r: Reconnect, at: datetime) -> None:

@@ -24,6 +24,7 @@ from watcher.core.models import KNOWN_STATES, RETRYING, Operation, finished_coun
 from watcher.core.states import finished_first
 from watcher.core.tracked import Silence, Tracked
 from watcher.core.wording import counts_text, transition_text
+from watcher.faces.reports import stuck_detail
 
 #: Failure reasons a row of the overview lists before "+K more".
 TOP_REASONS: Final = 3
@@ -183,6 +184,7 @@ def _row(
         "last_error": shown(item.last_error),
         "finished": item.finished_at is not None,
         "silence": silence_text(silence),
+        "stuck": shown(stuck_detail(item.stuck)) if item.stuck else "",
     }
 
 
@@ -277,6 +279,7 @@ def detail(
         ("Tracked since", item.tracked_at.isoformat(timespec="seconds")),
         ("Last successful poll", ago(now, item.last_success_at)),
         ("Last poll error", item.last_error or "none"),
+        ("Stuck", stuck_detail(item.stuck, limit=10) if item.stuck else "nothing"),
         ("Slack channel", item.channel or "(configured default)"),
         ("Silence", silence_text(silence) or "none"),
     ]
