@@ -172,7 +172,7 @@ def test_a_legacy_operation_failing_twice_under_one_id_is_recorded(
     poll exits 0, ``list`` ends at failed, the history has both failures."""
     keb = keb_factory("legacy-retrying")
     [orch_id] = keb.sim.orchestration_ids()
-    cli("--config", str(keb.config), "track", orch_id)
+    cli("--config", str(keb.config), "track", "--no-check", orch_id)
     for _ in range(200):
         result = poll_recording(keb, cli)
         assert result.code == 0, result.err
@@ -204,7 +204,7 @@ def test_hand_offs_during_a_poll_are_met_with_a_partial_record(moving: Any, cli:
     """The mode is not idle: workers move while polls read, and the watcher records only
     what it read (``partial``) and sweeps in the next cycle, never a counted state."""
     keb = moving("handoffs", moves=1.0, seed=4)
-    cli("--config", str(keb.config), "track", *keb.sim.orchestration_ids())
+    cli("--config", str(keb.config), "track", "--no-check", *keb.sim.orchestration_ids())
     outputs = []
     for _ in range(40):
         result = poll_recording(keb, cli)
