@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-POST_METHODS = ("chat.postMessage", "webhook")
+from watcher.notify.plan import POST_METHODS, Limits
 
 
 class RateBudget:
@@ -61,3 +61,14 @@ class RateBudget:
         """Slack answered 429: nothing more for this method (and channel) for ``seconds``."""
         key = self._key(method, channel)
         self._paused[key] = max(self._paused.get(key, 0.0), self.clock() + seconds)
+
+    def limits(self, down: float = 0.0) -> Limits:
+        """The budget as it stands, for :func:`watcher.notify.plan.plan`; ``down``: seconds
+        left of the destination's backoff."""
+        now = self.clock()
+        return Limits(
+            paused={key: until - now for key, until in self._paused.items() if until > now},
+            posted={channel: now - at for channel, at in self._last_post.items()},
+            updates=tuple(now - at for at in self._updates if at > now - 60),
+            down=max(0.0, down),
+        )

@@ -152,6 +152,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_by_orchestration ON outbox (orchestration_id, status);
     """,
+    # 4: notifications give up on time (slack.give_up_after), not on a count: since when a
+    # pending notification has been failing for a transient reason (429s do not count).
+    """
+    ALTER TABLE outbox ADD COLUMN failing_since TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
