@@ -162,6 +162,7 @@ class Sender:
             now,
             failure.method,
             "pending",
+            answer=failure.error,
             error=message,
             retry_after=failure.retry_after,
             failing_since=entry.failing_since,

@@ -142,6 +142,8 @@ class AttemptResult:
     method: str
     #: The notification's status afterwards: sent, pending (a retry), failed or dead.
     status: str
+    #: Slack's answer (its error code) for the attempts table; ``error``: the whole message.
+    answer: str | None = None
     error: str | None = None
     retry_after: float | None = None
     next_attempt_at: datetime | None = None
@@ -287,7 +289,14 @@ class Outbox:
         conn.execute(
             "INSERT INTO attempts (outbox_id, at, method, ok, error, retry_after) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (r.entry.id, iso(r.at), r.method, int(r.status == "sent"), error, r.retry_after),
+            (
+                r.entry.id,
+                iso(r.at),
+                r.method,
+                int(r.status == "sent"),
+                redact(r.answer) if r.answer else None,
+                r.retry_after,
+            ),
         )
         if r.status == "sent":
             conn.execute(
