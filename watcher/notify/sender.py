@@ -131,7 +131,10 @@ class Sender:
         try:
             await self._probe()
             while drain.allowed():
+                before = drain.report.sent
                 wait = await drain.run()
+                if drain.report.sent > before and time.monotonic() < deadline:
+                    continue  # read again: a cycle may have queued more meanwhile
                 if wait is None or wait > min(deadline - time.monotonic(), linger):
                     break
                 await sleep(max(0.0, wait))
