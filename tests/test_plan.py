@@ -191,7 +191,7 @@ def test_the_digest_clock_holds_a_digest_until_an_interval_after_the_last_one() 
 
 
 def failure(now: datetime, since: datetime | None, **kw: Any) -> Retry | GiveUp | Refused:
-    args: dict[str, Any] = {"transient": True, "retry_after": None, "failures": 3}
+    args: dict[str, Any] = {"transient": True, "retry_after": None}
     args.update(kw)
     return after_failure(now=now, failing_since=since, give_up_after=DAY, jitter=0.5, **args)
 
@@ -203,19 +203,23 @@ def test_giving_up_is_exactly_at_give_up_after_and_not_a_moment_before() -> None
     assert just_before == Retry(end, counts=True)  # the last retry is at that very moment
     assert failure(end, since) == GiveUp()
     assert failure(end + timedelta(hours=1), since) == GiveUp()
-    assert failure(NOW, None) == Retry(NOW + timedelta(seconds=16), counts=True)
+    assert failure(NOW, None) == Retry(NOW + timedelta(seconds=2), counts=True)
 
 
-def test_backoff_is_capped_at_five_minutes() -> None:
-    for failures in (8, 20, 1000):
-        decision = failure(NOW, NOW, failures=failures)
-        assert decision == Retry(NOW + timedelta(seconds=MAX_BACKOFF), counts=True)
+def test_backoff_doubles_with_the_time_failing_and_is_capped_at_five_minutes() -> None:
+    at, since, delays = NOW, NOW, []
+    for _ in range(12):
+        decision = failure(at, since)
+        assert isinstance(decision, Retry)
+        delays.append((decision.at - at).total_seconds())
+        at = decision.at
+    assert delays == [2, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]
 
 
 def test_a_429_waits_its_retry_after_longer_than_any_backoff_and_never_counts() -> None:
     # Even after failing for longer than give_up_after, a 429 is only a wait.
     long_ago = NOW - timedelta(days=3)
-    decision = failure(NOW, long_ago, retry_after=3600.0, failures=50)
+    decision = failure(NOW, long_ago, retry_after=3600.0)
     assert decision == Retry(NOW + timedelta(seconds=3600), counts=False)
     assert MAX_BACKOFF < 3600
 

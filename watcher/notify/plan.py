@@ -403,17 +403,15 @@ def after_failure(
     *,
     now: datetime,
     failing_since: datetime | None,
-    failures: int,
     transient: bool,
     retry_after: float | None,
     give_up_after: float,
     jitter: float,
 ) -> Retry | GiveUp | Refused:
-    """What a failed attempt leads to. ``failures``: transient failures before this one;
-    ``jitter`` in [0, 1).
+    """What a failed attempt leads to; ``jitter`` in [0, 1).
 
     A 429 waits exactly its ``Retry-After`` and never counts. A transient failure backs off
-    exponentially (with jitter, at most :data:`MAX_BACKOFF`) until ``give_up_after`` has
+    (doubling, with jitter, at most :data:`MAX_BACKOFF`) until ``give_up_after`` has
     passed since the first one; the last retry is at that moment, and a failure then (or
     later) gives up. A permanent answer waits for a fix."""
     if retry_after is not None:
@@ -424,5 +422,8 @@ def after_failure(
     end = since + timedelta(seconds=give_up_after)
     if now >= end:
         return GiveUp()
-    delay = min(MAX_BACKOFF, 2.0 ** (failures + 1) * (0.5 + jitter))
+    # The backoff doubles with the time spent failing (2 s, 2, 4, 8 ... 300 s), so that 429s,
+    # which do not count, make no later retry wait longer.
+    failing = (now - since).total_seconds()
+    delay = min(MAX_BACKOFF, max(2.0, failing)) * (0.5 + jitter)
     return Retry(min(now + timedelta(seconds=delay), end), counts=True)

@@ -153,7 +153,6 @@ class Sender:
         decision = after_failure(
             now=now,
             failing_since=entry.failing_since,
-            failures=entry.attempts,
             transient=failure.transient,
             retry_after=failure.retry_after,
             give_up_after=self.give_up_after,

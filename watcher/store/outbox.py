@@ -166,12 +166,6 @@ class Outbox:
         sql = f"SELECT * FROM outbox WHERE {where} ORDER BY priority, id"
         return [Entry.from_row(row) for row in self.store._rows(sql, params)]
 
-    def due(self, now: datetime) -> list[Entry]:
-        return self._select(
-            "status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)",
-            [iso(now)],
-        )
-
     def entries(self, statuses: Iterable[str] = UNDELIVERED) -> list[Entry]:
         wanted = list(statuses)
         return self._select(f"status IN ({', '.join('?' * len(wanted))})", wanted)
@@ -329,54 +323,10 @@ class Outbox:
                 (r.entry.orchestration_id, r.card.channel_id, r.card.ts, iso(r.at)),
             )
 
-    # -- one attempt ----------------------------------------------------------------------
-
-    def begin_attempt(self, entry: Entry, now: datetime) -> None:
-        """Committed before the call: from here on, a crash leaves an ambiguous attempt."""
-        with self.store.transaction() as conn:
-            conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ? WHERE id = ?",
-                (iso(now), entry.id),
-            )
-
-    def record_attempt(
-        self,
-        entry: Entry,
-        now: datetime,
-        method: str,
-        *,
-        ok: bool,
-        error: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        with self.store.transaction() as conn:
-            conn.execute(
-                "INSERT INTO attempts (outbox_id, at, method, ok, error, retry_after) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    entry.id,
-                    iso(now),
-                    method,
-                    int(ok),
-                    redact(error) if error else None,
-                    retry_after,
-                ),
-            )
-
     def attempts(self, entry_id: int) -> list[dict[str, Any]]:
         return list(
             self.store._rows("SELECT * FROM attempts WHERE outbox_id = ? ORDER BY id", [entry_id])
         )
-
-    def _set(self, entry: Entry, sql: str, params: Sequence[Any]) -> None:
-        # Errors are text from Slack and KEB: no secret reaches the database file.
-        params = [redact(p) if isinstance(p, str) else p for p in params]
-        with self.store.transaction() as conn:
-            conn.execute(f"UPDATE outbox SET {sql} WHERE id = ?", (*params, entry.id))
-
-    def mark_failed(self, entry: Entry, error: str, *, dead: bool = False) -> None:
-        status = "dead" if dead else "failed"
-        self._set(entry, "status = ?, last_error = ?", [status, error])
 
     # -- cards ----------------------------------------------------------------------------
 
@@ -448,8 +398,6 @@ class Outbox:
                 "UPDATE outbox SET next_attempt_at = ? WHERE id = ?", [(iso(now), i) for i in ids]
             )
             return ids
-
-    # -- what users do --------------------------------------------------------------------
 
     # -- what /metrics reports --------------------------------------------------------------
 
