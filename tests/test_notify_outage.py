@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import Cli
 from tests.fakeslack import FakeSlack
 from tests.test_notify_e2e import CHANNEL, Setup, make_setup, setups
 from tests.test_notify_pacing import key_of, thread_of
@@ -159,3 +160,46 @@ def test_a_crash_between_the_post_and_saving_its_ts_posts_nothing_twice(
     assert len(posted) == 1  # found by its key, not posted again
     [sent] = [e for e in Outbox(store).entries(("sent",)) if e.key == "o1:finished:1"]
     assert sent.slack_ts == posted[0].ts
+
+
+def test_a_notification_given_up_is_named_counted_and_announced_once_slack_is_back(
+    tmp_path: Path, cli: Cli, setups: list[Setup]
+) -> None:
+    sim = Simulator.from_scenario("failures", seed=4)
+    s = make_setup(tmp_path, sim, slack_options={"post_interval": 0.0})
+    setups.append(s)
+    cfg = str(s.config)
+    s.config.write_text(s.config.read_text() + 'digest_interval = "0s"\ngive_up_after = "1s"\n')
+    cli("--config", cfg, "track", *sim.orchestration_ids())
+    assert cli("--config", cfg, "poll").code == 0  # the card
+    s.slack.outage(10**6)
+    sim.advance(600)
+    failed = cli("--config", cfg, "poll")
+    assert failed.code == 1
+    dead = cli("--config", cfg, "outbox", "list", "--status", "dead", "-o", "json").json()
+    assert dead
+    for entry in dead:  # each named, with what happened
+        assert f"watcher: outbox {entry['id']} ({entry['kind']}, " in failed.err
+        assert "given up: Slack" in failed.err
+    # Slack is back: one short message says how many were given up and how to see them.
+    s.slack.clear_failures()
+    back = cli("--config", cfg, "poll")
+    assert back.code == 1, back.err  # still given up: named again
+    assert f"watcher: outbox {dead[0]['id']} " in back.err
+    notices = [m for m in s.slack.messages(CHANNEL) if "gave up on" in m.text]
+    assert len(notices) == 1, [m.text for m in notices]
+    assert f"gave up on {len(dead)} notification" in notices[0].text
+    assert "watcher outbox list --status dead" in notices[0].text
+    # Sent again on request, in event order, the final summary last.
+    assert cli("--config", cfg, "outbox", "retry", "--all").code == 0
+    while not sim.all_finished():
+        sim.advance(600)
+        cli("--config", cfg, "poll")
+    assert cli("--config", cfg, "poll").code == 0
+    [card] = [m for m in s.slack.messages(CHANNEL) if m.metadata and key_of(m).endswith(":card")]
+    keys = [key_of(m) for m in s.slack.messages(CHANNEL) if m.thread_ts == card.ts]
+    assert len(keys) == len(set(keys))
+    with Store(tmp_path / "watcher.db") as store:
+        ids = {e.key: e.id for e in Outbox(store).entries(("sent",))}
+    assert [ids[k] for k in keys] == sorted(ids[k] for k in keys)
+    assert keys[-1].split(":")[1] == "finished"

@@ -174,6 +174,8 @@ def poll(obj: Context) -> None:
     """
     with obj.watcher() as app:
         outcome = run(app.poll())
+        # What waits for a fix or was given up, named every time until it is dealt with.
+        stuck = app.outbox().entries(("failed", "dead")) if outcome.undelivered else []
     cycle = outcome.cycle
     for result in cycle.results:
         if result.ok:
@@ -192,9 +194,21 @@ def poll(obj: Context) -> None:
     delivery = outcome.delivery
     if delivery is not None and (delivery.sent or delivery.skipped):
         click.echo(f"notifications: {delivery.sent} sent")
+    named = {f"outbox {e.id} " for e in stuck}
     if delivery is not None:
         for error in delivery.errors:
-            click.echo(f"watcher: {error}", err=True)
+            if not any(error.startswith(prefix) for prefix in named):
+                click.echo(f"watcher: {error}", err=True)
+    for entry in stuck[:10]:
+        what = "given up" if entry.status == "dead" else "waits for a fix"
+        about = f", {entry.orchestration_id}" if entry.orchestration_id else ""
+        click.echo(
+            f"watcher: outbox {entry.id} ({entry.kind}{about}) {what}: "
+            f"{inert(entry.last_error or '-')}",
+            err=True,
+        )
+    if len(stuck) > 10:
+        click.echo(f"watcher: and {len(stuck) - 10} more (see `watcher outbox list`)", err=True)
     if outcome.undelivered:
         click.echo(
             f"watcher: {plural(outcome.undelivered, 'notification')} undelivered "

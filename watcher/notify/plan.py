@@ -39,6 +39,8 @@ REPLY_KINDS: Final = frozenset(
 )
 DIGEST: Final = "failure_digest"
 FINAL: Final = "finished"
+#: The channel notice that notifications were given up (``count`` in its payload).
+GIVEN_UP: Final = "given_up"
 #: How many intervals a digest that names no new reason waits (docs/notifications.md §2).
 QUIET: Final = 6
 #: The longest backoff after a transient error, in seconds.
@@ -208,6 +210,12 @@ def _coalesce(
         out.merges.append(Merge(newest, payload))
         for e in older:
             skip(e, f"merged into outbox {newest.id}")
+    notices = [e for e in pending if e.kind == GIVEN_UP]
+    if len(notices) > 1:  # one short message, however many were given up
+        count = sum(int(e.payload.get("count", 1)) for e in notices)
+        out.merges.append(Merge(notices[-1], {**notices[-1].payload, "count": count}))
+        for e in notices[:-1]:
+            skip(e, f"merged into outbox {notices[-1].id}")
     merged = {m.entry.id: m.payload for m in out.merges}
     return [
         replace(e, payload=merged[e.id]) if e.id in merged else e

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from watcher.clock import utcnow
+from watcher.core.intents import Intent
 from watcher.errors import SlackFailure
 from watcher.notify.answers import fix_for
 from watcher.notify.blocks import Message, plain_message
@@ -36,6 +37,7 @@ from watcher.notify.plan import (
     CARD_KINDS,
     DIGEST,
     FINAL,
+    GIVEN_UP,
     DeliveryPlan,
     GiveUp,
     Retry,
@@ -52,6 +54,16 @@ log = logging.getLogger("watcher.notify")
 
 #: The default of ``slack.give_up_after``: a day of transient failures.
 GIVE_UP_AFTER = 24 * 3600.0
+
+
+def given_up_text(count: int) -> str:
+    """The channel's notice that notifications were given up, and how to see them."""
+    what = "1 notification" if count == 1 else f"{count} notifications"
+    return (
+        f":warning: keb-watcher gave up on {what} after Slack failed for longer than "
+        "slack.give_up_after. See them with `watcher outbox list --status dead`; "
+        "`watcher outbox retry --all` sends them again."
+    )
 
 
 def _ids(entry: Entry) -> dict[str, object]:
@@ -155,7 +167,8 @@ class Sender:
             failing_since=entry.failing_since,
             transient=failure.transient,
             retry_after=failure.retry_after,
-            give_up_after=self.give_up_after,
+            # The notice that something was given up waits for Slack as long as it takes.
+            give_up_after=self.give_up_after if entry.kind != GIVEN_UP else float("inf"),
             jitter=self.rng(),
         )
         message = str(failure)
@@ -195,7 +208,10 @@ class Sender:
         if isinstance(decision, GiveUp):
             error = f"{message} (given up after failing for slack.give_up_after)"
             log.error("outbox %d (%s): dead: %s", entry.id, entry.kind, error, extra=_ids(entry))
-            return replace(result, status="dead", error=error)
+            # Once Slack answers again, the channel hears that something was given up.
+            notice = Intent(f"{GIVEN_UP}:{entry.id}", GIVEN_UP, None, 0, {"count": 1})
+            queue = notice if entry.kind != GIVEN_UP else None
+            return replace(result, status="dead", error=error, queue=queue)
         error = f"{message}; fix: {fix_for(failure.error)}"
         log.error("outbox %d (%s): failed: %s", entry.id, entry.kind, error, extra=_ids(entry))
         return replace(result, status="failed", error=error)
@@ -230,6 +246,8 @@ class Sender:
     # -- the Slack side: each call in a worker thread ---------------------------------------
 
     def _render(self, entry: Entry) -> tuple[Message, str | None]:
+        if entry.kind == GIVEN_UP:
+            return plain_message(given_up_text(int(entry.payload.get("count", 1)))), None
         rendered = self.renderer.render(entry.kind, entry.payload)
         if rendered.error:
             log.error(

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from watcher.clock import from_iso, iso
+from watcher.core.intents import Intent
 from watcher.redact import redact
 from watcher.store.database import Store
 from watcher.store.guard import sealed
@@ -153,6 +154,8 @@ class AttemptResult:
     #: The orchestration's card, when this call posted it (or found it in the channel).
     card: Card | None = None
     render_error: str | None = None
+    #: A notification queued in the same transaction (the notice that one was given up).
+    queue: Intent | None = None
 
 
 @sealed
@@ -315,6 +318,8 @@ class Outbox:
                 "UPDATE outbox SET render_error = ? WHERE id = ?",
                 (redact(r.render_error), r.entry.id),
             )
+        if r.queue is not None:
+            Store._insert_intents(conn, [r.queue], r.at)
         if r.card is not None and r.entry.orchestration_id:
             conn.execute(
                 "INSERT INTO cards (orchestration_id, channel_id, ts, posted_at) "
