@@ -203,3 +203,58 @@ def test_a_notification_given_up_is_named_counted_and_announced_once_slack_is_ba
         ids = {e.key: e.id for e in Outbox(store).entries(("sent",))}
     assert [ids[k] for k in keys] == sorted(ids[k] for k in keys)
     assert keys[-1].split(":")[1] == "finished"
+
+
+def test_a_permanent_answer_waits_for_its_fix_then_retry_all_keeps_the_thread_in_order(
+    tmp_path: Path, cli: Cli, setups: list[Setup]
+) -> None:
+    sim = Simulator.from_scenario("failures", seed=4)
+    s = make_setup(tmp_path, sim, slack_options={"post_interval": 0.0})
+    setups.append(s)
+    cfg = str(s.config)
+    s.config.write_text(s.config.read_text() + 'digest_interval = "0s"\n')
+    cli("--config", cfg, "track", *sim.orchestration_ids())
+    assert cli("--config", cfg, "poll").code == 0  # the card
+    sim.advance(300)
+    assert cli("--config", cfg, "poll").code == 0
+    s.slack.remove_bot(CHANNEL)  # someone removed the app from the channel
+    checked = cli("--config", cfg, "check-config", "--online")
+    assert checked.code == 2
+    assert (
+        "slack.channel #kyma-upgrades: not_in_channel; fix: invite the app to the channel "
+        "(/invite @your-app)" in checked.err
+    )
+    errors = []
+    for _ in range(60):
+        sim.advance(300)
+        errors.append(cli("--config", cfg, "poll").err)
+        if sim.all_finished():
+            break
+    named = [e for e in errors if "waits for a fix: Slack chat." in e]
+    assert named
+    assert "not_in_channel; fix: invite the app to the channel (/invite @your-app)" in named[-1]
+    calls = len(s.slack.calls)
+    assert cli("--config", cfg, "poll").code == 1
+    posts = [c for c in s.slack.calls[calls:] if c.method.startswith("chat.")]
+    assert posts == []  # not retried blindly
+    waiting = cli("--config", cfg, "outbox", "list", "-o", "json").json()
+    assert {e["status"] for e in waiting} >= {"failed"}
+    assert "finished" in {e["kind"] for e in waiting}
+    # Fixed: invited back, and everything that waited is sent in event order.
+    s.slack.remove_bot(CHANNEL, removed=False)
+    assert cli("--config", cfg, "check-config", "--online").code == 0
+    assert cli("--config", cfg, "outbox", "retry", "--all").code == 0
+    assert cli("--config", cfg, "poll").code == 0
+    [card] = [m for m in s.slack.messages(CHANNEL) if m.metadata and key_of(m).endswith(":card")]
+    keys = [key_of(m) for m in s.slack.messages(CHANNEL) if m.thread_ts == card.ts]
+    assert len(keys) == len(set(keys))
+    with Store(tmp_path / "watcher.db") as store:
+        outbox = Outbox(store)
+        ids = {e.key: e.id for e in outbox.entries(("sent",))}
+        progress = [e for e in outbox.entries(("sent", "superseded")) if e.kind == "progress"]
+    assert [ids[k] for k in keys] == sorted(ids[k] for k in keys)
+    assert keys[-1].split(":")[1] == "finished"
+    # The card shows the newest state: no older card state was sent after it.
+    newest = max(e.id for e in progress)
+    sent_last = max((e for e in progress if e.status == "sent"), key=lambda e: e.sent_at or NOW)
+    assert sent_last.id == newest

@@ -33,8 +33,9 @@ FIXES: Final = {
 }
 
 
-def fix_for(error: str) -> str:
-    """The one-line fix for Slack's answer ``error`` (its code may carry details after it)."""
+def fix_for(error: str, *, queued: bool = True) -> str:
+    """The one-line fix for Slack's answer ``error`` (its code may carry details after it);
+    ``queued``: notifications wait for it (then say how to send them)."""
     code = error.split(" ", 1)[0].split(":", 1)[0]
     fix = FIXES.get(code, "see Slack's answer")
-    return f"{fix}, {RETRY}"
+    return f"{fix}, {RETRY}" if queued else fix
