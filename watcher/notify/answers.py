@@ -29,6 +29,8 @@ FIXES: Final = {
     "msg_too_long": "a template makes the message too long: shorten it ([templates] dir)",
     "no_text": "a template renders an empty message: fix it ([templates] dir)",
     "invalid_blocks": "a template makes blocks Slack refuses: fix it ([templates] dir)",
+    "redirected_elsewhere": "set slack.base_url to the address that serves the Slack Web API "
+    "itself (https://slack.com/api/ or your proxy), not one that redirects",
     "ekm_access_denied": "the workspace's encryption keys deny access: ask a Slack admin",
 }
 
