@@ -13,7 +13,7 @@ from watcher.config import describe
 from watcher.core.ids import require_uuids
 from watcher.core.inert import inert
 from watcher.core.wording import plural
-from watcher.errors import KebNoOrchestrationApi
+from watcher.errors import ConfigError, KebNoOrchestrationApi, KebTlsError
 from watcher.faces import reports as report
 from watcher.faces.context import OUTPUT, STATE, Context, emit_json, run
 
@@ -246,7 +246,10 @@ def check_config(obj: Context, online: bool) -> None:
 
         async def reach() -> int:
             async with keb_client(config) as keb:
-                return len(await keb.list_orchestrations())
+                try:
+                    return len(await keb.list_orchestrations())
+                except KebTlsError as exc:  # the configuration's to fix, not an outage
+                    raise ConfigError(str(exc)) from None
 
         count = run(reach())
         click.echo(f"KEB: reachable, token accepted, {count} orchestrations")
