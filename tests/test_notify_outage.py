@@ -5,10 +5,11 @@ saving its ``ts`` (a fault injected at exactly that point)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +259,33 @@ def test_a_permanent_answer_waits_for_its_fix_then_retry_all_keeps_the_thread_in
     newest = max(e.id for e in progress)
     sent_last = max((e for e in progress if e.status == "sent"), key=lambda e: e.sent_at or NOW)
     assert sent_last.id == newest
+
+
+def test_a_long_lived_sender_catches_up_within_a_minute_of_slacks_return(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    """`watcher run` keeps one sender: after a failure that put Slack five minutes into
+    backoff, it asks Slack (auth.test, at most once a minute) and delivers as soon as it
+    answers, not five minutes later."""
+    store = Store(tmp_path / "w.db")
+    enqueue(store, "tracking_started")
+    now = [NOW]
+    s = sender(store, slack, clock=lambda: now[0], rng=lambda: 0.99)
+    with sqlite3.connect(tmp_path / "w.db") as db:  # failing for an hour already
+        db.execute("UPDATE outbox SET failing_since = ?", ((NOW - timedelta(hours=1)).isoformat(),))
+    slack.outage(1)
+    deliver(s, 1)
+    [entry] = Outbox(store).entries(("pending",))
+    assert entry.next_attempt_at == NOW + timedelta(minutes=5)  # capped, jitter included
+    probes = len([c for c in slack.calls if c.method == "auth.test"])
+    now[0] = NOW + timedelta(seconds=30)
+    deliver(s, 1)
+    assert len([c for c in slack.calls if c.method == "auth.test"]) == probes  # not yet
+    assert Outbox(store).entries(("sent",)) == []
+    now[0] = NOW + timedelta(seconds=61)
+    before = len(slack.calls)
+    deliver(s, 1)
+    methods = [c.method for c in slack.calls[before:]]
+    assert methods[0] == "auth.test"
+    assert methods[-1] == "chat.postMessage"
+    assert [e.kind for e in Outbox(store).entries(("sent",))] == ["tracking_started"]

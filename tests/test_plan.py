@@ -214,6 +214,16 @@ def test_backoff_doubles_with_the_time_failing_and_is_capped_at_five_minutes() -
         delays.append((decision.at - at).total_seconds())
         at = decision.at
     assert delays == [2, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]
+    hour_ago = NOW - timedelta(hours=1)
+    most = after_failure(
+        now=NOW,
+        failing_since=hour_ago,
+        transient=True,
+        retry_after=None,
+        give_up_after=DAY,
+        jitter=0.999,
+    )
+    assert most == Retry(NOW + timedelta(seconds=MAX_BACKOFF), counts=True)  # jitter included
 
 
 def test_a_429_waits_its_retry_after_longer_than_any_backoff_and_never_counts() -> None:

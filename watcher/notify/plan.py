@@ -433,5 +433,5 @@ def after_failure(
     # The backoff doubles with the time spent failing (2 s, 2, 4, 8 ... 300 s), so that 429s,
     # which do not count, make no later retry wait longer.
     failing = (now - since).total_seconds()
-    delay = min(MAX_BACKOFF, max(2.0, failing)) * (0.5 + jitter)
+    delay = min(MAX_BACKOFF, max(2.0, failing) * (0.5 + jitter))
     return Retry(min(now + timedelta(seconds=delay), end), counts=True)

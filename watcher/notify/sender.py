@@ -54,6 +54,9 @@ log = logging.getLogger("watcher.notify")
 
 #: The default of ``slack.give_up_after``: a day of transient failures.
 GIVE_UP_AFTER = 24 * 3600.0
+#: While Slack is in backoff, how often a long-lived sender (`watcher run`) asks it whether it
+#: answers again, in seconds.
+PROBE_EVERY = 60.0
 
 
 def given_up_text(count: int) -> str:
@@ -119,7 +122,7 @@ class Sender:
         # this time; the first call that succeeds makes everything that waited due again.
         self._down_until: datetime | None = None
         self._backing_off = False
-        self._probed = False
+        self._probed_at: datetime | None = None
 
     def channel_for(self, entry: Entry) -> str | None:
         """``track --channel`` wins, then ``[slack.routes]`` for the kind, then the default."""
@@ -217,15 +220,21 @@ class Sender:
         return replace(result, status="failed", error=error)
 
     async def _probe(self) -> None:
-        """Once per sender (a `poll`, the service's start): when notifications wait out a
-        transient error, ask Slack whether it answers again (``auth.test``, which posts
-        nothing); if it does, they are due at once instead of after their backoff."""
-        if self._probed:
-            return
-        self._probed = True
-        for entry, method, left in self.outbox.rate_limits(self.clock()):
-            self.budget.pause(method, self.channel_for(entry), left)
-        if not self.outbox.backing_off(self.clock()):
+        """When notifications wait out a transient error, ask Slack whether it answers again
+        (``auth.test``, which posts nothing); if it does, they are due at once instead of
+        after their backoff. At the sender's first delivery (a `poll`, the service's start),
+        then at most every :data:`PROBE_EVERY` while the backoff lasts, so that `run` catches
+        up within a minute of Slack's return, however long its backoff."""
+        now = self.clock()
+        if self._probed_at is None:
+            for entry, method, left in self.outbox.rate_limits(now):
+                self.budget.pause(method, self.channel_for(entry), left)
+        else:
+            backing_off = self._down_until is not None and self._down_until > now
+            if not backing_off or (now - self._probed_at).total_seconds() < PROBE_EVERY:
+                return
+        self._probed_at = now
+        if not self.outbox.backing_off(now):
             return
         try:
             await asyncio.to_thread(self.destination.probe)
