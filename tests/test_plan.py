@@ -332,7 +332,7 @@ def check_rate_limits(sends: list[Any], rules: Rules) -> None:
         assert len(in_window) <= rules.updates_per_minute
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(outboxes())
 def test_any_outbox_is_delivered_in_order_once_within_the_rate_limits(
     case: tuple[list[Entry], dict[str, Shown], Rules],
