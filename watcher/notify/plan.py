@@ -54,6 +54,8 @@ class Rules:
 
     default_channel: str | None = None
     routes: Mapping[str, str] = field(default_factory=dict)
+    #: Channel names to the IDs Slack answered with: one channel is one rate budget.
+    ids: Mapping[str, str] = field(default_factory=dict)
     threads: bool = True
     edits: bool = True
     digest_interval: float = 0.0
@@ -61,8 +63,10 @@ class Rules:
     updates_per_minute: int = 48
 
     def channel_for(self, entry: Entry) -> str | None:
-        """``track --channel`` wins, then the route of the kind, then the default channel."""
-        return entry.channel or self.routes.get(entry.kind) or self.default_channel
+        """``track --channel`` wins, then the route of the kind, then the default channel
+        (as its ID once Slack named it)."""
+        channel = entry.channel or self.routes.get(entry.kind) or self.default_channel
+        return self.ids.get(channel, channel) if channel else channel
 
     def routed(self, entry: Entry) -> bool:
         return entry.channel is None and entry.kind in self.routes

@@ -241,6 +241,16 @@ class Outbox:
             for orch in {*cards, *sent, *digests}
         }
 
+    def channel_ids(self) -> list[tuple[str | None, str, str]]:
+        """(channel, kind, Slack's channel ID) of the newest sent notification per channel
+        and kind: which channel ID Slack answered with where."""
+        rows = self.store.conn.execute(
+            "SELECT channel, kind, slack_channel FROM outbox WHERE id IN (SELECT MAX(id) "
+            "FROM outbox WHERE status = 'sent' AND slack_channel IS NOT NULL "
+            "GROUP BY channel, kind)"
+        ).fetchall()
+        return [(row[0], str(row[1]), str(row[2])) for row in rows]
+
     def settle(
         self,
         skips: Sequence[tuple[int, str, str]],
