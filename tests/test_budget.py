@@ -94,3 +94,6 @@ def test_a_channel_name_and_its_id_share_one_budget_once_known() -> None:
     assert budget.wait("chat.postMessage", "C0KYMA001") == 3.0  # the 429's pause, and the post
     clock.now += 3
     assert budget.wait("chat.postMessage", "C0KYMA001") == 0
+    budget.spend("chat.postMessage", "#alerts")
+    budget.alias("#alerts", "C0ALERT01")
+    assert budget.wait("chat.postMessage", "C0ALERT01") == 1.0  # the post just made there
