@@ -289,3 +289,22 @@ def test_a_long_lived_sender_catches_up_within_a_minute_of_slacks_return(
     assert methods[0] == "auth.test"
     assert methods[-1] == "chat.postMessage"
     assert [e.kind for e in Outbox(store).entries(("sent",))] == ["tracking_started"]
+
+
+def test_the_last_delivery_before_a_stop_sends_a_digest_waiting_for_its_clock(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    store = Store(tmp_path / "w.db")
+    enqueue(store, "tracking_started", "failure_digest")
+    s = sender(store, slack, clock=lambda: NOW, digest_interval=600.0)
+    deliver(s)
+    store.enqueue(
+        [Intent("o1:failures:2", "failure_digest", "o1", 2, dict(SAMPLES["failure_digest"]))],
+        NOW,
+    )
+    deliver(s)
+    [held] = Outbox(store).entries(("pending",))
+    assert held.next_attempt_at is not None  # on its clock: ten minutes after the first
+    asyncio.run(s.deliver(deadline=time.monotonic() + 20, final=True))  # `run` stops
+    assert Outbox(store).entries(("pending",)) == []
+    assert "o1:failures:2" in {e.key for e in Outbox(store).entries(("sent",))}

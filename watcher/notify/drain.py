@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from watcher.notify.plan import CARD_KINDS, DIGEST, FINAL, DeliveryPlan, Send, plan
+from watcher.notify.plan import CARD_KINDS, DIGEST, FINAL, DeliveryPlan, Rules, Send, plan
 from watcher.store.outbox import AttemptResult, Entry, Shown
 
 if TYPE_CHECKING:
@@ -34,8 +34,10 @@ class Drain:
         deadline: float,
         sleep: Callable[[float], Awaitable[None]],
         allowed: Callable[[], bool] | None,
+        rules: Rules,
     ) -> None:
         self.sender = sender
+        self.rules = rules
         self.report = report
         self.deadline = deadline
         self.sleep = sleep
@@ -51,7 +53,9 @@ class Drain:
         s = self.sender
         now = s.clock()
         down = (s._down_until - now).total_seconds() if s._down_until else 0.0
-        decided = plan(list(self.waiting.values()), self.shown, now, s.rules, s.budget.limits(down))
+        decided = plan(
+            list(self.waiting.values()), self.shown, now, self.rules, s.budget.limits(down)
+        )
         merged = {m.entry.id: m.payload for m in decided.merges}
         held = {h.entry.id: h.until for h in decided.holds}
         s.outbox.settle(

@@ -130,14 +130,20 @@ class Sender:
         linger: float = 5.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         allowed: Callable[[], bool] | None = None,
+        final: bool = False,
     ) -> DeliveryReport:
         """Send what is due until nothing is left that can go before ``deadline`` (monotonic).
+
+        ``final``: the last delivery before the process stops (``run``'s shutdown): failure
+        digests waiting for their clock go now rather than wait for a process that may not
+        come back soon.
 
         Rate-limit waits are sat out within the deadline; a notification whose next attempt
         (after an error) is more than ``linger`` seconds away is left for a later run.
         ``allowed`` is asked before each attempt; delivery stops when it says no (the service
         lost its lease)."""
-        drain = Drain(self, DeliveryReport(), deadline, sleep, allowed)
+        rules = replace(self.rules, digest_interval=0.0) if final else self.rules
+        drain = Drain(self, DeliveryReport(), deadline, sleep, allowed, rules)
         try:
             self._learn_channels()
             await self._probe()
