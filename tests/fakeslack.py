@@ -274,6 +274,7 @@ class FakeSlack:
         self._messages: dict[str, list[Message]] = {cid: [] for cid in self._ids}
         self._failures: dict[str, deque[tuple[str, int | None, dict[str, Any] | None]]] = {}
         self._outage = 0
+        self._outside: set[str] = set()  # channels the bot is not a member of
         self.scopes = ",".join(SCOPES)
         self._last_ts, self._now, self._inside_window = 0, 0.0, False
         self._last_post: dict[str, float] = {}
@@ -390,6 +391,15 @@ class FakeSlack:
         """How many calls the outage of :meth:`outage` still fails."""
         with self._lock:
             return self._outage
+
+    def remove_bot(self, channel: str, *, removed: bool = True) -> None:
+        """The bot leaves (or, with ``removed=False``, is invited back to) a channel (ID or
+        name): posts there answer ``not_in_channel`` and ``conversations.info`` says
+        ``is_member: false``."""
+        cid = self._resolve(channel)
+        assert cid is not None, channel
+        with self._lock:
+            (self._outside.add if removed else self._outside.discard)(cid)
 
     def outage(self, count: int) -> None:
         """Slack is down for the next ``count`` Web API calls, whatever their method: each is
@@ -628,11 +638,15 @@ class FakeSlack:
         cid = self._resolve(args.get("channel"))
         if cid is None:
             raise SlackError("channel_not_found")
+        if cid in self._outside:
+            raise SlackError("not_in_channel")
         return self._store(cid, args)
 
     def _update(self, args: dict[str, Any]) -> dict[str, Any]:
         """chat.update, by channel ID only: a name answers ``channel_not_found``."""
         cid = self._channel_id(args)
+        if cid in self._outside:
+            raise SlackError("not_in_channel")
         found = [m for m in self._messages[cid] if m.ts == str(args.get("ts"))]
         if not found:
             raise SlackError("message_not_found")
@@ -681,7 +695,7 @@ class FakeSlack:
     def _info(self, args: dict[str, Any]) -> dict[str, Any]:
         cid = self._channel_id(args)
         channel = {"id": cid, "name": self._ids[cid], "is_channel": True, "is_archived": False}
-        return {"channel": channel | {"is_member": True}}
+        return {"channel": channel | {"is_member": cid not in self._outside}}
 
     def _list(self, args: dict[str, Any]) -> dict[str, Any]:
         """Every channel (no pagination: the fake has few)."""

@@ -81,3 +81,19 @@ def test_merging_digests_adds_counts_per_reason() -> None:
         ("timeout", 1, 0),
     ]
     assert [e["shoot"] for e in merged["failures"][0]["examples"]] == ["a", "b"]
+
+
+def test_a_channel_name_and_its_id_share_one_budget_once_known() -> None:
+    clock = Clock()
+    budget = RateBudget(post_interval=1.0, clock=clock)
+    budget.spend("chat.postMessage", "#kyma-upgrades")
+    budget.pause("chat.update", None, 5)
+    budget.pause("chat.postMessage", "#kyma-upgrades", 3)
+    assert budget.wait("chat.postMessage", "C0KYMA001") == 0  # not known to be the same yet
+    budget.alias("#kyma-upgrades", "C0KYMA001")
+    assert budget.wait("chat.postMessage", "C0KYMA001") == 3.0  # the 429's pause, and the post
+    clock.now += 3
+    assert budget.wait("chat.postMessage", "C0KYMA001") == 0
+    budget.spend("chat.postMessage", "#alerts")
+    budget.alias("#alerts", "C0ALERT01")
+    assert budget.wait("chat.postMessage", "C0ALERT01") == 1.0  # the post just made there

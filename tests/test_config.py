@@ -161,7 +161,7 @@ def test_the_product_example_loads(tmp_path: Path) -> None:
             "slack.base_url",
             "http://127.0.0.1:9/api/",
         ),
-        ("[slack]\nmax_attempts = 3", "slack.max_attempts", 3),
+        ('[slack]\ngive_up_after = "2h"', "slack.give_up_after", 7200.0),
         ('[service]\nlisten = "127.0.0.1:9464"', "service.listen", "127.0.0.1:9464"),
         ('[service]\nlisten = "[::1]:9464"', "service.listen", "[::1]:9464"),
         ('[service]\nlisten = "0.0.0.0:1"', "service.listen", "0.0.0.0:1"),
@@ -241,7 +241,11 @@ REFUSALS = [
     ("[keb]\nretries = 1.5", "{file}: keb.retries: expected an integer, got a float"),
     ("[keb]\nretries = 0", "{file}: keb.retries: must be more than 0, got 0"),
     ("[keb]\nconcurrency = -2", "{file}: keb.concurrency: must be more than 0, got -2"),
-    ("[slack]\nmax_attempts = 0", "{file}: slack.max_attempts: must be more than 0, got 0"),
+    (
+        "[slack]\nmax_attempts = 8",
+        "{file}: slack.max_attempts: no longer supported: notifications give up on time, not on "
+        'a count; remove it and set slack.give_up_after (a duration, default "24h") if needed',
+    ),
     ("[poll]\nconcurrency = '4'", "{file}: poll.concurrency: expected an integer, got a string"),
     ('[poll]\ndiscover = "yes"', "{file}: poll.discover: expected true or false, got a string"),
     ("[keb]\ntoken = 123", "{file}: keb.token: expected a string, got an integer"),

@@ -9,6 +9,7 @@ import os
 import shlex
 import stat
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -283,6 +284,36 @@ def test_command_timeout_is_an_error(token_command: TokenCommand) -> None:
     token_command.token_file.write_text("unused")
     with pytest.raises(TokenError, match=r"timed out after 0\.3s"):
         asyncio.run(CommandToken(token_command.command("slow"), timeout=0.3).token())
+
+
+def test_a_command_that_forks_a_child_holding_stdout_is_killed_as_a_group(
+    tmp_path: Path,
+) -> None:
+    """The helper leaves a child behind that keeps stdout open: the timeout still ends the
+    run, in one line naming the command and nothing it printed, and the child is gone."""
+    pidfile = tmp_path / "child.pid"
+    script = tmp_path / "kcp-token"
+    script.write_text(
+        f"#!/bin/sh\necho token-printed-before-hanging\nsleep 60 &\necho $! > {pidfile}\nsleep 60\n"
+    )
+    script.chmod(0o700)
+    started = time.monotonic()
+    with pytest.raises(TokenError) as failed:
+        asyncio.run(CommandToken(f"{script} --secret s3cr3t-argument", timeout=0.5).token())
+    assert time.monotonic() - started < 5
+    assert str(failed.value) == f"token command {script} timed out after 0.5s"
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[0]
+        except FileNotFoundError:
+            break  # gone
+        if state == "Z":
+            break  # killed, waiting for its reaper
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the forked child {child} still runs")
 
 
 def test_command_that_cannot_run(tmp_path: Path) -> None:

@@ -263,7 +263,7 @@ def test_check_config_online_reaches_slack(tmp_path: Path, cli: Cli, setups: lis
     out = cli("--config", str(s.config), "check-config", "--online")
     assert out.code == 0, out.err
     assert "Slack: token accepted" in out.out
-    assert f"Slack: channel #kyma-upgrades found ({CHANNEL})" in out.out
+    assert f"Slack: channel #kyma-upgrades found ({CHANNEL}), the app is a member" in out.out
     assert "xoxb-test-token" not in out.out
 
 

@@ -23,7 +23,7 @@ from watcher.keb.messages import describe_body
 from watcher.notify.slack import SlackFailure
 from watcher.redact import Redactor, remember
 from watcher.store.database import Store
-from watcher.store.outbox import Outbox
+from watcher.store.outbox import AttemptResult, Outbox
 
 ORCH = "5a3f1f5e-8d2b-4f0c-9b8e-0f5c2e7d9a11"
 CHANNEL = "C0KYMA001"
@@ -242,7 +242,16 @@ def test_what_the_store_writes_is_redacted(tmp_path: Path) -> None:
     store.enqueue([Intent("k1", "keb_unhealthy", None, 0, {"keb": {"error": OPAQUE}})], now)
     outbox = Outbox(store)
     (entry,) = outbox.entries()
-    outbox.record_attempt(entry, now, "chat.postMessage", ok=False, error=f"echo {OPAQUE}")
-    outbox.mark_failed(entry, f"Slack: echo {OPAQUE}")
+    outbox.step(None, entry, now)
+    failed = AttemptResult(
+        entry,
+        now,
+        "chat.postMessage",
+        "failed",
+        answer=f"echo {OPAQUE}",
+        error=f"Slack: echo {OPAQUE}",
+        render_error=f"template: {OPAQUE}",
+    )
+    outbox.step(failed, None, now)
     store.close()
     assert_absent(OPAQUE, database_bytes(tmp_path))

@@ -100,9 +100,9 @@ def test_a_post_that_reached_slack_just_before_a_crash_is_not_sent_again(
     deliver(sender(store, slack))
     enqueue(store, intent("finished", "o1:finished:1"))
     outbox = Outbox(store)
-    [entry] = outbox.due(NOW)
+    [entry] = outbox.waiting()
     # The process posts the message and dies before it can record Slack's ts.
-    outbox.begin_attempt(entry, NOW)
+    outbox.step(None, entry, NOW)
     card = outbox.card("o1")
     assert card is not None
     BotSlack("xoxb-test-token", slack.api_url).post(

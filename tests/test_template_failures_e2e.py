@@ -76,7 +76,7 @@ def world(tmp_path: Path, templates: Path) -> Iterator[tuple[Simulator, FakeSlac
     slack = FakeSlack(channels={"#kyma-upgrades": CHANNEL}).start()
     extra = (
         f'\n[slack]\ntoken = "xoxb-test-token"\nchannel = "#kyma-upgrades"\n'
-        f'base_url = "{slack.api_url}"\nmax_attempts = 2\n\n[templates]\ndir = "{templates}"\n'
+        f'base_url = "{slack.api_url}"\ngive_up_after = "1m"\n\n[templates]\ndir = "{templates}"\n'
     )
     config = write_config(tmp_path / "watcher.toml", keb.url, sim.token, extra)
     yield sim, slack, config

@@ -22,6 +22,7 @@ the offending input and never contains a secret.
         │       │                     (truncated JSON, an HTML error page)
         │       └── KebListChanged    the pages of one list disagree (it changed while read)
         └── KebPermanentError         retrying cannot fix it
+            ├── KebTlsError           TLS with KEB failed: unknown CA, hostname mismatch, protocol
             ├── KebAuthError          401/403 from the gateway ("Jwt is expired", "RBAC: ...")
             ├── KebNotFound           KEB's own JSON 404: no such orchestration/operation
             │                         (also a LookupError)
@@ -151,6 +152,11 @@ class KebListChanged(KebResponseError):
 
 class KebPermanentError(KebError):
     """A failure that retrying the same request cannot fix."""
+
+
+class KebTlsError(KebPermanentError):
+    """TLS with KEB failed (an unknown CA, a hostname mismatch, a protocol error): a
+    configuration error for ``check-config``, an outage for ``run`` (the KEB-unhealthy alert)."""
 
 
 class KebAuthError(KebPermanentError):

@@ -311,7 +311,7 @@ class Watcher:
             self.renderer(),
             default_channel=slack.channel,
             routes=slack.routes,
-            max_attempts=slack.max_attempts,
+            give_up_after=slack.give_up_after,
             budget=self._budget,
             clock=self.clock,
             on_delivered=self._delivered,

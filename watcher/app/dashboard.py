@@ -26,13 +26,15 @@ if TYPE_CHECKING:
 class BoardState:
     """The top of the dashboard: ``revision`` changes whenever a poll recorded something or
     ended, ``last_cycle_at`` is when the last poll cycle ended, ``unhealthy_since`` since when
-    KEB has been failing (``keb_error`` why), ``undelivered`` the outbox depth."""
+    KEB has been failing (``keb_error`` why), ``undelivered`` the outbox depth, ``given_up``
+    how many of those were given up after failing for ``slack.give_up_after``."""
 
     revision: str
     last_cycle_at: datetime | None
     unhealthy_since: datetime | None
     keb_error: str | None
     undelivered: int
+    given_up: int = 0
 
 
 class DashboardReads:
@@ -95,10 +97,12 @@ class DashboardReads:
     def board_state(self) -> BoardState:
         """What the top of the dashboard shows, and the revision of the data it shows."""
         since, error, _alerted = self.app.store.health()
+        counts, _oldest = self.app.outbox().depth()
         return BoardState(
             revision=self.app.store.revision(),
             last_cycle_at=self.app.store.last_cycle_at(),
             unhealthy_since=since,
             keb_error=error,
-            undelivered=self.app.outbox().undelivered(),
+            undelivered=sum(counts.values()),
+            given_up=counts["dead"],
         )

@@ -40,7 +40,18 @@ class NotificationTools:
             return ["Slack: not configured (notifications are off)"]
         if not isinstance(dest, BotSlack):
             return ["Slack: incoming webhook configured (not called: it would post a message)"]
-        who = dest.auth_test()
+        from watcher.errors import SlackFailure
+        from watcher.notify.answers import fix_for
+
+        try:
+            who = dest.auth_test()
+        except SlackFailure as failure:
+            if failure.transient:
+                raise
+            raise ConfigError(
+                f"slack.token: Slack answered {failure.error}; "
+                f"fix: {fix_for(failure.error, queued=False)}"
+            ) from None
         lines = [f"Slack: token accepted (team {who.get('team')}, bot user {who.get('user')})"]
         from watcher.notify.slack import SCOPES
 
@@ -56,9 +67,29 @@ class NotificationTools:
             lines.append(f"Slack: token has every scope needed ({', '.join(sorted(SCOPES))})")
         channels = {self.app.config.slack.channel, *self.app.config.slack.routes.values()} - {None}
         for channel in sorted(c for c in channels if c):
-            info = dest.channel_info(channel)
-            found = info.get("channel", {})
-            lines.append(f"Slack: channel {channel} found ({found.get('id', '?')})")
+            try:
+                found = dest.channel_info(channel).get("channel", {})
+            except SlackFailure as failure:
+                if failure.transient:
+                    raise
+                raise ConfigError(
+                    f"slack.channel {channel}: Slack answered {failure.error}; "
+                    f"fix: {fix_for(failure.error, queued=False)}"
+                ) from None
+            problem = (
+                "is_archived"
+                if found.get("is_archived")
+                else "not_in_channel"
+                if found.get("is_member") is False
+                else None
+            )
+            if problem:
+                raise ConfigError(
+                    f"slack.channel {channel}: {problem}; fix: {fix_for(problem, queued=False)}"
+                )
+            lines.append(
+                f"Slack: channel {channel} found ({found.get('id', '?')}), the app is a member"
+            )
         return lines
 
     def notify_test(self, channel: str | None) -> dict[str, Any]:

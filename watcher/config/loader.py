@@ -148,6 +148,13 @@ _CHANNEL_NAME: Final = re.compile(r"#?[\w.-]{1,80}")
 _HOST: Final = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
+#: Keys that were once valid, and what replaced them (an error that says so, not "unknown").
+RETIRED: Final = {
+    "slack.max_attempts": "no longer supported: notifications give up on time, not on a count; "
+    'remove it and set slack.give_up_after (a duration, default "24h") if needed',
+}
+
+
 class _Loader:
     """One load: checks the document against :data:`SECTIONS` and builds the dataclasses."""
 
@@ -213,6 +220,8 @@ class _Loader:
                 raise self.error(name, f"expected a table [{name}], got {type_phrase(table)}")
             known = [f.name for f in dataclasses.fields(SECTIONS[name])]
             for key in table:
+                if f"{name}.{key}" in RETIRED:
+                    raise self.error(f"{name}.{key}", RETIRED[f"{name}.{key}"])
                 if key not in known:
                     raise self.error(
                         f"{name}.{key}", f"unknown key{suggest(key, known, keys=True)}"

@@ -144,7 +144,8 @@ class SlackConfig:
     webhook_url: Secret | None = field(default=None, metadata=_kind("secret_url"))
     base_url: str = field(default="https://slack.com/api/", metadata=_kind("base_url"))
     routes: Mapping[str, str] = field(default_factory=_empty_mapping, metadata=_kind("routes"))
-    max_attempts: int = field(default=8, metadata=_kind("count"))
+    #: a notification failing for a transient reason (not a 429) this long is given up
+    give_up_after: float = field(default=86400.0, metadata=_kind("duration"))
     #: at most one failure digest per orchestration this often; 0 = every cycle
     digest_interval: float = field(default=600.0, metadata=_kind("duration"))
     #: a Slack mention put in failed outcomes and the KEB alert only: ``<!subteam^S0123ABC>``

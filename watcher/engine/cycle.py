@@ -39,6 +39,7 @@ from watcher.errors import (
     KebAuthError,
     KebError,
     KebNoOrchestrationApi,
+    KebTlsError,
     KebTransientError,
     StoreError,
 )
@@ -370,7 +371,7 @@ class Engine:
         now = self.clock()
         since, error, alerted = self.store.health()
         # A plain-text 404 on every path (no orchestration API) is an outage like any other.
-        down = KebTransientError | KebAuthError | KebNoOrchestrationApi
+        down = KebTransientError | KebAuthError | KebNoOrchestrationApi | KebTlsError
         keb_down = [r for r in results if isinstance(r.exception, down)]
         if len(keb_down) == len(results):
             since = since or now

@@ -13,7 +13,14 @@ from watcher.config import describe, open_service_warning
 from watcher.core.ids import require_uuids
 from watcher.core.inert import inert
 from watcher.core.wording import plural
-from watcher.errors import KebError, KebNoOrchestrationApi, UsageError, WatcherError
+from watcher.errors import (
+    ConfigError,
+    KebError,
+    KebNoOrchestrationApi,
+    KebTlsError,
+    UsageError,
+    WatcherError,
+)
 from watcher.faces import reports as report
 from watcher.faces.completion import complete_ids
 from watcher.faces.context import (
@@ -263,6 +270,8 @@ def poll(obj: Context) -> None:
     try:
         with obj.watcher() as app:
             outcome = run_terminable(app.poll())
+            # What waits for a fix or was given up, named every time until it is dealt with.
+            waiting = app.outbox().entries(("failed", "dead")) if outcome.undelivered else []
     except Terminated:
         click.echo(
             "watcher: terminated: the cycle in flight was abandoned and the lease released; "
@@ -311,9 +320,21 @@ def poll(obj: Context) -> None:
     delivery = outcome.delivery
     if delivery is not None and (delivery.sent or delivery.skipped):
         click.echo(f"notifications: {delivery.sent} sent")
+    named = {f"outbox {e.id} " for e in waiting}
     if delivery is not None:
         for error in delivery.errors:
-            click.echo(f"watcher: {error}", err=True)
+            if not any(error.startswith(prefix) for prefix in named):
+                click.echo(f"watcher: {error}", err=True)
+    for entry in waiting[:10]:
+        what = "given up" if entry.status == "dead" else "waits for a fix"
+        about = f", {entry.orchestration_id}" if entry.orchestration_id else ""
+        click.echo(
+            f"watcher: outbox {entry.id} ({entry.kind}{about}) {what}: "
+            f"{inert(entry.last_error or '-')}",
+            err=True,
+        )
+    if len(waiting) > 10:
+        click.echo(f"watcher: and {len(waiting) - 10} more (see `watcher outbox list`)", err=True)
     if outcome.undelivered:
         click.echo(
             f"watcher: {plural(outcome.undelivered, 'notification')} undelivered "
@@ -354,7 +375,10 @@ def check_config(obj: Context, online: bool) -> None:
 
         async def reach() -> int:
             async with keb_client(config) as keb:
-                return len(await keb.list_orchestrations())
+                try:
+                    return len(await keb.list_orchestrations())
+                except KebTlsError as exc:  # the configuration's to fix, not an outage
+                    raise ConfigError(str(exc)) from None
 
         try:
             count = run(reach())

@@ -14,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
+import os
 import shlex
+import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -172,11 +175,14 @@ class CommandToken:
     async def _run(self) -> tuple[str, float | None]:
         name = self.program
         try:
+            # A process group of its own: on a timeout the whole group goes, also a helper
+            # the command forked that still holds stdout (which would keep the pipe open).
             proc = await asyncio.create_subprocess_exec(
                 *self._argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
             )
         except OSError as exc:
             raise TokenError(f"cannot run token command {name}: {_os_reason(exc)}") from exc
@@ -184,9 +190,11 @@ class CommandToken:
             async with asyncio.timeout(self._timeout):
                 out, err = await proc.communicate()
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
+            await _kill_group(proc)
             raise TokenError(f"token command {name} timed out after {self._timeout:g}s") from None
+        except asyncio.CancelledError:
+            await _kill_group(proc)
+            raise
         output = out.decode("utf-8", errors="replace").strip()
         detail = _first_line(err.decode("utf-8", errors="replace"), hide=[output, *self._hidden()])
         if proc.returncode != 0:
@@ -210,6 +218,17 @@ class CommandToken:
 
     def __repr__(self) -> str:
         return f"CommandToken({self.program!r})"
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """Kill the command's process group and reap the command (bounded: never hang here)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        async with asyncio.timeout(5):
+            await proc.wait()
+    except TimeoutError:
+        log.warning("token command %s: its process group did not go away", proc.pid)
 
 
 def parse_token_output(output: str) -> tuple[str, float | None]:

@@ -32,9 +32,9 @@ from watcher.errors import (
     KebLimitExceeded,
     KebNoOrchestrationApi,
     KebNotFound,
-    KebPermanentError,
     KebRequestError,
     KebResponseError,
+    KebTlsError,
     KebTransientError,
     KebUnavailable,
     KebUnsupportedType,
@@ -271,10 +271,22 @@ class Session:
             what = f"cannot connect to {self._origin} (timed out after {after})"
         elif isinstance(exc, httpx.TimeoutException | TimeoutError):
             what = f"timed out after {after}"
-        elif isinstance(exc, httpx.ConnectError) and (bad := _certificate_error(exc)):
+        elif isinstance(exc, httpx.ConnectError) and (bad := _tls_problem(exc)):
             # Not transient: retrying cannot make the certificate trusted.
-            what = f"TLS certificate of {self._origin} not trusted ({bad}); set keb.ca_file"
-            return KebPermanentError(redact(f"KEB {req.label}: {what}", token))
+            kind, detail = bad
+            if kind == "hostname":
+                what = (
+                    f"TLS certificate of {self._origin} is for another host ({detail}); keb.url "
+                    "must name a host the certificate covers (keb.ca_file only adds trusted CAs)"
+                )
+            elif kind == "protocol":
+                what = (
+                    f"TLS handshake with {self._origin} failed (protocol error: {detail}); is "
+                    "keb.url's port serving HTTPS? (keb.ca_file cannot help with this)"
+                )
+            else:
+                what = f"TLS certificate of {self._origin} not trusted ({detail}); set keb.ca_file"
+            return KebTlsError(redact(f"KEB {req.label}: {what}", token))
         elif isinstance(exc, httpx.ConnectError):
             what = f"cannot connect to {self._origin} ({os_reason(exc)})"
         elif isinstance(exc, httpx.RemoteProtocolError):
@@ -287,14 +299,19 @@ class Session:
         return KebUnavailable(redact(f"KEB {req.label}: {what}", token))
 
 
-def _certificate_error(exc: BaseException) -> str | None:
-    """The verification error under a failed TLS handshake, e.g. ``self-signed certificate``."""
+def _tls_problem(exc: BaseException) -> tuple[str, str] | None:
+    """What failed in a TLS handshake: ("ca", "self-signed certificate"), ("hostname", ...) or
+    ("protocol", "wrong version number"); None when the failure was not TLS."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, ssl.SSLCertVerificationError):
-            return str(current.verify_message or current.reason or "verification failed")
+            message = str(current.verify_message or current.reason or "verification failed")
+            mismatch = "mismatch" in message.lower()
+            return ("hostname" if mismatch else "ca"), message
+        if isinstance(current, ssl.SSLError):
+            return "protocol", str(current.reason or current.strerror or current).lower()
         current = current.__cause__ or current.__context__
     return None
 

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-POST_METHODS = ("chat.postMessage", "webhook")
+from watcher.notify.plan import POST_METHODS, Limits
 
 
 class RateBudget:
@@ -61,3 +61,25 @@ class RateBudget:
         """Slack answered 429: nothing more for this method (and channel) for ``seconds``."""
         key = self._key(method, channel)
         self._paused[key] = max(self._paused.get(key, 0.0), self.clock() + seconds)
+
+    def alias(self, name: str, channel_id: str) -> None:
+        """``name`` is the channel ``channel_id``: what was spent or paused under the name
+        counts for the ID from now on (Slack limits the channel, not the way it is named)."""
+        if name in self._last_post:
+            last = self._last_post[name]
+            self._last_post[channel_id] = max(self._last_post.get(channel_id, last), last)
+        for (method, channel), until in list(self._paused.items()):
+            if channel == name:
+                key = (method, channel_id)
+                self._paused[key] = max(self._paused.get(key, until), until)
+
+    def limits(self, down: float = 0.0) -> Limits:
+        """The budget as it stands, for :func:`watcher.notify.plan.plan`; ``down``: seconds
+        left of the destination's backoff."""
+        now = self.clock()
+        return Limits(
+            paused={key: until - now for key, until in self._paused.items() if until > now},
+            posted={channel: now - at for channel, at in self._last_post.items()},
+            updates=tuple(now - at for at in self._updates if at > now - 60),
+            down=max(0.0, down),
+        )

@@ -1,15 +1,20 @@
 """Drain the outbox into Slack: at least once, in practice exactly once, never spam.
 
-* Order: lower priority value first (final summaries and failure digests before card
-  updates); pending card updates of one orchestration are coalesced, only the newest is sent.
-* Budget: a call waits for :class:`RateBudget`; a 429 pauses that method for ``Retry-After``.
-* Transient errors (5xx, network, 429) are retried with exponential backoff and jitter; after
-  ``max_attempts`` the intent is ``dead``. Permanent errors (``invalid_auth``,
-  ``channel_not_found``...) mark it ``failed`` with Slack's answer. Every attempt and its
-  answer is recorded (``attempts`` table); ``watcher outbox`` shows and acts on them.
-* Crash safety: the attempt counter is committed before each call and Slack's ``ts`` right
-  after it. An intent that was attempted but has no ``ts`` may have been posted just before a
-  crash: its key is looked up in the channel's message metadata before posting again.
+The decisions are :func:`watcher.notify.plan.plan`'s (coalescing, event order, the digest
+clock, the rate budget) and :func:`~watcher.notify.plan.after_failure`'s (backoff, 429s,
+giving up on time). This module is the thin driver that carries them out:
+
+* **One read per drain.** The pending set and what the channel shows are read once; the plan
+  is kept current in memory as sends succeed or fail, so delivering N notifications reads
+  about N rows.
+* **One write per send.** The attempt counter of a call is committed before the call, in the
+  same transaction as the result of the call before it (the attempt, the status, Slack's
+  ``ts``, the card). An intent that was attempted but has no ``ts`` may have been posted just
+  before a crash: its key is looked up in the channel's message metadata before posting again.
+* **Backoff belongs to Slack, not to a message.** After a transient error nothing more is sent
+  until the backoff ends; the first call that succeeds makes every notification that waited
+  out a transient error due at once. A 429 pauses that method (and channel) for exactly its
+  ``Retry-After`` and never counts towards giving up (``slack.give_up_after``).
 """
 
 from __future__ import annotations
@@ -19,35 +24,54 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import datetime
 
 from watcher.clock import utcnow
+from watcher.core.intents import Intent
 from watcher.errors import SlackFailure
+from watcher.notify.answers import fix_for
 from watcher.notify.blocks import Message, plain_message
 from watcher.notify.budget import RateBudget
-from watcher.notify.pacing import REPLY_KINDS, Pacing
+from watcher.notify.drain import DeliveryReport, Drain
+from watcher.notify.plan import (
+    CARD_KINDS,
+    FINAL,
+    GIVEN_UP,
+    GiveUp,
+    Retry,
+    Rules,
+    Send,
+    after_failure,
+)
 from watcher.notify.render import Renderer, fallback_text
 from watcher.notify.slack import Destination, Posted, metadata
-from watcher.store.outbox import Card, Entry, Outbox
+from watcher.store.outbox import AttemptResult, Card, Entry, Outbox
+
+__all__ = ["GIVE_UP_AFTER", "PROBE_EVERY", "DeliveryReport", "Sender", "given_up_text"]
 
 log = logging.getLogger("watcher.notify")
 
-CARD_KINDS = frozenset({"tracking_started", "progress"})
+#: The default of ``slack.give_up_after``: a day of transient failures.
+GIVE_UP_AFTER = 24 * 3600.0
+#: While Slack is in backoff, how often a long-lived sender (`watcher run`) asks it whether it
+#: answers again, in seconds.
+PROBE_EVERY = 60.0
+
+
+def given_up_text(count: int) -> str:
+    """The channel's notice that notifications were given up, and how to see them."""
+    what = "1 notification" if count == 1 else f"{count} notifications"
+    return (
+        f":warning: keb-watcher gave up on {what} after Slack failed for longer than "
+        "slack.give_up_after. See them with `watcher outbox list --status dead`; "
+        "`watcher outbox retry --all` sends them again."
+    )
 
 
 def _ids(entry: Entry) -> dict[str, object]:
     """``extra=`` for log records about ``entry`` (see :mod:`watcher.logs`)."""
     return {"intent_id": entry.id, "orchestration_id": entry.orchestration_id}
-
-
-@dataclass
-class DeliveryReport:
-    sent: int = 0
-    failed: int = 0
-    retried: int = 0
-    skipped: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 class Sender:
@@ -61,7 +85,7 @@ class Sender:
         *,
         default_channel: str | None,
         routes: Mapping[str, str] | None = None,
-        max_attempts: int = 8,
+        give_up_after: float = GIVE_UP_AFTER,
         budget: RateBudget | None = None,
         clock: Callable[[], datetime] = utcnow,
         rng: Callable[[], float] = random.random,
@@ -71,34 +95,33 @@ class Sender:
         self.outbox = outbox
         self.destination = destination
         self.renderer = renderer
-        self.default_channel = default_channel
-        self.routes = dict(routes or {})
-        self.max_attempts = max_attempts
+        self.give_up_after = give_up_after
         self.budget = budget or RateBudget()
         self.clock = clock
         self.rng = rng
         self.on_delivered = on_delivered
-        self.pacing = Pacing(
-            outbox,
-            digest_interval=digest_interval,
+        # A channel named "#kyma-upgrades" and its ID "C0..." are one channel to Slack's
+        # rate limit: names are replaced by the IDs Slack answers with, once known.
+        self._channel_ids: dict[str, str] = {}
+        self.rules = Rules(
+            default_channel=default_channel,
+            routes=dict(routes or {}),
+            ids=self._channel_ids,
             threads=destination.threads,
-            routed=lambda e: e.channel is None and e.kind in self.routes,
+            edits=destination.edits,
+            digest_interval=digest_interval,
+            post_interval=self.budget.post_interval,
+            updates_per_minute=self.budget.updates_per_minute,
         )
         # Backoff belongs to the destination: after a transient error nothing is sent until
         # this time; the first call that succeeds makes everything that waited due again.
         self._down_until: datetime | None = None
-        self._probed = False
+        self._backing_off = False
+        self._probed_at: datetime | None = None
 
     def channel_for(self, entry: Entry) -> str | None:
         """``track --channel`` wins, then ``[slack.routes]`` for the kind, then the default."""
-        return entry.channel or self.routes.get(entry.kind) or self.default_channel
-
-    def _method(self, entry: Entry) -> str:
-        if not self.destination.edits:
-            return "webhook"
-        if entry.kind in CARD_KINDS and self.outbox.card(entry.orchestration_id or "") is not None:
-            return "chat.update"
-        return "chat.postMessage"
+        return self.rules.channel_for(entry)
 
     async def deliver(
         self,
@@ -107,171 +130,148 @@ class Sender:
         linger: float = 5.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         allowed: Callable[[], bool] | None = None,
+        final: bool = False,
     ) -> DeliveryReport:
         """Send what is due until nothing is left that can go before ``deadline`` (monotonic).
 
-        Rate-limit waits are sat out within the deadline; an intent whose next attempt (after
-        an error) is more than ``linger`` seconds away is left for a later run. ``allowed`` is
-        asked before each attempt; delivery stops when it says no (the service lost its lease).
-        """
-        report = DeliveryReport()
-        await self._probe()
-        while True:
-            if allowed is not None and not allowed():
-                return report
-            self.outbox.supersede_stale_card_updates()
-            self.outbox.hold_back_silenced(self.clock())
-            self.outbox.merge_pending_digests()
-            pending = self.pacing.prepare(self.clock())
-            due = self.outbox.due(self.clock())
-            remaining = deadline - time.monotonic()
-            down = (self._down_until - self.clock()).total_seconds() if self._down_until else 0
-            if due and down > 0:
-                if down > min(remaining, linger):
-                    return report
-                await sleep(down)
-                continue
-            if not due:
-                nxt = self.outbox.next_due_at()
-                if nxt is None:
-                    return report
-                wait = (nxt - self.clock()).total_seconds()
-                if wait > min(remaining, linger):
-                    return report
-                await sleep(max(0.0, wait))
-                continue
-            soonest = None
-            progressed = False
-            for entry in due:
-                if self._waits_for_card(entry) or self.pacing.waits_for_earlier(entry, pending):
-                    continue
-                wait = self.budget.wait(self._method(entry), self.channel_for(entry))
-                if wait > 0:
-                    soonest = wait if soonest is None else min(soonest, wait)
-                    continue
-                await self._attempt(entry, report)
-                progressed = True
-                break  # re-read: priorities and coalescing may have changed
-            if progressed:
-                continue
-            later = self._next_in(pending)  # what the waiting replies wait for
-            if later is not None and later <= min(remaining, linger):
-                soonest = later if soonest is None else min(soonest, later)
-            if soonest is None or soonest > remaining:
-                return report
-            await sleep(soonest)
+        ``final``: the last delivery before the process stops (``run``'s shutdown): failure
+        digests waiting for their clock go now rather than wait for a process that may not
+        come back soon.
 
-    async def _attempt(self, entry: Entry, report: DeliveryReport) -> None:
-        method = self._method(entry)
-        channel = self.channel_for(entry)
-        if method == "webhook" and entry.kind == "progress":
-            self.outbox.mark_skipped(entry, "a webhook cannot edit the card")
-            report.skipped += 1
-            if self.on_delivered and entry.orchestration_id:
-                self.on_delivered(entry.orchestration_id)
-            return
-        self.outbox.begin_attempt(entry, self.clock())
-        self.budget.spend(method, channel)
+        Rate-limit waits are sat out within the deadline; a notification whose next attempt
+        (after an error) is more than ``linger`` seconds away is left for a later run.
+        ``allowed`` is asked before each attempt; delivery stops when it says no (the service
+        lost its lease)."""
+        rules = replace(self.rules, digest_interval=0.0) if final else self.rules
+        drain = Drain(self, DeliveryReport(), deadline, sleep, allowed, rules)
         try:
-            posted = await self._send(entry, channel)
-        except SlackFailure as failure:
-            self._failed(entry, failure, channel, report)
-            return
-        now = self.clock()
-        self.outbox.record_attempt(entry, now, method, ok=True)
-        self._recovered(now)
-        self.outbox.mark_sent(
-            entry, now, posted.channel if posted else None, posted.ts if posted else None
-        )
-        report.sent += 1
-        log.info("outbox %d (%s %s): sent", entry.id, entry.kind, entry.key, extra=_ids(entry))
-        if self.on_delivered and entry.orchestration_id:
-            self.on_delivered(entry.orchestration_id)
+            self._learn_channels()
+            await self._probe()
+            while drain.allowed():
+                before = drain.report.sent
+                wait = await drain.run()
+                if drain.report.sent > before and time.monotonic() < deadline:
+                    continue  # read again: a cycle may have queued more meanwhile
+                if wait is None or wait > min(deadline - time.monotonic(), linger):
+                    break
+                await sleep(max(0.0, wait))
+        finally:
+            if self.on_delivered:
+                for orch_id in sorted(drain.touched):
+                    self.on_delivered(orch_id)
+        return drain.report
 
-    def _failed(
-        self, entry: Entry, failure: SlackFailure, channel: str | None, report: DeliveryReport
-    ) -> None:
+    def _learn(self, channel: str | None, channel_id: str | None) -> None:
+        if channel and channel_id and channel != channel_id and channel not in self._channel_ids:
+            self._channel_ids[channel] = channel_id
+            self.budget.alias(channel, channel_id)
+
+    def _learn_channels(self) -> None:
+        """The channel IDs Slack answered with before (the newest per channel and kind)."""
+        if self._channel_ids or not self.destination.edits:
+            return
+        for channel, kind, channel_id in self.outbox.channel_ids():
+            name = channel or self.rules.routes.get(kind) or self.rules.default_channel
+            self._learn(name, channel_id)
+
+    # -- Slack's answers ------------------------------------------------------------------
+
+    def _failure(
+        self, entry: Entry, failure: SlackFailure, channel: str | None, render_error: str | None
+    ) -> AttemptResult:
         now = self.clock()
-        self.outbox.record_attempt(
+        decision = after_failure(
+            now=now,
+            failing_since=entry.failing_since,
+            transient=failure.transient,
+            retry_after=failure.retry_after,
+            # The notice that something was given up waits for Slack as long as it takes.
+            give_up_after=self.give_up_after if entry.kind != GIVEN_UP else float("inf"),
+            jitter=self.rng(),
+        )
+        message = str(failure)
+        result = AttemptResult(
             entry,
             now,
             failure.method,
-            ok=False,
-            error=failure.error,
+            "pending",
+            answer=failure.error,
+            error=message,
             retry_after=failure.retry_after,
+            failing_since=entry.failing_since,
+            render_error=render_error,
         )
-        message = str(failure)
-        if failure.retry_after is not None:
-            self.budget.pause(failure.method, channel, failure.retry_after)
-            self.outbox.mark_retry(entry, now + timedelta(seconds=failure.retry_after), message)
-            report.retried += 1
-            log.warning(
-                "outbox %d: %s; waiting %.0fs as Slack asked",
-                entry.id,
-                message,
-                failure.retry_after,
-                extra=_ids(entry),
-            )
-        elif failure.transient and entry.attempts + 1 < self.max_attempts:
-            delay = min(300.0, 2.0 ** (entry.attempts + 1)) * (0.5 + self.rng())
-            self.outbox.mark_retry(entry, now + timedelta(seconds=delay), message)
-            self._down_until = now + timedelta(seconds=delay)
-            report.retried += 1
-            log.warning(
-                "outbox %d: %s; next attempt in %.0fs",
-                entry.id,
-                message,
-                delay,
-                extra=_ids(entry),
-            )
-        else:
-            dead = failure.transient
-            self.outbox.mark_failed(entry, message, dead=dead)
-            report.failed += 1
-            report.errors.append(f"outbox {entry.id} ({entry.kind}): {message}")
-            log.error(
-                "outbox %d (%s): %s: %s",
-                entry.id,
-                entry.kind,
-                "dead" if dead else "failed",
-                message,
-                extra=_ids(entry),
-            )
-
-    def _next_in(self, pending: list[Entry]) -> float | None:
-        """Seconds until the next pending notification that is not due yet comes due."""
-        now = self.clock()
-        later = [e.next_attempt_at for e in pending if e.next_attempt_at]
-        later = [at for at in later if at > now]
-        return (min(later) - now).total_seconds() if later else None
+        if isinstance(decision, Retry):
+            if decision.counts:
+                self._down_until = decision.at
+                self._backing_off = True
+                result = replace(result, failing_since=entry.failing_since or now)
+                log.warning(
+                    "outbox %d: %s; next attempt at %s",
+                    entry.id,
+                    message,
+                    decision.at.isoformat(timespec="seconds"),
+                    extra=_ids(entry),
+                )
+            else:
+                self.budget.pause(failure.method, channel, failure.retry_after or 0.0)
+                log.warning(
+                    "outbox %d: %s; waiting %.0fs as Slack asked",
+                    entry.id,
+                    message,
+                    failure.retry_after,
+                    extra=_ids(entry),
+                )
+            return replace(result, next_attempt_at=decision.at)
+        if isinstance(decision, GiveUp):
+            error = f"{message} (given up after failing for slack.give_up_after)"
+            log.error("outbox %d (%s): dead: %s", entry.id, entry.kind, error, extra=_ids(entry))
+            # Once Slack answers again, the channel hears that something was given up.
+            notice = Intent(f"{GIVEN_UP}:{entry.id}", GIVEN_UP, None, 0, {"count": 1})
+            queue = notice if entry.kind != GIVEN_UP else None
+            return replace(result, status="dead", error=error, queue=queue)
+        error = f"{message}; fix: {fix_for(failure.error)}"
+        log.error("outbox %d (%s): failed: %s", entry.id, entry.kind, error, extra=_ids(entry))
+        return replace(result, status="failed", error=error)
 
     async def _probe(self) -> None:
-        """Once per sender (a `poll`, the service's start): when notifications wait out a
-        transient error, ask Slack whether it answers again (``auth.test``, which posts
-        nothing); if it does, they are due at once instead of after their backoff."""
-        if self._probed:
-            return
-        self._probed = True
-        for entry, method, left in self.outbox.rate_limits(self.clock()):
-            self.budget.pause(method, self.channel_for(entry), left)
-        if not self.outbox.backing_off(self.clock()):
+        """When notifications wait out a transient error, ask Slack whether it answers again
+        (``auth.test``, which posts nothing); if it does, they are due at once instead of
+        after their backoff. At the sender's first delivery (a `poll`, the service's start),
+        then at most every :data:`PROBE_EVERY` while the backoff lasts, so that `run` catches
+        up within a minute of Slack's return, however long its backoff."""
+        now = self.clock()
+        if self._probed_at is None:
+            for entry, method, left in self.outbox.rate_limits(now):
+                self.budget.pause(method, self.channel_for(entry), left)
+        else:
+            backing_off = self._down_until is not None and self._down_until > now
+            if not backing_off or (now - self._probed_at).total_seconds() < PROBE_EVERY:
+                return
+        self._probed_at = now
+        if not self.outbox.backing_off(now):
             return
         try:
             await asyncio.to_thread(self.destination.probe)
         except SlackFailure as failure:
             log.warning("Slack still fails (%s); the outbox waits", failure)
+            self._backing_off = True
             return
         self._recovered(self.clock())
 
-    def _recovered(self, now: datetime) -> None:
+    def _recovered(self, now: datetime) -> list[int]:
         self._down_until = None
+        self._backing_off = False
         released = self.outbox.release_backoff(now)
         if released:
-            log.info("Slack answers again: %d notifications due now", released)
+            log.info("Slack answers again: %d notifications due now", len(released))
+        return released
 
-    # -- the Slack side: database work here, each Slack call in a worker thread -----------
+    # -- the Slack side: each call in a worker thread ---------------------------------------
 
-    def _render(self, entry: Entry) -> Message:
+    def _render(self, entry: Entry) -> tuple[Message, str | None]:
+        if entry.kind == GIVEN_UP:
+            return plain_message(given_up_text(int(entry.payload.get("count", 1)))), None
         payload = entry.payload
         if entry.kind in CARD_KINDS and entry.orchestration_id:
             # The card says it is silenced, as it is when it is sent (docs/notifications.md).
@@ -280,38 +280,61 @@ class Sender:
                 payload = {**payload, "silence": silence.to_json()}
         rendered = self.renderer.render(entry.kind, payload)
         if rendered.error:
-            self.outbox.set_render_error(entry, rendered.error)
             log.error(
                 "outbox %d: %s (sent as plain text)", entry.id, rendered.error, extra=_ids(entry)
             )
-        return rendered.message
+        return rendered.message, rendered.error
 
-    async def _send(self, entry: Entry, channel: str | None) -> Posted | None:
-        message = self._render(entry)
+    async def call(self, send: Send, cards: Mapping[str, Card]) -> AttemptResult:
+        """Make the Slack call ``send`` asks for; what it ended in (nothing written yet)."""
+        entry = send.entry
+        self.budget.spend(send.method, send.channel)
+        message, render_error = self._render(entry)
         meta = metadata(entry.kind, entry.key, entry.orchestration_id)
+        card: Card | None = None
         try:
-            return await self._route(entry, channel, message, meta)
-        except SlackFailure as failure:
-            if failure.error.startswith("invalid_blocks"):
+            try:
+                posted, card = await self._route(entry, send.channel, message, meta, cards)
+            except SlackFailure as failure:
+                if not failure.error.startswith("invalid_blocks"):
+                    raise
                 # Slack refused our blocks: the words still matter more than the layout.
-                self.outbox.set_render_error(entry, f"Slack refused the blocks: {failure.error}")
+                render_error = f"Slack refused the blocks: {failure.error}"
                 plain = plain_message(fallback_text(entry.kind, entry.payload))
-                return await self._route(entry, channel, plain, meta)
-            raise
+                posted, card = await self._route(entry, send.channel, plain, meta, cards)
+        except SlackFailure as failure:
+            return self._failure(entry, failure, send.channel, render_error)
+        log.info("outbox %d (%s %s): sent", entry.id, entry.kind, entry.key, extra=_ids(entry))
+        if self.destination.edits and posted:
+            self._learn(send.channel, posted.channel)
+        return AttemptResult(
+            entry,
+            self.clock(),
+            send.method,
+            "sent",
+            slack_channel=posted.channel if posted else None,
+            slack_ts=posted.ts if posted else None,
+            card=card,
+            render_error=render_error,
+        )
 
     async def _route(
-        self, entry: Entry, channel: str | None, message: Message, meta: dict[str, object]
-    ) -> Posted | None:
+        self,
+        entry: Entry,
+        channel: str | None,
+        message: Message,
+        meta: dict[str, object],
+        cards: Mapping[str, Card],
+    ) -> tuple[Posted | None, Card | None]:
         dest = self.destination
         orch_id = entry.orchestration_id
         if not dest.edits:
-            return await asyncio.to_thread(dest.post, channel, message, dict(meta))
+            return await asyncio.to_thread(dest.post, channel, message, dict(meta)), None
         if orch_id and entry.kind in CARD_KINDS:
-            return await self._card(entry, orch_id, channel, message)
+            return await self._card(entry, orch_id, channel, message, cards.get(orch_id))
         # A kind routed to a channel of its own is a top-level post there; everything else
         # about an orchestration goes into its card's thread.
-        routed = entry.channel is None and entry.kind in self.routes
-        card = self.outbox.card(orch_id) if orch_id and not routed else None
+        card = cards.get(orch_id) if orch_id and not self.rules.routed(entry) else None
         thread_ts = card.ts if card else None
         target = card.channel_id if card else channel
         if entry.attempts > 0:
@@ -323,50 +346,35 @@ class Sender:
                     found.ts,
                     extra=_ids(entry),
                 )
-                return found
-        return await asyncio.to_thread(
+                return found, None
+        posted = await asyncio.to_thread(
             dest.post,
             target,
             message,
             dict(meta),
             thread_ts=thread_ts,
-            broadcast=entry.kind == "finished",
+            broadcast=entry.kind == FINAL,
         )
-
-    def _waits_for_card(self, entry: Entry) -> bool:
-        """A thread reply whose card is still in the outbox waits for it (even though the
-        reply has the higher priority), so that it lands in the card's thread."""
-        if (
-            entry.kind not in REPLY_KINDS
-            or not entry.orchestration_id
-            or not self.destination.threads
-        ):
-            return False
-        if self.outbox.card(entry.orchestration_id) is not None:
-            return False
-        return any(
-            other.orchestration_id == entry.orchestration_id and other.kind in CARD_KINDS
-            for other in self.outbox.entries(("pending",))
-        )
+        return posted, None
 
     async def _card(
-        self, entry: Entry, orch_id: str, channel: str | None, message: Message
-    ) -> Posted:
+        self, entry: Entry, orch_id: str, channel: str | None, message: Message, card: Card | None
+    ) -> tuple[Posted, Card | None]:
         dest = self.destination
         card_meta = metadata("tracking_started", f"{orch_id}:card", orch_id)
-        card = self.outbox.card(orch_id)
+        found_card: Card | None = None
         if card is None:
             # Once per orchestration: after a lost database (or a crash right after the post)
             # the card is already in the channel, recognisable by its metadata.
             found = await asyncio.to_thread(dest.find_card, channel, orch_id)
             if found is not None:
-                card = Card(found.channel, found.ts)
-                self.outbox.save_card(orch_id, card, self.clock())
+                card = found_card = Card(found.channel, found.ts)
         if card is not None:
             try:
-                return await asyncio.to_thread(
+                posted = await asyncio.to_thread(
                     dest.update, card.channel_id, card.ts, message, card_meta
                 )
+                return posted, found_card
             except SlackFailure as failure:
                 if not failure.error.startswith("message_not_found"):
                     raise
@@ -375,7 +383,5 @@ class Sender:
                     orch_id,
                     extra=_ids(entry),
                 )
-                self.outbox.forget_card(orch_id)
         posted = await asyncio.to_thread(dest.post, channel, message, card_meta)
-        self.outbox.save_card(orch_id, Card(posted.channel, posted.ts), self.clock())
-        return posted
+        return posted, Card(posted.channel, posted.ts)

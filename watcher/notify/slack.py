@@ -16,9 +16,11 @@ import http.client
 import re
 import socket
 import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -80,7 +82,65 @@ def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
     return None
 
 
+class RedirectedAway(urllib.error.URLError):
+    """Slack's base URL answered with a redirect to another origin: not followed."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.target = target
+
+
+class _StayHome(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only within the origin of ``slack.base_url``: the bot token goes to
+    no other host (urllib would send every header, ``Authorization`` included, along)."""
+
+    def __init__(self, home: str) -> None:
+        self.home = _origin(home)
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if _origin(newurl) != self.home:
+            raise RedirectedAway(newurl.split("?")[0])
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+class _HomeClient(WebClient):
+    """slack-sdk's client, sending its requests through an opener that keeps the token home."""
+
+    def _perform_urllib_http_request_internal(self, url: str, req: Any) -> dict[str, Any]:
+        if not url.lower().startswith("http"):
+            raise SlackRequestError(f"Invalid URL detected: {url}")
+        handlers: list[Any] = [urllib.request.HTTPSHandler(context=self.ssl), _StayHome(url)]
+        if isinstance(self.proxy, str):
+            proxies = {"http": self.proxy, "https": self.proxy}
+            handlers.insert(0, urllib.request.ProxyHandler(proxies))
+        resp = urllib.request.build_opener(*handlers).open(req, timeout=self.timeout)
+        charset = resp.headers.get_content_charset() or "utf-8"
+        body = resp.read().decode(charset)
+        return {"status": resp.code, "headers": resp.headers, "body": body}
+
+
 def _failure(method: str, exc: Exception) -> SlackFailure:
+    if isinstance(exc, RedirectedAway):
+        return SlackFailure(
+            method,
+            f"redirected_elsewhere: slack.base_url redirected to {exc.target}, another host; "
+            "not followed, the token was not sent there",
+            transient=False,
+        )
     if isinstance(exc, SlackApiError):
         response = exc.response
         status = getattr(response, "status_code", None)
@@ -173,7 +233,9 @@ class BotSlack:
         self, token: str, base_url: str, *, timeout: int = 15, history_limit: int = 200
     ) -> None:
         remember(token)
-        self.client = WebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
+        self.client = _HomeClient(
+            token=token, base_url=base_url, timeout=timeout, retry_handlers=[]
+        )
         self.history_limit = history_limit
         self._ids: dict[str, str] = {}
 

@@ -5,9 +5,11 @@ caused them (:meth:`watcher.store.database.Store.commit_diff`). This module is t
 
 * ``pending`` -> ``sent`` (Slack's channel and ``ts`` recorded the moment they are known);
 * ``pending`` -> ``pending`` again with a later ``next_attempt_at`` after a transient error;
-* ``failed``: Slack refused it for good (``invalid_auth``, ``channel_not_found``...); kept
-  with Slack's answer until the user retries or drops it (``watcher outbox``);
-* ``dead``: transient errors more times than ``slack.max_attempts``;
+* ``failed``: Slack refused it for good (``invalid_auth``, ``channel_not_found``...); it waits
+  with Slack's answer, holding back the later replies of its thread, until the user retries or
+  drops it (``watcher outbox``);
+* ``dead``: transient errors (not 429s) for ``slack.give_up_after`` (``failing_since`` says
+  since when a pending notification has been failing);
 * ``superseded``: a card update made obsolete by a newer one (only the newest is sent);
 * ``skipped``: nothing to send in this mode (a webhook cannot edit a card);
 * ``dropped``: the user said so.
@@ -26,15 +28,22 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from watcher.clock import from_iso, iso
-from watcher.core.failures import merge_digests
+from watcher.core.intents import Intent
 from watcher.redact import redact
 from watcher.store.database import Store
 from watcher.store.guard import sealed
 
 UNDELIVERED: Final = ("pending", "failed", "dead")
-#: What a silence holds back: failure digests and the other thread replies while it runs,
-#: and stuck alerts; never the card (kept current) or the final summary (always sent).
-SILENCEABLE: Final = ("failure_digest", "state_changed", "retried", "stuck", "unstuck")
+#: What a silence holds back: failure digests, the other thread replies and stuck alerts
+#: while it runs; never the card (kept current) or the final summary (always sent).
+SILENCEABLE: Final = (
+    "failure_digest",
+    "state_changed",
+    "retried",
+    "stuck",
+    "unstuck",
+    "after_outcome",
+)
 STATUSES: Final = ("pending", "sent", "failed", "dead", "superseded", "skipped", "dropped")
 
 
@@ -59,6 +68,8 @@ class Entry:
     slack_ts: str | None
     render_error: str | None
     last_attempt_at: datetime | None
+    #: When the transient failures of this notification began (None: not failing).
+    failing_since: datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Entry:
@@ -80,6 +91,7 @@ class Entry:
             slack_ts=row["slack_ts"],
             render_error=row["render_error"],
             last_attempt_at=from_iso(row["last_attempt_at"]),
+            failing_since=from_iso(row.get("failing_since")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -97,6 +109,7 @@ class Entry:
             "sentAt": self.sent_at.isoformat() if self.sent_at else None,
             "slackChannel": self.slack_channel,
             "slackTs": self.slack_ts,
+            "failingSince": self.failing_since.isoformat() if self.failing_since else None,
         }
 
 
@@ -117,6 +130,44 @@ class Card:
     ts: str
 
 
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """What the channel already shows of one orchestration."""
+
+    card: Card | None = None
+    #: The outbox ID of the newest card state shown (0: none).
+    card_state: int = 0
+    #: The outbox ID of the newest final summary sent (0: none).
+    final: int = 0
+    #: When the current run's last failure digest was sent, and the reasons its digests named.
+    last_digest_at: datetime | None = None
+    reasons: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What one Slack call for a notification ended in: written in one transaction."""
+
+    entry: Entry
+    at: datetime
+    method: str
+    #: The notification's status afterwards: sent, pending (a retry), failed or dead.
+    status: str
+    #: Slack's answer (its error code) for the attempts table; ``error``: the whole message.
+    answer: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    next_attempt_at: datetime | None = None
+    failing_since: datetime | None = None
+    slack_channel: str | None = None
+    slack_ts: str | None = None
+    #: The orchestration's card, when this call posted it (or found it in the channel).
+    card: Card | None = None
+    render_error: str | None = None
+    #: A notification queued in the same transaction (the notice that one was given up).
+    queue: Intent | None = None
+
+
 @sealed
 class Outbox:
     """Delivery-side access to the outbox, cards and attempts tables of a :class:`Store`."""
@@ -127,18 +178,6 @@ class Outbox:
     def _select(self, where: str, params: Sequence[Any] = ()) -> list[Entry]:
         sql = f"SELECT * FROM outbox WHERE {where} ORDER BY priority, id"
         return [Entry.from_row(row) for row in self.store._rows(sql, params)]
-
-    def due(self, now: datetime) -> list[Entry]:
-        return self._select(
-            "status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)",
-            [iso(now)],
-        )
-
-    def next_due_at(self) -> datetime | None:
-        row = self.store.conn.execute(
-            "SELECT MIN(COALESCE(next_attempt_at, created_at)) FROM outbox WHERE status = 'pending'"
-        ).fetchone()
-        return from_iso(row[0])
 
     def entries(self, statuses: Iterable[str] = UNDELIVERED) -> list[Entry]:
         wanted = list(statuses)
@@ -154,16 +193,63 @@ class Outbox:
         ).fetchone()
         return int(row[0])
 
-    def supersede_stale_card_updates(self) -> int:
-        """Keep only the newest pending card update of each orchestration."""
-        with self.store.transaction() as conn:
-            cur = conn.execute(
-                "UPDATE outbox SET status = 'superseded' WHERE status = 'pending' "
-                "AND kind = 'progress' AND id < (SELECT MAX(o2.id) FROM outbox o2 "
-                "WHERE o2.status = 'pending' AND o2.kind = 'progress' "
-                "AND o2.orchestration_id = outbox.orchestration_id)"
+    _WAITING: Final = (
+        "SELECT DISTINCT orchestration_id FROM outbox WHERE status IN ('pending', 'failed') "
+        "AND orchestration_id IS NOT NULL"
+    )
+
+    def waiting(self) -> list[Entry]:
+        """What is still to deliver: pending notifications, and failed ones that wait for a fix
+        (they hold back the later replies of their thread). The sender reads this once per
+        drain."""
+        return self._select("status IN ('pending', 'failed')")
+
+    def shown(self) -> dict[str, Shown]:
+        """What the channel shows of each orchestration that has notifications waiting: its
+        card, the newest card state and final summary sent, and for those with a failure digest
+        waiting, the current run's digests sent (when the last one went, the reasons named)."""
+        conn = self.store.conn
+        cards = {
+            orch: Card(channel, ts)
+            for orch, channel, ts in conn.execute(
+                "SELECT orchestration_id, channel_id, ts FROM cards "
+                f"WHERE orchestration_id IN ({self._WAITING})"
             )
-            return max(cur.rowcount, 0)
+        }
+        sent: dict[str, tuple[int, int]] = {
+            orch: (card or 0, final or 0)
+            for orch, card, final in conn.execute(
+                "SELECT orchestration_id, "
+                "MAX(CASE WHEN kind IN ('tracking_started', 'progress') THEN id END), "
+                "MAX(CASE WHEN kind = 'finished' THEN id END) FROM outbox WHERE status = 'sent' "
+                f"AND orchestration_id IN ({self._WAITING}) GROUP BY orchestration_id"
+            )
+        }
+        digests: dict[str, tuple[datetime | None, set[str]]] = {}
+        for orch, sent_at, payload in conn.execute(
+            "SELECT d.orchestration_id, d.sent_at, d.payload FROM outbox d "
+            "WHERE d.kind = 'failure_digest' AND d.status = 'sent' AND d.orchestration_id IN ("
+            "SELECT orchestration_id FROM outbox WHERE status = 'pending' "
+            "AND kind = 'failure_digest' AND attempts = 0) AND d.id > COALESCE((SELECT MAX(f.id) "
+            "FROM outbox f WHERE f.orchestration_id = d.orchestration_id "
+            "AND f.kind = 'finished'), 0)"
+        ):
+            last, reasons = digests.get(orch, (None, set()))
+            at = from_iso(sent_at)
+            if at is not None and (last is None or at > last):
+                last = at
+            reasons |= {str(g.get("reason")) for g in json.loads(payload).get("failures", [])}
+            digests[orch] = (last, reasons)
+        return {
+            orch: Shown(
+                card=cards.get(orch),
+                card_state=sent.get(orch, (0, 0))[0],
+                final=sent.get(orch, (0, 0))[1],
+                last_digest_at=digests.get(orch, (None, set()))[0],
+                reasons=frozenset(digests.get(orch, (None, set()))[1]),
+            )
+            for orch in {*cards, *sent, *digests}
+        }
 
     def hold_back_silenced(self, now: datetime) -> int:
         """Drop the pending notifications of :data:`SILENCEABLE` kinds of orchestrations
@@ -183,96 +269,107 @@ class Outbox:
             )
             return max(cur.rowcount, 0)
 
-    def merge_pending_digests(self) -> int:
-        """Fold several pending failure digests of one orchestration into the newest, so that
-        a Slack outage (or a backlog) ends in one digest per orchestration, not a burst."""
-        merged = 0
-        pending = [e for e in self.entries(("pending",)) if e.kind == "failure_digest"]
-        by_orch: dict[str | None, list[Entry]] = {}
-        for entry in pending:
-            by_orch.setdefault(entry.orchestration_id, []).append(entry)
-        for group in by_orch.values():
-            if len(group) < 2:
-                continue
-            group.sort(key=lambda e: e.id)
-            newest, older = group[-1], group[:-1]
-            payload = merge_digests([e.payload for e in group])
-            with self.store.transaction() as conn:
-                conn.execute(
-                    "UPDATE outbox SET payload = ? WHERE id = ?",
-                    (json.dumps(payload, default=str), newest.id),
-                )
-                conn.executemany(
-                    "UPDATE outbox SET status = 'superseded', last_error = ? WHERE id = ?",
-                    [(f"merged into outbox {newest.id}", e.id) for e in older],
-                )
-            merged += len(older)
-        return merged
+    def channel_ids(self) -> list[tuple[str | None, str, str]]:
+        """(channel, kind, Slack's channel ID) of the newest sent notification per channel
+        and kind: which channel ID Slack answered with where."""
+        rows = self.store.conn.execute(
+            "SELECT channel, kind, slack_channel FROM outbox WHERE id IN (SELECT MAX(id) "
+            "FROM outbox WHERE status = 'sent' AND slack_channel IS NOT NULL "
+            "GROUP BY channel, kind)"
+        ).fetchall()
+        return [(row[0], str(row[1]), str(row[2])) for row in rows]
 
-    # -- one attempt ----------------------------------------------------------------------
-
-    def begin_attempt(self, entry: Entry, now: datetime) -> None:
-        """Committed before the call: from here on, a crash leaves an ambiguous attempt."""
+    def settle(
+        self,
+        skips: Sequence[tuple[int, str, str]],
+        merges: Sequence[tuple[int, dict[str, Any]]],
+        holds: Sequence[tuple[int, datetime | None]],
+    ) -> None:
+        """What a plan decided without calling Slack, in one transaction: (ID, status, why)
+        of what it skips, (ID, payload) of digests that absorbed others, (ID, until) of
+        digests on their clock."""
+        if not (skips or merges or holds):
+            return
         with self.store.transaction() as conn:
-            conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ? WHERE id = ?",
-                (iso(now), entry.id),
+            conn.executemany(
+                "UPDATE outbox SET status = ?, last_error = ? WHERE id = ? AND status = 'pending'",
+                [(status, why, i) for i, status, why in skips],
+            )
+            conn.executemany(
+                "UPDATE outbox SET payload = ? WHERE id = ?",
+                [(json.dumps(payload, default=str), i) for i, payload in merges],
+            )
+            conn.executemany(
+                "UPDATE outbox SET next_attempt_at = ? WHERE id = ?",
+                [(iso(at) if at else None, i) for i, at in holds],
             )
 
-    def record_attempt(
-        self,
-        entry: Entry,
-        now: datetime,
-        method: str,
-        *,
-        ok: bool,
-        error: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
+    def step(self, done: AttemptResult | None, begin: Entry | None, now: datetime) -> None:
+        """One transaction: the result of the call just made (its attempt, the notification's
+        new status, Slack's ``ts``, the card), and the attempt counter of the next call,
+        committed before that call is made (from then on a crash leaves it ambiguous)."""
         with self.store.transaction() as conn:
+            if done is not None:
+                self._write_result(conn, done)
+            if begin is not None:
+                conn.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ? WHERE id = ?",
+                    (iso(now), begin.id),
+                )
+
+    @staticmethod
+    def _write_result(conn: Any, r: AttemptResult) -> None:
+        # Errors are text from Slack and KEB: no secret reaches the database file.
+        error = redact(r.error) if r.error else None
+        conn.execute(
+            "INSERT INTO attempts (outbox_id, at, method, ok, error, retry_after) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                r.entry.id,
+                iso(r.at),
+                r.method,
+                int(r.status == "sent"),
+                redact(r.answer) if r.answer else None,
+                r.retry_after,
+            ),
+        )
+        if r.status == "sent":
             conn.execute(
-                "INSERT INTO attempts (outbox_id, at, method, ok, error, retry_after) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "UPDATE outbox SET status = 'sent', sent_at = ?, slack_channel = ?, "
+                "slack_ts = ?, last_error = NULL, failing_since = NULL WHERE id = ?",
+                (iso(r.at), r.slack_channel, r.slack_ts, r.entry.id),
+            )
+        else:
+            conn.execute(
+                "UPDATE outbox SET status = ?, last_error = ?, next_attempt_at = ?, "
+                "failing_since = ? WHERE id = ?",
                 (
-                    entry.id,
-                    iso(now),
-                    method,
-                    int(ok),
-                    redact(error) if error else None,
-                    retry_after,
+                    r.status,
+                    error,
+                    iso(r.next_attempt_at) if r.next_attempt_at else None,
+                    iso(r.failing_since) if r.failing_since else None,
+                    r.entry.id,
                 ),
+            )
+        if r.render_error is not None:
+            conn.execute(
+                "UPDATE outbox SET render_error = ? WHERE id = ?",
+                (redact(r.render_error), r.entry.id),
+            )
+        if r.queue is not None:
+            Store._insert_intents(conn, [r.queue], r.at)
+        if r.card is not None and r.entry.orchestration_id:
+            conn.execute(
+                "INSERT INTO cards (orchestration_id, channel_id, ts, posted_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (orchestration_id) DO UPDATE SET "
+                "channel_id = excluded.channel_id, ts = excluded.ts",
+                (r.entry.orchestration_id, r.card.channel_id, r.card.ts, iso(r.at)),
             )
 
     def attempts(self, entry_id: int) -> list[dict[str, Any]]:
         return list(
             self.store._rows("SELECT * FROM attempts WHERE outbox_id = ? ORDER BY id", [entry_id])
         )
-
-    def _set(self, entry: Entry, sql: str, params: Sequence[Any]) -> None:
-        # Errors are text from Slack and KEB: no secret reaches the database file.
-        params = [redact(p) if isinstance(p, str) else p for p in params]
-        with self.store.transaction() as conn:
-            conn.execute(f"UPDATE outbox SET {sql} WHERE id = ?", (*params, entry.id))
-
-    def mark_sent(self, entry: Entry, now: datetime, channel: str | None, ts: str | None) -> None:
-        self._set(
-            entry,
-            "status = 'sent', sent_at = ?, slack_channel = ?, slack_ts = ?, last_error = NULL",
-            [iso(now), channel, ts],
-        )
-
-    def mark_retry(self, entry: Entry, at: datetime, error: str) -> None:
-        self._set(entry, "next_attempt_at = ?, last_error = ?", [iso(at), error])
-
-    def mark_failed(self, entry: Entry, error: str, *, dead: bool = False) -> None:
-        status = "dead" if dead else "failed"
-        self._set(entry, "status = ?, last_error = ?", [status, error])
-
-    def mark_skipped(self, entry: Entry, why: str) -> None:
-        self._set(entry, "status = 'skipped', last_error = ?", [why])
-
-    def set_render_error(self, entry: Entry, error: str) -> None:
-        self._set(entry, "render_error = ?", [error])
 
     # -- cards ----------------------------------------------------------------------------
 
@@ -291,55 +388,7 @@ class Outbox:
                 (orch_id, card.channel_id, card.ts, iso(now)),
             )
 
-    def forget_card(self, orch_id: str) -> None:
-        with self.store.transaction() as conn:
-            conn.execute("DELETE FROM cards WHERE orchestration_id = ?", (orch_id,))
-
     # -- pacing: thread order, digests on a clock, the destination's backoff ---------------
-
-    def absorb_digests(self) -> int:
-        """A final summary lists every failure: failure digests of its run still pending (older
-        than the summary) are superseded by it, so that the summary is the run's last reply."""
-        with self.store.transaction() as conn:
-            cur = conn.execute(
-                "UPDATE outbox SET status = 'superseded', last_error = 'absorbed into the final "
-                "summary, outbox ' || (SELECT MIN(f.id) FROM outbox f WHERE f.kind = 'finished' "
-                "AND f.orchestration_id = outbox.orchestration_id AND f.id > outbox.id) "
-                "WHERE status = 'pending' AND kind = 'failure_digest' AND EXISTS (SELECT 1 "
-                "FROM outbox f WHERE f.kind = 'finished' AND f.id > outbox.id "
-                "AND f.orchestration_id = outbox.orchestration_id "
-                "AND f.status IN ('pending', 'sent'))"
-            )
-            return max(cur.rowcount, 0)
-
-    def last_digest_sent(self, orch_id: str) -> datetime | None:
-        """When the newest failure digest of the orchestration's current run was sent (a run
-        ends with its final summary; a retry starts the next one)."""
-        row = self.store.conn.execute(
-            "SELECT MAX(sent_at) FROM outbox WHERE orchestration_id = ? "
-            "AND kind = 'failure_digest' AND status = 'sent' AND id > COALESCE((SELECT MAX(id) "
-            "FROM outbox WHERE orchestration_id = ? AND kind = 'finished'), 0)",
-            (orch_id, orch_id),
-        ).fetchone()
-        return from_iso(row[0])
-
-    def reported_reasons(self, orch_id: str) -> set[str]:
-        """The failure reasons the sent digests of the orchestration's current run named."""
-        rows = self.store.conn.execute(
-            "SELECT payload FROM outbox WHERE orchestration_id = ? AND kind = 'failure_digest' "
-            "AND status = 'sent' AND id > COALESCE((SELECT MAX(id) FROM outbox "
-            "WHERE orchestration_id = ? AND kind = 'finished'), 0)",
-            (orch_id, orch_id),
-        ).fetchall()
-        return {
-            str(group.get("reason"))
-            for (payload,) in rows
-            for group in json.loads(payload).get("failures", [])
-        }
-
-    def schedule(self, entry: Entry, at: datetime | None) -> None:
-        """Hold a notification that was never attempted until ``at`` (None: due now)."""
-        self._set(entry, "next_attempt_at = ?", [iso(at) if at else None])
 
     def scheduled(self, now: datetime) -> int:
         """Failure digests waiting for their clock: pending by design, not undelivered."""
@@ -378,17 +427,20 @@ class Outbox:
                 found.append((entry, str(method), left))
         return found
 
-    def release_backoff(self, now: datetime) -> int:
-        """Slack answered again: what waited out a transient error is due now. A 429's
-        ``Retry-After`` still holds for the notifications it was given to."""
+    def release_backoff(self, now: datetime) -> list[int]:
+        """Slack answered again: what waited out a transient error is due now (their IDs). A
+        429's ``Retry-After`` still holds for the notifications it was given to."""
         with self.store.transaction() as conn:
-            cur = conn.execute(
-                f"UPDATE outbox SET next_attempt_at = ? WHERE {self._TRANSIENT_WAIT}",
-                (iso(now), iso(now)),
+            ids = [
+                int(row[0])
+                for row in conn.execute(
+                    f"SELECT id FROM outbox WHERE {self._TRANSIENT_WAIT}", (iso(now),)
+                )
+            ]
+            conn.executemany(
+                "UPDATE outbox SET next_attempt_at = ? WHERE id = ?", [(iso(now), i) for i in ids]
             )
-            return max(cur.rowcount, 0)
-
-    # -- what users do --------------------------------------------------------------------
+            return ids
 
     # -- what /metrics reports --------------------------------------------------------------
 
@@ -420,11 +472,13 @@ class Outbox:
         return counts, from_iso(row[0])
 
     def retry(self, ids: Sequence[int], now: datetime) -> int:
-        """Send failed or dead intents again (attempt counter reset)."""
+        """Send failed or dead intents again (attempt counter and give-up clock reset); the
+        sender puts them back in event order, skipping what newer notifications superseded."""
         marks = ", ".join("?" * len(ids))
         with self.store.transaction() as conn:
             cur = conn.execute(
-                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ? "
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, "
+                "failing_since = NULL "
                 f"WHERE id IN ({marks}) AND status IN ('failed', 'dead', 'pending')",
                 (iso(now), *ids),
             )

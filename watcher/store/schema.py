@@ -210,6 +210,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tracked ADD COLUMN stuck TEXT;
     CREATE INDEX transitions_by_operation ON transitions (orchestration_id, operation_id, id);
     """,
+    # 7: notifications give up on time (slack.give_up_after), not on a count: since when a
+    # pending notification has been failing for a transient reason (429s do not count).
+    """
+    ALTER TABLE outbox ADD COLUMN failing_since TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -299,6 +299,7 @@ class Service:
                 deadline=time.monotonic() + FLUSH_DEADLINE,
                 linger=0.0,
                 allowed=lambda: self.lease.held,
+                final=True,
             )
         )
         hurry = asyncio.ensure_future(self._hurry.wait())

@@ -135,6 +135,7 @@ def board(app: Watcher, state: BoardState, stale_after: float) -> dict[str, Any]
         "keb_since": ago(now, state.unhealthy_since),
         "keb_error": shown(state.keb_error),
         "undelivered": state.undelivered,
+        "given_up": state.given_up,
         "stale_after": duration(stale_after),
     }
 
