@@ -76,6 +76,7 @@ def test_after_a_slack_outage_the_thread_is_in_order_and_one_poll_catches_up(
     s.sim.advance(300)
     assert cli("--config", cfg, "poll").code == 0
     # Slack goes down for 10 calls while operations keep failing.
+    updates_before = sum(c.method == "chat.update" and c.ok for c in s.slack.calls)
     s.slack.outage(10)
     polls_in_outage = 0
     while s.slack.outage_left:
@@ -86,14 +87,15 @@ def test_after_a_slack_outage_the_thread_is_in_order_and_one_poll_catches_up(
     assert polls_in_outage >= 2  # so that digests and card edits piled up
     pending = cli("--config", cfg, "outbox", "list", "-o", "json").json()
     assert sum(e["kind"] == "progress" for e in pending) <= 1  # edits coalesced while waiting
-    updates_before = sum(c.method == "chat.update" and c.ok for c in s.slack.calls)
     # Slack is back: the first poll delivers everything and exits 0.
     s.sim.advance(200)
     caught_up = cli("--config", cfg, "poll")
     assert caught_up.code == 0, caught_up.err
     assert cli("--config", cfg, "outbox", "list", "-o", "json").json() == []
-    # Pending card edits of the outage went out as one edit, not one per poll.
-    assert sum(c.method == "chat.update" and c.ok for c in s.slack.calls) - updates_before == 1
+    # Pending card edits of the outage went out as one edit, not one per poll: at most that
+    # one and the catch-up poll's own (none when its cycle was deferred, KEB having moved).
+    edits = sum(c.method == "chat.update" and c.ok for c in s.slack.calls) - updates_before
+    assert 1 <= edits <= 2, (edits, polls_in_outage)
     merged = cli("--config", cfg, "outbox", "list", "--status", "superseded", "-o", "json").json()
     assert any(
         e["kind"] == "failure_digest" and e["lastError"].startswith("merged into") for e in merged
