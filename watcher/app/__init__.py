@@ -84,7 +84,8 @@ class Watcher:
     without a config file, ``demo``) and for tests: ``clock`` (the engine's, the sender's and
     the lease's time), ``store`` (an open store), ``memory`` (a private in-memory store),
     ``destination`` (where notifications go instead of the configured Slack) and ``budget``
-    (the sender's rate budget).
+    (the sender's rate budget); ``terminal`` prints what the channel would get through that
+    function, with no rate limit (``demo``).
     """
 
     def __init__(
@@ -96,7 +97,14 @@ class Watcher:
         memory: bool = False,
         destination: Destination | None = None,
         budget: RateBudget | None = None,
+        terminal: Callable[[str], None] | None = None,
     ) -> None:
+        if terminal is not None:
+            from watcher.notify.budget import RateBudget
+            from watcher.notify.terminal import TerminalSlack
+
+            destination = TerminalSlack(terminal)
+            budget = RateBudget(post_interval=0.0, updates_per_minute=10**6)
         self.config = config
         self.clock = clock
         self._store = store

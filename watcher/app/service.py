@@ -26,6 +26,7 @@ from watcher.engine.cycle import CycleReport, Engine
 from watcher.errors import KebError
 from watcher.keb import KebClient
 from watcher.keb.timing import ExchangeHook
+from watcher.notify.sender import DeliveryReport, Sender
 from watcher.store.lease import Holding, Keeper, Lease, holder_id, lease_ttl
 from watcher.store.outbox import Outbox
 from watcher.store.retention import Pruned, prune
@@ -33,9 +34,21 @@ from watcher.store.retention import Pruned, prune
 if TYPE_CHECKING:
     from watcher.app import Watcher
     from watcher.engine.fleet_cycle import SelectionReport
-    from watcher.notify.sender import Sender
 
-__all__ = ["Holding", "Keeper", "Lease", "Recorded", "ServiceCycle", "ServiceCycles"]
+#: What the ``run`` face reads besides the cycles: the lease and the records of a cycle and a
+#: delivery (faces import ``app``, never the layers below it).
+__all__ = [
+    "CycleReport",
+    "DeliveryReport",
+    "Holding",
+    "Keeper",
+    "Lease",
+    "Outbox",
+    "Recorded",
+    "Sender",
+    "ServiceCycle",
+    "ServiceCycles",
+]
 
 log = logging.getLogger("watcher.app.service")
 

@@ -32,14 +32,14 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from starlette.applications import Starlette
 
 from watcher.app import Watcher
-from watcher.app.service import Holding, Keeper, ServiceCycle, ServiceCycles
+from watcher.app.service import Holding, Keeper, Sender, ServiceCycle, ServiceCycles
 from watcher.core.durations import format_duration
 from watcher.core.wording import plural, transition_text
 from watcher.errors import StoreError, WatcherError
@@ -47,9 +47,6 @@ from watcher.faces.run.health import Readiness, health_routes
 from watcher.faces.run.metrics import Metrics
 from watcher.faces.run.schedule import poll_trigger, tick_seconds
 from watcher.faces.run.server import WebServer, surface
-
-if TYPE_CHECKING:
-    from watcher.notify.sender import Sender
 
 log = logging.getLogger("watcher.faces.run.service")
 
