@@ -1,13 +1,14 @@
 """httpx, loaded without its command-line client.
 
 httpx's package imports its own command-line client (``httpx._main``: rich, pygments, click)
-whenever those happen to be installed, which costs every `watcher poll` about 50 ms at start
-(docs/benchmarks.md §7). keb-watcher never uses that client. Every module of :mod:`watcher.keb`
-takes httpx from here; while this module imports it, a finder declines ``httpx._main``, so
-httpx takes its own documented fallback (the one it takes when the ``cli`` extra is not
-installed). Nothing stands in for a module afterwards: the finder is gone once httpx is
-loaded, a later ``import httpx._main`` loads the real client, and when something imported
-httpx before keb-watcher did, that copy is used as it is (only the saving is lost).
+whenever those happen to be installed, which costs every `watcher poll` about 70 ms at start
+(docs/benchmarks.md, "Start-up"). keb-watcher never uses that client. Every module of
+:mod:`watcher.keb` takes httpx from here; while this module imports it, a finder declines
+``httpx._main``, so httpx takes its own documented fallback (the one it takes when the
+``cli`` extra is not installed). Nothing stands in for a module afterwards: the finder is
+gone once httpx is loaded, a later ``import httpx._main`` loads the real client, and when
+something imported httpx before keb-watcher did, that copy is used as it is (only the
+saving is lost).
 """
 
 from __future__ import annotations
