@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fakeslack import FakeSlack
+from watcher.config import SlackConfig
 from watcher.core.diff import Observation, Snapshot, diff
 from watcher.core.models import Operation, Orchestration
 from watcher.engine.cycle import notification_policy
@@ -100,7 +101,9 @@ def prepare(path: Path) -> Store:
 
 
 def one_cycle(store: Store) -> tuple[float, float, int]:
-    policy = notification_policy(store)
+    policy = notification_policy(
+        store, stuck_after=0.0, digest_interval=SlackConfig().digest_interval
+    )
     tracked = {t.orchestration_id: t for t in store.tracked()}
     t0 = time.perf_counter()
     for i in range(ORCHESTRATIONS):

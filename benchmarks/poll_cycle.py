@@ -47,6 +47,7 @@ from typing import Any
 
 import httpx
 
+from watcher.config import PollConfig
 from watcher.engine.cycle import Engine
 from watcher.keb import KebClient, StaticToken
 from watcher.sim import make_token
@@ -182,7 +183,9 @@ async def run(repeat: int) -> dict[str, Any]:
                 store.close()
             store = Store(workdir / f"bench-{i}.db")
             store.track(ids, None, _now())
-            engine = Engine(store, keb, concurrency=8, full_sweep_every=10**9)
+            engine = Engine(
+                store, keb, PollConfig(concurrency=8, full_sweep_every=10**9, stuck_after=0.0)
+            )
             await paired("first", engine)
         assert engine is not None
         assert store is not None

@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from watcher.config import PollConfig
 from watcher.engine.cycle import Engine
 from watcher.keb import KebClient, StaticToken
 from watcher.sim import SCENARIOS, SimServer, Simulator
@@ -45,9 +46,8 @@ async def measure(orchestrations: int, repeat: int) -> dict[str, Any]:
         store.track(ids, None, sim.now)
 
         def engine(after: float) -> Engine:
-            return Engine(
-                store, keb, clock=lambda: sim.now, full_sweep_every=1e12, stuck_after=after
-            )
+            poll = PollConfig(full_sweep_every=1e12, stuck_after=after)
+            return Engine(store, keb, poll, clock=lambda: sim.now)
 
         off, on = engine(0.0), engine(7200.0)
         first = await off.poll_once()  # the baseline

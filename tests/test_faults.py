@@ -100,3 +100,18 @@ def test_orchestration_unknown_to_keb_is_reported_once_and_is_not_a_failure(
     listed = cli("--config", str(keb.config), "list", "-o", "json").json()
     assert listed[0]["notFound"] is True
     assert listed[0]["finished"] is True
+
+
+def test_without_slack_an_outage_queues_no_alert(keb_factory: Any, cli: Cli) -> None:
+    """``poll.alert_after`` applies only where there is somewhere to send the alert: a
+    watcher without Slack polls through an outage and leaves the outbox empty."""
+    keb: Keb = keb_factory("small")
+    cfg = str(keb.config)
+    with open(cfg, "a") as f:
+        f.write('alert_after = "0s"\n')
+    assert cli("--config", cfg, "track", *keb.sim.orchestration_ids()).code == 0
+    assert cli("--config", cfg, "poll").code == 0
+    keb.server.stop()
+    assert cli("--config", cfg, "poll").code == 1
+    assert cli("--config", cfg, "poll").code == 1
+    assert cli("--config", cfg, "outbox", "list", "-o", "json").json() == []

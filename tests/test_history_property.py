@@ -27,6 +27,7 @@ from tests.history_check import (
     first_kinds,
     recorded_paths,
 )
+from watcher.config import PollConfig
 from watcher.core.models import PENDING
 from watcher.engine.cycle import Engine
 from watcher.engine.incremental import full_sweep_cost
@@ -51,7 +52,9 @@ def run_history(
     store.track([keb.orch_id], None, CLOCK)
 
     def engine(s: Store, full_every: float) -> Engine:
-        return Engine(s, keb, clock=lambda: CLOCK, full_sweep_every=full_every)
+        return Engine(
+            s, keb, PollConfig(full_sweep_every=full_every, stuck_after=0.0), clock=lambda: CLOCK
+        )
 
     full_every = rng.choice([0.0, 10**9])
     steps = 0

@@ -18,10 +18,14 @@ from typing import Any
 import pytest
 
 from tests.fake_keb import FakeKeb
+from watcher.config import PollConfig
 from watcher.core.models import FAILED, IN_PROGRESS, PENDING, SUCCEEDED, Operation, Page
 from watcher.engine.cycle import Engine, PollResult
 from watcher.errors import KebListChanged
 from watcher.store.database import Store
+
+#: Settings whose periodic full sweep never comes due (and no stuck check).
+NO_SWEEP = PollConfig(full_sweep_every=1e9, stuck_after=0.0)
 
 CLOCK = datetime(2026, 1, 1, tzinfo=UTC)
 SIZE = 500
@@ -34,7 +38,7 @@ class World:
         self.keb.step()  # the orchestration starts: 500 pending operations
         self.store = Store(tmp / "w.db")
         self.store.track([self.keb.orch_id], None, CLOCK)
-        self.engine = Engine(self.store, self.keb, clock=lambda: CLOCK, full_sweep_every=1e9)
+        self.engine = Engine(self.store, self.keb, NO_SWEEP, clock=lambda: CLOCK)
 
     def poll(self) -> tuple[PollResult, int]:
         before = self.keb.requests
@@ -173,7 +177,9 @@ def test_a_failed_orchestration_waiting_for_a_retry_costs_one_request_a_cycle(
     now = [CLOCK]
     with Store(tmp_path / "f.db") as store:
         store.track([keb.orch_id], None, CLOCK)
-        engine = Engine(store, keb, clock=lambda: now[0], full_sweep_every=60.0)
+        engine = Engine(
+            store, keb, PollConfig(full_sweep_every=60.0, stuck_after=0.0), clock=lambda: now[0]
+        )
         asyncio.run(engine.poll_once())  # the baseline: failed, finished (nothing to deliver)
         for hours in (1, 24, 24 * 6):
             now[0] = CLOCK + timedelta(hours=hours)

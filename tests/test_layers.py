@@ -35,6 +35,15 @@ ORDER = (
     "errors",
     "redact",
 )
+#: The arrows that may not skip a layer, each with the layers it may point to besides its
+#: own. A face reaches the engine, KEB, the store and notifications only through ``app``
+#: (the one composition root); beside it, the settings records, core's values and decisions,
+#: the leaves (logs, clock, errors, redact) and the simulator (``sim``, ``demo``). The root
+#: group reaches commands through ``faces`` and needs only the leaves besides.
+NO_SKIPPING = {
+    "cli": {"faces", "logs", "errors", "redact"},
+    "faces": {"app", "config", "core", "logs", "clock", "errors", "redact", "sim"},
+}
 #: Third-party packages that do I/O, and the one layer that may import each.
 OWNERS = {
     "sqlite3": {"store"},
@@ -96,6 +105,19 @@ def test_layers_only_import_downwards() -> None:
                 continue
             if ORDER.index(target) < ORDER.index(layer):
                 broken.append(f"{path}:{line}: {layer} imports {name}, a layer above it")
+    assert broken == []
+
+
+def test_faces_and_cli_skip_no_layer() -> None:
+    broken = []
+    for path, layer in modules():
+        allowed = NO_SKIPPING.get(layer)
+        if allowed is None:
+            continue
+        for line, name in imports(path):
+            target = layer_of(name)
+            if target is not None and target != layer and target not in allowed:
+                broken.append(f"{path}:{line}: {layer} imports {name}, skipping a layer")
     assert broken == []
 
 

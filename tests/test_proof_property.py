@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fake_keb import FakeKeb
+from watcher.config import PollConfig
 from watcher.engine.cycle import Engine, PollResult
 from watcher.store.database import Store
 
@@ -41,7 +42,12 @@ class Proof:
         )
         self.store = Store(tmp / f"p-{uuid.uuid4().hex}.db")
         self.store.track([self.keb.orch_id], None, CLOCK)
-        self.engine = Engine(self.store, self.keb, clock=lambda: CLOCK, full_sweep_every=1e9)
+        self.engine = Engine(
+            self.store,
+            self.keb,
+            PollConfig(full_sweep_every=1e9, stuck_after=0.0),
+            clock=lambda: CLOCK,
+        )
         self.stored: dict[str, str] = {}
         self.seen_transitions = 0
 

@@ -12,7 +12,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from tests.conftest import Cli, Keb, write_config
-from watcher.app import Watcher, keb_client
+from watcher.app import Watcher
 from watcher.config import PollConfig, load_config
 from watcher.core.cadence import Standing, cadence, discover, due, is_due
 from watcher.core.models import MaintenanceWindow, Orchestration
@@ -240,17 +240,16 @@ def test_one_cycle_polls_only_the_orchestrations_that_are_due(
                 )
                 return value or 0.0
 
-            async with keb_client(config) as client:
-                service._keb = client
-                service._engine = app.engine(client)
+            async with service.cycles.open():
                 for step in range(4):
                     before = polls()
                     await service._cycle()
                     polled.append(int(polls() - before))
                     if step == 1:
                         keb.sim.advance(15)  # the first one starts
+                        last_polled = service.cycles._last_polled
                         for orch_id in ids:  # three ticks pass
-                            service._last_polled[orch_id] -= timedelta(seconds=3 * service.tick)
+                            last_polled[orch_id] -= timedelta(seconds=3 * service.tick)
         return polled
 
     assert asyncio.run(main()) == [5, 0, 5, 1]
@@ -280,9 +279,7 @@ def test_discovery_tracks_running_orchestrations_not_ended_or_untracked_ones(
     config = load_config(config_path, {})
 
     async def cycle(service: Service) -> None:
-        async with keb_client(config) as client:
-            service._keb = client
-            service._engine = service.app.engine(client)
+        async with service.cycles.open():
             await service._cycle()
 
     with Watcher(config) as app:
@@ -299,3 +296,31 @@ def test_discovery_tracks_running_orchestrations_not_ended_or_untracked_ones(
         assert not app.store.is_known(ids[4])
         registry = service.metrics.registry
         assert registry.get_sample_value("keb_watcher_discovered_orchestrations_total") == 3
+
+
+def test_an_orchestration_waiting_for_its_windows_is_polled_less_often(
+    keb_factory: Callable[[str], Keb], cli: Cli
+) -> None:
+    """Every operation of the maintenance orchestration waits for a window hours ahead: the
+    service's cycle reads those windows (one query for the tracked set) and leaves it alone
+    for ten ticks (half the wait), where one with no window would be polled after three."""
+    keb = keb_factory("maintenance")
+    keb.sim.advance(2400)  # 08:40: the 08:00 window's operations are done, 24 wait from 09:00
+    ids = keb.sim.orchestration_ids()
+    assert cli("--config", str(keb.config), "track", *ids).code == 0
+    config = load_config(keb.config, {})
+
+    async def main() -> list[int]:
+        polled = []
+        with Watcher(config, clock=lambda: keb.sim.now) as app:
+            service = Service(app)
+            async with service.cycles.open():
+                for _ in range(3):
+                    cycle = await service.cycles.cycle(app.clock())
+                    polled.append(len(cycle.report.results))
+                    last_polled = service.cycles._last_polled
+                    for orch_id in ids:  # three ticks pass
+                        last_polled[orch_id] -= timedelta(seconds=3 * service.tick)
+        return polled
+
+    assert asyncio.run(main()) == [1, 0, 0]

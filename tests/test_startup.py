@@ -86,3 +86,34 @@ def test_the_paths_that_need_them_still_load_them(small: Keb, tmp_path: Path) ->
     assert "jinja2" in heavy
     code, heavy, _err = loaded("render", "progress", cwd=tmp_path)
     assert "jinja2" in heavy
+
+
+#: httpx's command-line client stays out of keb-watcher's httpx, leaves nothing behind, and
+#: loads for real when asked for afterwards; httpx imported first is used as it is.
+HTTPX_PROBE = """
+import sys
+if sys.argv[1] == "httpx-first":
+    import httpx
+import watcher.keb
+from watcher.keb._httpx import httpx
+print("cli-loaded" if "httpx._main" in sys.modules else "cli-skipped")
+assert not any(type(f).__module__ == "watcher.keb._httpx" for f in sys.meta_path)
+import httpx._main
+print(type(httpx._main.main).__name__)
+"""
+
+
+@pytest.mark.parametrize(
+    ("order", "expected"), [("keb-first", "cli-skipped"), ("httpx-first", "cli-loaded")]
+)
+def test_httpx_loads_without_its_command_line_client_in_any_order(
+    order: str, expected: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", HTTPX_PROBE, order],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == [expected, "Command"]

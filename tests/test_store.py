@@ -10,7 +10,7 @@ import pytest
 
 from watcher.core.diff import Diff, Observation, Snapshot, Transition, TransitionKind, diff
 from watcher.core.intents import Intent
-from watcher.core.models import Operation, Orchestration
+from watcher.core.models import MaintenanceWindow, Operation, Orchestration
 from watcher.core.tracked import due
 from watcher.errors import StoreError
 from watcher.store.database import SCHEMA_VERSION, Store
@@ -162,3 +162,34 @@ def test_every_sqlite_error_is_a_store_error_reads_included(tmp_path: Path) -> N
     with pytest.raises(StoreError, match=r"w\.db: undelivered failed"):
         Outbox(store).undelivered()
     store.close()
+
+
+def test_the_windows_and_failures_of_every_tracked_orchestration_in_one_query(
+    tmp_path: Path,
+) -> None:
+    """`watcher run` reads the pending windows (what is due) and the failure reasons (its
+    metrics) of the whole tracked set with one statement each, and they agree with the reads
+    of one orchestration."""
+    night = MaintenanceWindow("0000-01-01T22:00:00Z", "0000-01-01T23:00:00Z")
+    snapshot = {
+        "op0": Operation("op0", runtime_id="r0", state="pending", window=night),
+        "op1": Operation("op1", runtime_id="r1", state="pending", window=night),
+        "op2": Operation("op2", runtime_id="r2", state="failed", description="quota"),
+        "op3": Operation("op3", runtime_id="r3", state="failed", description="quota"),
+    }
+    with Store(tmp_path / "w.db") as store:
+        store.track(["o1", "o2"], None, NOW)
+        head = store.load_head("o1")
+        result = diff(store.load_snapshot(head), Observation(orch(), snapshot), NOW)
+        store.commit_diff(result, now=NOW, cycle_id=None, full_sweep=True)
+        statements: list[str] = []
+        store.conn.set_trace_callback(statements.append)
+        windows = store.pending_windows_of(["o1", "o2"])
+        reasons = store.tracked_failure_reasons()
+        store.conn.set_trace_callback(None)
+        assert len(statements) == 2
+        assert windows == {"o1": tuple(store.pending_windows("o1"))} == {"o1": (night,)}
+        assert reasons == store.failure_reasons("o1") == [("quota", 2)]
+        store.untrack(["o1"], NOW)
+        assert store.pending_windows_of(["o1", "o2"]) == {}
+        assert store.tracked_failure_reasons() == []

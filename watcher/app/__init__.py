@@ -24,8 +24,8 @@ from watcher.config import Config
 from watcher.core.diff import Transition
 from watcher.core.ids import is_uuid, require_uuids, resolve
 from watcher.core.models import Orchestration, is_terminal_orchestration
-from watcher.core.tracked import Silence, Tracked, due
-from watcher.engine.cycle import CycleReport, Engine, notification_policy
+from watcher.core.tracked import Silence, Tracked
+from watcher.engine.cycle import CycleReport, Engine, due_now, notification_policy
 from watcher.engine.observer import KebReader
 from watcher.errors import KebNotFound, UsageError
 from watcher.keb import KebClient
@@ -84,7 +84,8 @@ class Watcher:
     without a config file, ``demo``) and for tests: ``clock`` (the engine's, the sender's and
     the lease's time), ``store`` (an open store), ``memory`` (a private in-memory store),
     ``destination`` (where notifications go instead of the configured Slack) and ``budget``
-    (the sender's rate budget).
+    (the sender's rate budget); ``terminal`` prints what the channel would get through that
+    function, with no rate limit (``demo``).
     """
 
     def __init__(
@@ -96,7 +97,14 @@ class Watcher:
         memory: bool = False,
         destination: Destination | None = None,
         budget: RateBudget | None = None,
+        terminal: Callable[[str], None] | None = None,
     ) -> None:
+        if terminal is not None:
+            from watcher.notify.budget import RateBudget
+            from watcher.notify.terminal import TerminalSlack
+
+            destination = TerminalSlack(terminal)
+            budget = RateBudget(post_interval=0.0, updates_per_minute=10**6)
         self.config = config
         self.clock = clock
         self._store = store
@@ -223,7 +231,7 @@ class Watcher:
         """The tracked orchestrations the next cycle polls: unfinished ones, ended ones whose
         final notification is not delivered yet, and failed ones still watched for a retry
         (``poll.retry_window``)."""
-        return due(self.store.tracked(), self.clock(), self.config.poll.retry_window)
+        return due_now(self.config.poll, self.store.tracked(), self.clock())
 
     def history(self, orch_id: str) -> list[Transition]:
         orch_id = self.resolve(orch_id)
@@ -280,9 +288,8 @@ class Watcher:
         return Engine(
             self.store,
             keb,
+            self.config.poll,
             clock=self.clock,
-            full_sweep_every=self.config.poll.full_sweep_every,
-            concurrency=self.config.poll.concurrency,
             policy=(
                 notification_policy(
                     self.store,
@@ -292,10 +299,8 @@ class Watcher:
                 if notifying
                 else None
             ),
-            alert_after=self.config.poll.alert_after if notifying else None,
+            alerts=notifying,
             keb_url=self.config.keb.url,
-            retry_window=self.config.poll.retry_window,
-            stuck_after=self.config.poll.stuck_after,
         )
 
     def sender(self) -> Sender | None:

@@ -15,11 +15,15 @@ from watcher.core.diff import Transition
 from watcher.core.models import Operation, Orchestration, finished_count
 from watcher.core.policy import Reference, summary
 from watcher.errors import UsageError
+from watcher.notify.pages import PageRenderer
 from watcher.store.board import OperationPage
 from watcher.store.database import Store
 
 if TYPE_CHECKING:
     from watcher.app import Watcher
+
+#: The dashboard's autoescaping page renderer, for the web face.
+__all__ = ["BoardState", "DashboardReads", "PageRenderer"]
 
 
 @dataclass(frozen=True, slots=True)

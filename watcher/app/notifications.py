@@ -1,6 +1,7 @@
 """Checking, previewing and testing notifications: what ``check-config``, ``render`` and
-``notify-test`` ask of the composition root. The notification stack (Jinja2, slack-sdk) loads
-only here and in the sender, never on the poll path without Slack."""
+``notify-test`` ask of the composition root, and the names of the notification stack those
+faces show (templates, samples, outbox statuses). The notification stack (Jinja2, slack-sdk)
+loads only here and in the sender, never on the poll path without Slack."""
 
 from __future__ import annotations
 
@@ -13,10 +14,22 @@ from watcher.core.models import FAILED
 from watcher.core.policy import summary
 from watcher.core.wording import transition_text
 from watcher.errors import ConfigError, UsageError
+from watcher.notify.render import TEMPLATES, Renderer
+from watcher.notify.samples import SAMPLES
+from watcher.store.outbox import STATUSES, UNDELIVERED
 
 if TYPE_CHECKING:
     from watcher.app import Watcher
     from watcher.notify.render import Rendered
+
+__all__ = [
+    "SAMPLES",
+    "STATUSES",
+    "TEMPLATES",
+    "UNDELIVERED",
+    "NotificationTools",
+    "Renderer",
+]
 
 
 class NotificationTools:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from watcher.clock import utcnow
+from watcher.config import PollConfig
 from watcher.core.afterlife import after_outcome_note, ended_before, running
 from watcher.core.diff import Diff, NotFound, TransitionKind, diff
 from watcher.core.intents import Intent
@@ -54,9 +55,13 @@ Policy = Callable[[Diff, Tracked, datetime], Sequence[Intent]]
 Selector = Callable[[Sequence[Tracked]], Sequence[Tracked]]
 
 
-def notification_policy(
-    store: Store, *, stuck_after: float = 0.0, digest_interval: float = 600.0
-) -> Policy:
+def due_now(poll: PollConfig, tracked: Sequence[Tracked], now: datetime) -> list[Tracked]:
+    """What a cycle at ``now`` polls (:func:`watcher.core.tracked.due`): the one reader of
+    ``poll.retry_window``, for the engine and for what ``run`` reports as tracked."""
+    return due(tracked, now, poll.retry_window)
+
+
+def notification_policy(store: Store, *, stuck_after: float, digest_interval: float) -> Policy:
     """:func:`watcher.core.policy.decide`, with the progress reference read from the history
     and, on the card, what is stuck (``poll.stuck_after``; 0: not looked for); plus the
     after-the-outcome note (:mod:`watcher.core.afterlife`, at most one per
@@ -156,32 +161,33 @@ class CycleReport:
 
 
 class Engine:
-    """Polls tracked orchestrations and records what changed."""
+    """Polls tracked orchestrations and records what changed.
+
+    ``poll`` gives the settings (``full_sweep_every``, ``concurrency``, ``retry_window``,
+    ``stuck_after``, ``alert_after``): their defaults live in :class:`PollConfig` only. The
+    KEB alert is raised only with ``alerts`` (there is somewhere to send it)."""
 
     def __init__(
         self,
         store: Store,
         keb: KebReader,
+        poll: PollConfig,
         *,
         clock: Callable[[], datetime] = utcnow,
-        full_sweep_every: float = 1800.0,
-        concurrency: int = 4,
         policy: Policy | None = None,
-        alert_after: float | None = None,
+        alerts: bool = False,
         keb_url: str = "",
-        retry_window: float = 7 * 86400.0,
-        stuck_after: float = 0.0,
     ) -> None:
         self.store = store
         self.observer = Observer(keb, store)
         self.clock = clock
-        self.full_sweep_every = timedelta(seconds=full_sweep_every)
-        self.concurrency = concurrency
+        self.full_sweep_every = timedelta(seconds=poll.full_sweep_every)
+        self.concurrency = poll.concurrency
         self.policy = policy
-        self.alert_after = alert_after
+        self.alert_after = poll.alert_after if alerts else None
         self.keb_url = keb_url
-        self.retry_window = retry_window
-        self.stuck_after = stuck_after
+        self.poll = poll
+        self.stuck_after = poll.stuck_after
 
     async def poll_once(self, select: Selector | None = None) -> CycleReport:
         """Exactly one cycle over every tracked, unfinished orchestration (those of them that
@@ -190,16 +196,16 @@ class Engine:
         t0 = time.perf_counter()
         requests_before = _requests(self.observer.keb)
         cycle_id = self.store.begin_cycle(started)
-        due_now = due(self.store.tracked(), started, self.retry_window)
+        chosen = due_now(self.poll, self.store.tracked(), started)
         if select is not None:
-            due_now = list(select(due_now))
+            chosen = list(select(chosen))
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(tracked: Tracked) -> PollResult:
             async with gate:
                 return await self.poll_orchestration(tracked, cycle_id)
 
-        results = list(await asyncio.gather(*(one(t) for t in due_now)))
+        results = list(await asyncio.gather(*(one(t) for t in chosen)))
         self.store.record_checks(
             [r.orchestration_id for r in results if r.ok and r.mode == "unchanged"], self.clock()
         )

@@ -89,7 +89,7 @@ class FleetWatch:
     holds them for one."""
 
     selection: Selection
-    full_sweep_every: timedelta = timedelta(minutes=30)
+    full_sweep_every: timedelta
     records: dict[str, RuntimeRecord] = field(default_factory=dict)
     last_full_sweep: datetime | None = None
     baseline_taken: bool = False

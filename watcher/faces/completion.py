@@ -47,15 +47,15 @@ def complete_ids(
     """The tracked orchestrations whose IDs start with what is typed, their state as help."""
     logging.disable(logging.CRITICAL)  # nor a warning about the file's mode: this is a Tab
     try:
+        from watcher.app import Watcher
         from watcher.config import load_config
-        from watcher.store.database import Store
 
         path = ctx.find_root().params.get("config_path")
         config = load_config(Path(path) if path else None, os.environ, local=True)
         if config.source is None or not Path(config.storage.path).exists():
             return []
-        with Store(config.storage.path, create=False) as store:
-            tracked = store.tracked()
+        with Watcher(config) as app:
+            tracked = app.tracked()
     except Exception:  # a shell's Tab must never print a traceback or an error
         return []
     finally:

@@ -41,8 +41,6 @@ from watcher.core.durations import format_duration, parse_duration
 from watcher.core.models import is_terminal_orchestration
 from watcher.core.wording import counts_text, plural
 from watcher.faces.watch.live import StateBar
-from watcher.notify.budget import RateBudget
-from watcher.notify.terminal import TerminalSlack
 from watcher.sim import SimServer, Simulator
 
 
@@ -104,8 +102,7 @@ async def run_demo(
         with Watcher(
             config,
             clock=lambda: sim.now,
-            destination=TerminalSlack(printer.echo),
-            budget=RateBudget(post_interval=0.0, updates_per_minute=10**6),
+            terminal=printer.echo,
         ) as app:
             if web is None:
                 return await _follow(app, sim, printer, interval, limit, workdir, terminal)

@@ -9,11 +9,9 @@ import sys
 import click
 
 from watcher.app import Watcher
+from watcher.app.notifications import SAMPLES, STATUSES, TEMPLATES, UNDELIVERED, Renderer
 from watcher.config import default_config_path
 from watcher.faces.completion import complete_ids
-from watcher.notify.render import TEMPLATES, Renderer
-from watcher.notify.samples import SAMPLES
-from watcher.store.outbox import STATUSES, UNDELIVERED
 
 
 def _app(ctx: click.Context, *, local: bool = False) -> Watcher:

@@ -367,7 +367,7 @@ def check_config(obj: Context, online: bool) -> None:
         click.echo(f"watcher: {error}", err=True)
     if errors:
         sys.exit(2)
-    from watcher.notify.render import TEMPLATES
+    from watcher.app.notifications import TEMPLATES
 
     click.echo(f"templates: all {len(TEMPLATES)} render against sample data")
     if online:

@@ -4,9 +4,6 @@ This package is the only part of keb-watcher that imports httpx; everything it r
 :class:`watcher.errors.WatcherError`.
 """
 
-# First: httpx must be imported the lean way (see the module).
-import watcher.keb._httpx  # noqa: F401, I001
-
 from watcher.keb.auth import CommandToken, FileToken, StaticToken, TokenProvider
 from watcher.keb.client import KebClient
 from watcher.keb.retry import RetryPolicy, parse_retry_after

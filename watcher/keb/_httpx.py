@@ -1,27 +1,52 @@
-"""Load httpx without its command-line client.
+"""httpx, loaded without its command-line client.
 
 httpx's package imports its own command-line client (``httpx._main``: rich, pygments, click)
-whenever those happen to be installed, which costs `watcher poll` about 30 ms at every start.
-keb-watcher never uses that client, so a stand-in takes its place before httpx is first
-imported (:mod:`watcher.keb` imports this module first); ``python -m httpx`` in a process of
-its own is unaffected.
+whenever those happen to be installed, which costs every `watcher poll` about 70 ms at start
+(docs/benchmarks.md, "Start-up"). keb-watcher never uses that client. Every module of
+:mod:`watcher.keb` takes httpx from here; while this module imports it, a finder declines
+``httpx._main``, so httpx takes its own documented fallback (the one it takes when the
+``cli`` extra is not installed). Nothing stands in for a module afterwards: the finder is
+gone once httpx is loaded, a later ``import httpx._main`` loads the real client, and when
+something imported httpx before keb-watcher did, that copy is used as it is (only the
+saving is lost).
 """
 
+from __future__ import annotations
+
+import importlib.abc
 import sys
-import types
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+
+#: The one module declined while httpx loads.
+COMMAND_LINE = "httpx._main"
 
 
-def _skip_httpx_command_line() -> None:
-    """Put the stand-in in place unless httpx (or its client) is already loaded."""
-    if "httpx" in sys.modules or "httpx._main" in sys.modules:
-        return
-    stand_in = types.ModuleType("httpx._main")
+class _DeclineCommandLine(importlib.abc.MetaPathFinder):
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> ModuleSpec | None:
+        if fullname == COMMAND_LINE:
+            raise ImportError(f"{COMMAND_LINE} is not loaded by keb-watcher", name=fullname)
+        return None
 
-    def main() -> None:  # pragma: no cover - never called by keb-watcher
-        raise SystemExit("keb-watcher loaded httpx without its command-line client")
 
-    stand_in.main = main  # type: ignore[attr-defined]
-    sys.modules["httpx._main"] = stand_in
+@contextmanager
+def _without_command_line() -> Iterator[None]:
+    finder = _DeclineCommandLine()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
 
 
-_skip_httpx_command_line()
+with _without_command_line():
+    import httpx
+
+__all__ = ["httpx"]

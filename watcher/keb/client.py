@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import httpx
-
 from watcher import __version__
 from watcher.core.models import (
     MAX_PAGE_SIZE,
@@ -31,6 +29,7 @@ from watcher.core.models import (
     parse_page,
 )
 from watcher.errors import ConfigError, KebListChanged, KebRequestError, KebResponseError
+from watcher.keb._httpx import httpx
 from watcher.keb.auth import TokenProvider
 from watcher.keb.paging import (
     MAX_TOTAL_COUNT,

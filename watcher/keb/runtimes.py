@@ -29,11 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-import httpx
-
 from watcher.core.fleet import FleetRuntime, parse_runtimes_page
 from watcher.core.models import MAX_PAGE_SIZE, Page
 from watcher.errors import KebAuthError, KebResponseError, KebUnsupportedType
+from watcher.keb._httpx import httpx
 from watcher.keb.auth import TokenProvider
 from watcher.keb.client import DEFAULT_RETRY, USER_AGENT, _base_url
 from watcher.keb.retry import RetryPolicy

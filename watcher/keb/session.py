@@ -24,8 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-import httpx
-
 from watcher.errors import (
     KebAuthError,
     KebError,
@@ -40,6 +38,7 @@ from watcher.errors import (
     KebUnsupportedType,
     TokenError,
 )
+from watcher.keb._httpx import httpx
 from watcher.keb.auth import TokenProvider
 from watcher.keb.messages import describe_body, describe_not_json, one_line, os_reason, redact
 from watcher.keb.retry import RetryPolicy, parse_retry_after

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import httpx
+from watcher.keb._httpx import httpx
 
 #: Called once per exchange: the status class (``2xx``, ``4xx``, ``5xx``...) or ``error``
 #: (no response: connection refused, timeout, cancelled), and the seconds to the headers.

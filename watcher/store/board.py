@@ -52,6 +52,17 @@ class BoardQueries:
         ).fetchall()
         return [(str(row[0]), int(row[1])) for row in rows]
 
+    def tracked_failure_reasons(self) -> list[tuple[str, int]]:
+        """Failed operations of every actively tracked orchestration grouped by orchestration
+        and description, in one query (the service's metrics read them after each cycle)."""
+        rows = self.conn.execute(
+            "SELECT o.description, COUNT(*) FROM operations o JOIN tracked t "
+            "USING (orchestration_id) WHERE t.active = 1 AND o.state = ? "
+            "GROUP BY o.orchestration_id, o.description",
+            (FAILED,),
+        ).fetchall()
+        return [(str(row[0]), int(row[1])) for row in rows]
+
     def find_operations(
         self,
         orch_id: str,

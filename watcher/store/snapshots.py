@@ -86,6 +86,22 @@ class SnapshotQueries:
         ).fetchall()
         return [MaintenanceWindow(begin, end) for begin, end in rows]
 
+    def pending_windows_of(self, ids: Iterable[str]) -> dict[str, tuple[MaintenanceWindow, ...]]:
+        """The distinct maintenance windows of the pending operations of each of ``ids`` (all
+        actively tracked), in one query: ``watcher run`` asks for them on each tick."""
+        wanted = set(ids)
+        rows = self.conn.execute(
+            "SELECT DISTINCT o.orchestration_id, o.window_begin, o.window_end "
+            "FROM tracked t JOIN operations o "
+            "ON o.orchestration_id = t.orchestration_id AND o.state = 'pending' "
+            "WHERE t.active = 1"
+        ).fetchall()
+        found: dict[str, list[MaintenanceWindow]] = {}
+        for orch_id, begin, end in rows:
+            if orch_id in wanted:
+                found.setdefault(orch_id, []).append(MaintenanceWindow(begin, end))
+        return {orch_id: tuple(windows) for orch_id, windows in found.items()}
+
     def operation_ids_in_state(self, orch_id: str, state: str) -> list[str]:
         """IDs in KEB order (oldest first)."""
         rows = self.conn.execute(

@@ -40,14 +40,12 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from watcher import __version__
+from watcher.app.service import CycleReport, DeliveryReport, Outbox
 from watcher.clock import utcnow
 from watcher.core.diff import Transition, TransitionKind
 from watcher.core.failures import ranked
 from watcher.core.inert import inert
 from watcher.core.models import KNOWN_STATES, TERMINAL_OPERATION_STATES
-from watcher.engine.cycle import CycleReport
-from watcher.notify.sender import DeliveryReport
-from watcher.store.outbox import Outbox
 
 CYCLE_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 REQUEST_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -7,10 +7,12 @@ Three jobs on one APScheduler 3 ``AsyncIOScheduler`` (UTC), and the lease beside
   (APScheduler's default of one second silently drops a run that starts late). A run is
   discovery (opt-in, :func:`watcher.core.cadence.discover`), then one engine cycle over the tracked
   orchestrations that are due on this tick (:func:`watcher.core.cadence.due`), then metrics and
-  readiness. It runs at once whenever this process takes the lease.
+  readiness. It runs at once whenever this process takes the lease. The cycle itself is
+  composed in :class:`watcher.app.service.ServiceCycles`, over the same client and store that
+  ``watcher poll`` uses; this face only schedules it, serves HTTP and handles signals.
 * **deliver**, every second: the outbox sender with a short deadline, one run at a time, so
   Slack's rate limits and backoff never hold up a poll.
-* **retention**, hourly: :func:`watcher.store.retention.prune`.
+* **retention**, hourly: :meth:`watcher.app.service.ServiceCycles.prune`.
 * The :class:`~watcher.store.lease.Keeper` takes, renews or waits for the lease; no job polls, sends
   or prunes unless this process holds it.
 
@@ -28,31 +30,23 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Coroutine
+from datetime import UTC, timedelta
 from typing import Any, Final
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from starlette.applications import Starlette
 
-from watcher.app import Watcher, keb_client
-from watcher.core.cadence import Standing, discover, due
+from watcher.app import Watcher
+from watcher.app.service import Holding, Keeper, Sender, ServiceCycle, ServiceCycles
 from watcher.core.durations import format_duration
-from watcher.core.models import MaintenanceWindow
-from watcher.core.pace import idle_pending
-from watcher.core.tracked import Tracked
 from watcher.core.wording import plural, transition_text
-from watcher.engine.cycle import CycleReport, Engine
-from watcher.errors import KebError, StoreError, WatcherError
+from watcher.errors import StoreError, WatcherError
 from watcher.faces.run.health import Readiness, health_routes
 from watcher.faces.run.metrics import Metrics
 from watcher.faces.run.schedule import poll_trigger, tick_seconds
 from watcher.faces.run.server import WebServer, surface
-from watcher.keb import KebClient
-from watcher.notify.sender import Sender
-from watcher.store.lease import Holding, Keeper, Lease, holder_id, lease_ttl
-from watcher.store.retention import prune
 
 log = logging.getLogger("watcher.faces.run.service")
 
@@ -76,28 +70,23 @@ class Service:
     def __init__(self, app: Watcher, *, metrics: Metrics | None = None) -> None:
         self.app = app
         self.config = app.config
-        self.store = app.store
         self.metrics = metrics if metrics is not None else Metrics()
         self.metrics.alert_after.set(self.config.poll.alert_after)
         #: The service's notion of now (the app's clock): what it records and schedules by.
         self.clock = app.clock
         self.tick = tick_seconds(self.config.poll, self.clock())
-        self.lease = Lease(self.store, holder_id(), lease_ttl(self.tick))
+        #: The cycle this service schedules, composed by the app.
+        self.cycles = ServiceCycles(app, self.tick)
+        self.lease = self.cycles.lease()
         self.keeper = Keeper(self.lease, on_acquired=self._acquired, on_waiting=self._waiting)
         self.readiness = Readiness(
-            self.config.service.ready_after_intervals * self.tick, probe=self.store.lost
+            self.config.service.ready_after_intervals * self.tick, probe=self.cycles.lost
         )
         self._lost: str | None = None
         self._inflight: set[asyncio.Task[None]] = set()
-        self._last_polled: dict[str, datetime] = {}
-        self._ended_seen: set[str] = set()
-        self._last_transition = self.store.last_transition_id()
-        self._tracked_count = 0
         self._delivering = False
         self._stopping = False
         self._scheduler: AsyncIOScheduler | None = None
-        self._keb: KebClient | None = None
-        self._engine: Engine | None = None
         self._sender: Sender | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -116,11 +105,9 @@ class Service:
                 await web.start()
                 log.info("serving /healthz, /readyz and /metrics on %s", web.url)
                 log.info("dashboard: %s/", web.url)
-            async with keb_client(self.config, observe=self.metrics.keb_request) as keb:
-                self._keb = keb
-                self._engine = self.app.engine(keb)
-                self._sender = self.app.sender()
-                self.metrics.start_attempts_after(self.app.outbox())
+            async with self.cycles.open(observe=self.metrics.keb_request):
+                self._sender = self.cycles.sender
+                self.metrics.start_attempts_after(self.cycles.outbox())
                 self._scheduler = self._schedule()
                 self._scheduler.start()
                 log.info("%s", self._describe())
@@ -325,8 +312,7 @@ class Service:
     # -- jobs -----------------------------------------------------------------------------
 
     async def _cycle(self) -> None:
-        assert self._engine is not None
-        lost = self.store.lost()
+        lost = self.cycles.lost()
         if lost != self._lost:
             if lost:
                 log.error("%s; not polling (/readyz fails) until then", lost)
@@ -337,59 +323,37 @@ class Service:
             self.metrics.cycles.labels("failure").inc()
             return
         started, now = time.monotonic(), self.clock()
-        attempts = answered = 0
-        error: str | None = None
         try:
-            if self.config.poll.discover:
-                attempts += 1
-                error = await self._discover()
-                answered += error is None
-            report = await self._engine.poll_once(select=lambda items: self._select(items, now))
-            # Selections of runtimes (fleet watch) in the same cycle, through /runtimes.
-            fleet = await self.app.fleet.poll(notify=self.app.destination() is not None)
+            cycle = await self.cycles.cycle(now)
         except WatcherError as exc:
             log.error("poll cycle failed: %s", exc)
             self.readiness.failed(str(exc))
             self.metrics.cycles.labels("failure").inc()
             return
-        for result in report.results:
-            if result.ok:
-                self._last_polled[result.orchestration_id] = now
-            else:
-                self._last_polled.pop(result.orchestration_id, None)
-                error = error or result.error
-        attempts += len(report.results) + len(fleet)
-        answered += sum(result.ok for result in report.results) + sum(f.ok for f in fleet)
-        for selection in fleet:
-            if not selection.ok:
-                log.warning("fleet %s: poll failed: %s", selection.name, selection.error)
-                error = error or selection.error
-        success = attempts == 0 or answered > 0
-        self._account(report, time.monotonic() - started, success, error)
+        self._account(cycle, time.monotonic() - started)
 
-    def _account(
-        self, report: CycleReport, seconds: float, success: bool, error: str | None
-    ) -> None:
-        assert self._keb is not None
-        self.metrics.cycle(report, seconds, success, self.clock())
-        self.metrics.keb_stats(self._keb.stats.snapshot())
-        self.metrics.read_outbox(self.app.outbox())
-        self._last_transition, new = self.store.transitions_after(self._last_transition)
+    def _account(self, cycle: ServiceCycle, seconds: float) -> None:
+        report = cycle.report
+        self.metrics.tracked.set(cycle.tracked)
+        if cycle.discovered:
+            self.metrics.discovered.inc(len(cycle.discovered))
+        self.metrics.cycle(report, seconds, cycle.success, self.clock())
+        self.metrics.keb_stats(self.cycles.keb_stats())
+        self.metrics.read_outbox(self.cycles.outbox())
+        recorded = self.cycles.recorded()
+        new = recorded.transitions
         self.metrics.recorded(new)
-        tracked = self.store.tracked()
-        self.metrics.tracked_states(t.state for t in tracked)
-        self.metrics.failure_reasons(
-            pair for t in tracked for pair in self.store.failure_reasons(t.orchestration_id)
-        )
+        self.metrics.tracked_states(recorded.states)
+        self.metrics.failure_reasons(recorded.failure_reasons)
         for t in new:
             ids = {"orchestration_id": t.orchestration_id, "operation_id": t.operation_id}
             level = logging.DEBUG if t.operation_id else logging.INFO
             line = transition_text(t)
             log.log(level, "orchestration %s: %s", t.orchestration_id, line, extra=ids)
-        if success:
+        if cycle.success:
             self.readiness.succeeded()
         else:
-            self.readiness.failed(error or "every request to KEB failed")
+            self.readiness.failed(cycle.error or "every request to KEB failed")
         failed = len(report.failed)
         level = logging.INFO if new or failed else logging.DEBUG
         log.log(
@@ -397,53 +361,11 @@ class Service:
             "cycle %d: polled %d of %d tracked, %d transitions, %d failed, %.2fs",
             report.cycle_id,
             len(report.results),
-            self._tracked_count,
+            cycle.tracked,
             len(new),
             failed,
             seconds,
         )
-
-    def _select(self, items: Sequence[Tracked], now: datetime) -> list[Tracked]:
-        """The tracked orchestrations due on this tick (:func:`watcher.core.cadence.due`)."""
-        self._tracked_count = len(items)
-        self.metrics.tracked.set(len(items))
-        standings = []
-        for t in items:
-            last = self._last_polled.get(t.orchestration_id)
-            windows: tuple[MaintenanceWindow, ...] = ()
-            if last is not None and idle_pending(t.state, t.counts):
-                windows = tuple(self.store.pending_windows(t.orchestration_id))
-            failing = t.consecutive_failures > 0
-            standings.append(
-                Standing(t.orchestration_id, t.state, t.counts, failing, last, windows)
-            )
-        chosen = set(due(standings, now, self.tick))
-        return [t for t in items if t.orchestration_id in chosen]
-
-    async def _discover(self) -> str | None:
-        """Track what KEB lists that is new and still running; the error, if KEB failed."""
-        assert self._keb is not None
-        poll = self.config.poll
-        try:
-            listed = await self._keb.list_orchestrations(poll.discover_states)
-        except KebError as exc:
-            log.warning("discovery: cannot list orchestrations: %s", exc)
-            return str(exc)
-        known = [t.orchestration_id for t in self.store.tracked(include_inactive=True)]
-        found = discover(listed, known, poll.discover_types)
-        if found.new:
-            self.store.track(found.new, None, self.clock())
-            self.metrics.discovered.inc(len(found.new))
-            for orch_id in found.new:
-                log.info("discovery: tracking %s", orch_id, extra={"orchestration_id": orch_id})
-        for orch_id in set(found.ended) - self._ended_seen:
-            self._ended_seen.add(orch_id)
-            log.debug(
-                "discovery: %s had already ended when first listed; not tracked",
-                orch_id,
-                extra={"orchestration_id": orch_id},
-            )
-        return None
 
     async def _deliver(self) -> None:
         if self._sender is None or self._delivering:
@@ -456,8 +378,8 @@ class Service:
                 allowed=lambda: self.keeper.held,
             )
             self.metrics.delivered(report)
-            self.metrics.read_attempts(self.app.outbox())
-            self.metrics.read_outbox(self.app.outbox())
+            self.metrics.read_attempts(self.cycles.outbox())
+            self.metrics.read_outbox(self.cycles.outbox())
         except WatcherError as exc:
             log.error("delivering notifications: %s", exc)
         finally:
@@ -466,7 +388,7 @@ class Service:
     async def _prune(self) -> None:
         retention = self.config.storage.retention
         try:
-            pruned = prune(self.store, self.clock(), retention)
+            pruned = self.cycles.prune(self.clock())
         except WatcherError as exc:
             log.error("retention: %s", exc)
             return

@@ -38,6 +38,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from watcher.app import Watcher
+from watcher.app.dashboard import PageRenderer
 from watcher.config import Secret
 from watcher.core.durations import format_duration
 from watcher.core.ids import is_uuid
@@ -47,7 +48,6 @@ from watcher.faces import reports
 from watcher.faces.run.health import bearer_matches
 from watcher.faces.web import views
 from watcher.faces.web.throttle import LoginThrottle
-from watcher.notify.pages import PageRenderer
 
 log = logging.getLogger("watcher.faces.web")
 
