@@ -8,7 +8,9 @@ outbox rows carry ``fleet:<name>`` where an orchestration's carry its ID, their 
 ``fleet``; the message metadata names the selection under ``fleet``.
 
 Successes are counted on the card, never one message each; a baseline announces nothing but
-the card.
+the card. What is stuck (an operation open for the selection's threshold) is decided by
+:mod:`watcher.core.stuck`, as for orchestrations: :func:`stuck_candidates` gives it the open
+operations and since when the watcher saw each enter its state.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from watcher.core.fleet_diff import FleetChange, FleetTransition, RuntimeRecord,
 from watcher.core.followed import Followed, SourceKind, failure_digest
 from watcher.core.intents import Intent
 from watcher.core.models import FAILED
+from watcher.core.stuck import Stalled
 
 #: Delivery priorities, as for orchestrations (core/policy.py PRIORITY).
 DIGEST_PRIORITY: Final = 2
@@ -36,11 +39,43 @@ def outbox_id(name: str) -> str:
     return f"fleet:{name}"
 
 
+def stuck_candidates(
+    records: Mapping[str, RuntimeRecord],
+    entered: Mapping[str, datetime],
+    baseline: datetime | None,
+) -> list[Stalled]:
+    """Every open operation of the selection as a candidate for :func:`watcher.core.stuck.stalled`:
+    since when the watcher recorded it entering its state (``entered`` by operation ID), else
+    since the baseline (KEB's ``createdAt`` is another clock, never compared with ours)."""
+    out: list[Stalled] = []
+    for record in records.values():
+        for op in record.open_operations():
+            since = entered.get(op.operation_id) or baseline
+            if since is None:
+                continue
+            out.append(
+                Stalled(
+                    op.state,
+                    since,
+                    op.operation_id,
+                    record.shoot,
+                    op.description,
+                    subaccount_id=record.subaccount_id,
+                    instance_id=record.instance_id,
+                    kind=op.kind,
+                )
+            )
+    return out
+
+
 def fleet_card(
-    name: str, records: Mapping[str, RuntimeRecord], transitions: Sequence[FleetTransition]
+    name: str,
+    records: Mapping[str, RuntimeRecord],
+    transitions: Sequence[FleetTransition],
+    stuck: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The card's payload: runtimes, operations in progress by kind, standing failures by
-    reason, and what this cycle saw end."""
+    reason, what this cycle saw end, and what is stuck (:func:`watcher.core.stuck.view`)."""
     in_progress: Counter[str] = Counter()
     failed: list[tuple[str, int]] = []
     for record in records.values():
@@ -68,6 +103,7 @@ def fleet_card(
         "in_progress": dict(sorted(in_progress.items())),
         "failures": [{"reason": reason, "count": n} for reason, n in ranked(failed)],
         "this_cycle": dict(sorted(ended.items())),
+        "stuck": dict(stuck) if stuck else None,
     }
 
 
@@ -85,9 +121,11 @@ def fleet_intents(
     *,
     baseline: bool,
     now: datetime,
+    stuck: Mapping[str, Any] | None = None,
 ) -> list[Intent]:
-    """The card (on the baseline, and whenever something was recorded) and one failure
-    digest for the operations that ended ``failed`` in this cycle."""
+    """The card (on the baseline, and whenever something was recorded; ``stuck`` is what it
+    shows as stuck) and one failure digest for the operations that ended ``failed`` in this
+    cycle."""
     key_of = outbox_id(name)
     intents: list[Intent] = []
     failed = failures(transitions)
@@ -117,7 +155,7 @@ def fleet_intents(
                 kind,
                 key_of,
                 CARD_PRIORITY[kind],
-                fleet_card(name, records, transitions) | {"at": now.isoformat()},
+                fleet_card(name, records, transitions, stuck) | {"at": now.isoformat()},
                 channel,
             )
         )

@@ -8,6 +8,7 @@ orchestrations.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -15,8 +16,10 @@ import click
 from watcher.core.fleet import FleetRuntime, TrackedSelection, selection_filters
 from watcher.core.fleet_diff import FleetTransition, RuntimeRecord
 from watcher.core.inert import inert
+from watcher.core.stuck import Stalled
 from watcher.core.wording import plural
 from watcher.faces.context import OUTPUT, Context, emit_json
+from watcher.faces.reports import stuck_json, stuck_text, when
 
 REPEAT = {"multiple": True, "metavar": "ID"}
 
@@ -128,6 +131,7 @@ def show(obj: Context, name: str, states: tuple[str, ...], output: str) -> None:
                 "runtimes": len(view.records),
                 "operations": [_op_json(record, op) for record, op in rows],
                 "history": [_transition_json(t) for t in view.history],
+                "stuck": _stuck_json(view.stuck),
             }
         )
         return
@@ -138,8 +142,28 @@ def show(obj: Context, name: str, states: tuple[str, ...], output: str) -> None:
             f"  {record.instance_id}  {inert(record.shoot) or '-'}  {op.kind}: "
             f"{inert(op.state)}{reason}"
         )
+    if view.stuck:
+        click.echo(f"  {stuck_text(view.stuck)}")
+        for s in view.stuck:
+            click.echo(
+                inert(
+                    f"  stuck: {s.instance_id}  {s.shoot or '-'}  {s.kind or 'operation'} "
+                    f"{s.state} since {when(s.since)}"
+                )
+            )
     for t in view.history[-20:]:
         click.echo(f"  {transition_line(t)}")
+
+
+def _stuck_json(items: Sequence[Stalled]) -> dict[str, Any] | None:
+    """What is stuck in the selection (:func:`watcher.faces.reports.stuck_json` with the
+    runtime named by instance, subaccount and operation type)."""
+    shown = stuck_json(items)
+    if shown is None:
+        return None
+    for item, s in zip(shown["items"], items, strict=True):
+        item.update({"instanceId": s.instance_id, "subaccountId": s.subaccount_id, "kind": s.kind})
+    return shown
 
 
 @fleet_group.command(name="remove")

@@ -1,0 +1,132 @@
+"""Stuck for selections (issue 22, second wave), end to end: ``watcher sim --api runtimes`` as
+KEB over HTTP (its hanging update), the fake Slack Web API over HTTP, the real app with the
+simulator's clock (``poll.fleet_stuck_after``), and the real CLI for ``fleet show``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Cli
+from tests.fakeslack import FakeSlack, Message
+from watcher.app import Watcher
+from watcher.config.loader import load_config
+from watcher.notify.budget import RateBudget
+from watcher.sim.fleet import Fleet
+from watcher.sim.fleet_server import FleetServer, FleetSim, demo_fleet, runtime_token
+
+CHANNEL = "C0KYMA001"
+EPOCH = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+FAST = RateBudget(post_interval=0.01, updates_per_minute=10_000)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[Fleet, FakeSlack, Path]]:
+    fleet = demo_fleet(seed=1, size=12)
+    with (
+        FleetServer(FleetSim(fleet)) as server,
+        FakeSlack(channels={"#kyma-upgrades": CHANNEL}, post_interval=0.0) as slack,
+    ):
+        config = tmp_path / "watcher.toml"
+        config.write_text(
+            f'[keb]\nurl = "{server.url}"\ntoken = "{runtime_token()}"\ntimeout = "5s"\n'
+            f'retries = 1\n\n[storage]\npath = "{tmp_path / "watcher.db"}"\n\n'
+            '[poll]\nfull_sweep_every = "1h"\nfleet_stuck_after = "1h"\n\n'
+            f'[slack]\ntoken = "xoxb-test-token"\nchannel = "#kyma-upgrades"\n'
+            f'base_url = "{slack.api_url}"\n'
+        )
+        yield fleet, slack, config
+
+
+def kind_of(message: Message) -> str:
+    assert message.metadata is not None
+    return str(message.metadata["event_payload"]["kind"])
+
+
+def replies(slack: FakeSlack) -> list[Message]:
+    ours = [m for m in slack.messages(CHANNEL) if m.metadata]
+    [card] = [m for m in ours if m.thread_ts is None]
+    return [m for m in ours if m.thread_ts == card.ts]
+
+
+def test_a_hung_update_is_stuck_once_shown_on_the_card_and_in_show_then_unstuck(
+    cli: Cli, world: tuple[Fleet, FakeSlack, Path]
+) -> None:
+    """The simulator's hanging update: with ``fleet_stuck_after = "1h"`` and a poll every 5
+    minutes, one ``stuck`` reply in the selection's thread naming shoot, subaccount and
+    instance (not repeated while it stays stuck), the card and ``fleet show`` show it, then
+    one ``unstuck`` reply once it moved on, and the card no longer shows it."""
+    fleet, slack, path = world
+    config = load_config(path, {})
+    assert config.poll.fleet_stuck_after == 3600
+    hung = fleet.instances[list(fleet.instances)[1]]
+    shown_stuck: list[Any] = []
+    assert cli("--config", str(path), "fleet", "add", "demo").code == 0
+    with Watcher(config, clock=lambda: EPOCH + timedelta(seconds=fleet.now), budget=FAST) as app:
+        for _ in range(20):
+            outcome = asyncio.run(app.poll(deadline=30))
+            assert all(r.ok for r in outcome.fleet), outcome.fleet
+            assert outcome.undelivered == 0
+            view = cli("--config", str(path), "fleet", "show", "demo", "-o", "json").json()
+            shown_stuck.append(view["stuck"])
+            fleet.advance(300)
+        text = cli("--config", str(path), "fleet", "show", "demo").out
+        op = hung.last_op()
+        assert op is not None
+        assert op.hang
+        op.hang = False  # the update moves on
+        for _ in range(6):
+            asyncio.run(app.poll(deadline=30))
+            fleet.advance(300)
+    kinds = [kind_of(m) for m in replies(slack)]
+    assert kinds.count("stuck") == 1, kinds
+    assert kinds.count("unstuck") == 1, kinds
+    assert kinds.index("stuck") < kinds.index("unstuck"), kinds
+    stuck = replies(slack)[kinds.index("stuck")]
+    body = stuck.text + json.dumps(stuck.blocks)
+    assert "*1 stuck*" in stuck.text
+    for name in (hung.shoot, hung.subaccount, hung.instance_id):
+        assert name in body
+    assert "update" in body
+    assert stuck.metadata is not None
+    assert stuck.metadata["event_payload"]["fleet"] == "demo"
+    assert "orchestration_id" not in stuck.metadata["event_payload"]
+    unstuck = replies(slack)[kinds.index("unstuck")]
+    assert "moved on" in unstuck.text
+    # `fleet show` showed it from about an hour after the baseline, and on every poll after.
+    polls = [i for i, value in enumerate(shown_stuck) if value]
+    assert polls == list(range(polls[0], len(shown_stuck))), shown_stuck
+    assert 11 <= polls[0] <= 13
+    item = shown_stuck[polls[0]]["items"][0]
+    assert item["instanceId"] == hung.instance_id
+    assert item["subaccountId"] == hung.subaccount
+    assert item["kind"] == "update"
+    assert f"stuck: {hung.instance_id}" in text
+    # The card showed it while it lasted, and no longer once it moved on.
+    edits = [c.args.get("text", "") for c in slack.calls if c.method == "chat.update" and c.ok]
+    assert any("1 stuck" in e for e in edits)
+    assert "stuck" not in edits[-1]
+
+
+def test_fleet_stuck_after_0s_turns_it_off(
+    cli: Cli, world: tuple[Fleet, FakeSlack, Path], tmp_path: Path
+) -> None:
+    fleet, slack, path = world
+    path.write_text(
+        path.read_text().replace('fleet_stuck_after = "1h"', 'fleet_stuck_after = "0s"')
+    )
+    config = load_config(path, {})
+    assert cli("--config", str(path), "fleet", "add", "demo").code == 0
+    with Watcher(config, clock=lambda: EPOCH + timedelta(seconds=fleet.now), budget=FAST) as app:
+        for _ in range(6):
+            asyncio.run(app.poll(deadline=30))
+            fleet.advance(1800)
+    kinds = [kind_of(m) for m in slack.messages(CHANNEL) if m.metadata]
+    assert "stuck" not in kinds
+    assert cli("--config", str(path), "fleet", "show", "demo", "-o", "json").json()["stuck"] is None
