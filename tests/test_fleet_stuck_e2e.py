@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,7 +38,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Fleet, FakeSlack, Path]]:
         config.write_text(
             f'[keb]\nurl = "{server.url}"\ntoken = "{runtime_token()}"\ntimeout = "5s"\n'
             f'retries = 1\n\n[storage]\npath = "{tmp_path / "watcher.db"}"\n\n'
-            '[poll]\nfull_sweep_every = "1h"\nfleet_stuck_after = "1h"\n\n'
+            '[poll]\nfull_sweep_every = "1h"\nfleet_stuck_after = "1h"\nalert_after = "10m"\n\n'
             f'[slack]\ntoken = "xoxb-test-token"\nchannel = "#kyma-upgrades"\n'
             f'base_url = "{slack.api_url}"\n'
         )
@@ -130,3 +131,47 @@ def test_fleet_stuck_after_0s_turns_it_off(
     kinds = [kind_of(m) for m in slack.messages(CHANNEL) if m.metadata]
     assert "stuck" not in kinds
     assert cli("--config", str(path), "fleet", "show", "demo", "-o", "json").json()["stuck"] is None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_selections_alone_feed_the_blind_alert_and_its_recovery(
+    cli: Cli, world: tuple[Fleet, FakeSlack, Path]
+) -> None:
+    """Only selections followed: KEB unreachable for longer than ``poll.alert_after`` (10m)
+    gives one ``keb_unhealthy`` alert (not repeated while it lasts), one ``keb_recovered``
+    when the selection answers again; nothing is lost (the selection's records stay)."""
+    fleet, slack, path = world
+    good = path.read_text()
+    url = good.split('url = "', 1)[1].split('"', 1)[0]
+    dead = good.replace(url, f"http://127.0.0.1:{free_port()}")
+    assert cli("--config", str(path), "fleet", "add", "demo").code == 0
+    clock = lambda: EPOCH + timedelta(seconds=fleet.now)  # noqa: E731
+
+    def poll() -> list[Any]:
+        with Watcher(load_config(path, {}), clock=clock, budget=FAST) as app:
+            return asyncio.run(app.poll(deadline=30)).fleet
+
+    [first] = poll()
+    assert first.ok
+    path.write_text(dead)
+    kinds: list[list[str]] = []
+    for _ in range(5):  # 0, 5, 10, 15, 20 minutes unreachable
+        [report] = poll()
+        assert not report.ok
+        assert report.error
+        shown = cli("--config", str(path), "fleet", "show", "demo", "-o", "json").json()
+        assert shown["runtimes"] == first.runtimes  # the outage loses no record
+        kinds.append([kind_of(m) for m in slack.messages(CHANNEL) if m.metadata])
+        fleet.advance(300)
+    assert "keb_unhealthy" not in kinds[1]  # 5 minutes: not yet
+    assert kinds[-1].count("keb_unhealthy") == 1  # after 10 minutes, once
+    path.write_text(good)
+    assert all(r.ok for r in poll())
+    after = [kind_of(m) for m in slack.messages(CHANNEL) if m.metadata]
+    assert after.count("keb_recovered") == 1
+    assert after.count("keb_unhealthy") == 1

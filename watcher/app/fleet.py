@@ -121,6 +121,8 @@ class FleetTools:
                 full_sweep_every=config.poll.full_sweep_every,
                 notify=notify,
                 stuck_after=config.poll.fleet_stuck_after,
+                alert_after=config.poll.alert_after if notify else None,
+                keb_url=config.keb.url,
             )
 
     async def watch_instances(

@@ -22,6 +22,7 @@ from watcher.core.followed import Followed, SourceKind
 from watcher.core.stuck import Stalled, stalled, stuck_intents
 from watcher.core.stuck import view as stuck_view
 from watcher.engine.fleet_observer import FleetWatch
+from watcher.engine.keb_health import watch_keb_health
 from watcher.errors import KebError
 from watcher.keb.runtimes import RuntimesClient
 from watcher.store.selections import SelectionStore
@@ -52,9 +53,12 @@ async def poll_selections(
     full_sweep_every: float,
     notify: bool,
     stuck_after: float = 0.0,
+    alert_after: float | None = None,
+    keb_url: str = "",
 ) -> list[SelectionReport]:
     """Poll every selection once, in the order they were added; ``stuck_after`` (seconds,
-    0: off) is the selections' stuck threshold."""
+    0: off) is the selections' stuck threshold; ``alert_after`` (``None``: no alerts) feeds
+    the blind alert (:mod:`watcher.engine.keb_health`)."""
     reports: list[SelectionReport] = []
     for tracked in store.selections():
         previous = store.records(tracked.name)
@@ -106,6 +110,9 @@ async def poll_selections(
                 ),
             )
         )
+    if alert_after is not None:
+        outcomes = [None if r.ok else r.exception for r in reports]
+        watch_keb_health(store.store, outcomes, now=now, alert_after=alert_after, url=keb_url)
     return reports
 
 
