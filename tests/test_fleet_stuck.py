@@ -85,3 +85,26 @@ def test_keb_text_in_a_selections_stuck_alert_and_card_is_data_never_markup() ->
         assert "\u202e" not in text
     assert "1 stuck" in card.message.text
     assert "demo" in stuck.message.text
+
+
+def test_the_card_adds_this_cycles_endings_to_the_last_24_hours() -> None:
+    from watcher.core.fleet_diff import FleetChange, FleetTransition
+    from watcher.core.fleet_policy import ended_counts
+
+    recent = ended_counts(
+        [("operation_ended", "failed"), ("suspended", "succeeded"), ("operation_changed", "x")]
+    )
+    assert dict(recent) == {"failed": 1, "suspended": 1}
+    now_ended = FleetTransition(
+        key="k",
+        change=FleetChange.OPERATION_ENDED,
+        at=NOW,
+        instance_id="i",
+        operation_id="o",
+        kind="update",
+        from_state="in progress",
+        to_state="failed",
+    )
+    card = fleet_card("demo", {}, [now_ended], None, recent)
+    assert card["this_cycle"] == {"failed": 1}
+    assert card["last_24h"] == {"failed": 2, "suspended": 1}

@@ -175,3 +175,68 @@ def test_selections_alone_feed_the_blind_alert_and_its_recovery(
     after = [kind_of(m) for m in slack.messages(CHANNEL) if m.metadata]
     assert after.count("keb_recovered") == 1
     assert after.count("keb_unhealthy") == 1
+
+
+def test_the_card_counts_what_finished_in_the_last_24_hours_not_only_the_last_cycle(
+    cli: Cli, world: tuple[Fleet, FakeSlack, Path]
+) -> None:
+    """Polls every 5 minutes over the demo's first hours: the last card edit counts every
+    operation that ended and every suspension, unsuspension and deprovisioning recorded in
+    the last 24 hours, whichever cycle saw it; a day later they no longer count."""
+    fleet, slack, path = world
+    config = load_config(path, {})
+    assert cli("--config", str(path), "fleet", "add", "demo").code == 0
+    clock = lambda: EPOCH + timedelta(seconds=fleet.now)  # noqa: E731
+    with Watcher(config, clock=clock, budget=FAST) as app:
+        for _ in range(30):
+            asyncio.run(app.poll(deadline=30))
+            fleet.advance(300)
+    history = cli("--config", str(path), "fleet", "show", "demo", "-o", "json").json()["history"]
+    expected: dict[str, int] = {}
+    for h in history:
+        if h["change"] == "operation_ended":
+            expected[h["to_state"]] = expected.get(h["to_state"], 0) + 1
+        elif h["change"] in ("suspended", "unsuspended", "deprovisioned", "runtime_appeared"):
+            expected[h["change"]] = expected.get(h["change"], 0) + 1
+    assert expected.get("failed", 0) >= 2
+    assert len({h["at"] for h in history}) > 1  # recorded over several cycles
+    edits = [c.args for c in slack.calls if c.method == "chat.update" and c.ok]
+    last = edits[-1]["text"]
+    assert "Finished in the last 24 hours" in last
+    for what, n in expected.items():
+        assert f"{n} × {what}" in last, (what, n, last)
+    # A day later, with something new to show, what finished then no longer counts.
+    fleet.advance(25 * 3600)
+    fleet.update(list(fleet.instances)[2], fail=True)
+    with Watcher(config, clock=clock, budget=FAST) as app:
+        for _ in range(6):
+            asyncio.run(app.poll(deadline=30))
+            fleet.advance(600)
+    last = [c.args for c in slack.calls if c.method == "chat.update" and c.ok][-1]["text"]
+    assert "1 × failed" in last, last
+
+
+def test_fleet_show_state_takes_loose_spellings_and_commas(
+    cli: Cli, world: tuple[Fleet, FakeSlack, Path]
+) -> None:
+    fleet, _slack, path = world
+    cfg = str(path)
+    assert cli("--config", cfg, "fleet", "add", "demo").code == 0
+    assert cli("--config", cfg, "poll").code == 0
+    fleet.advance(3 * 3600)
+    assert cli("--config", cfg, "poll").code == 0
+
+    def shown(*states: str) -> set[str]:
+        result = cli("--config", cfg, "fleet", "show", "demo", *states, "-o", "json")
+        assert result.code == 0, result.err
+        return {o["state"] for o in result.json()["operations"]}
+
+    assert shown("--state", "failed") == {"failed"}
+    assert shown("--state", "inprogress,FAILED") == {"in progress", "failed"}
+    assert shown("--state", "In-Progress", "--state", "Failed") == {"in progress", "failed"}
+    assert "succeeded" in shown("--state", "succeeded")
+    bad = cli("--config", cfg, "fleet", "show", "demo", "--state", "running")
+    assert bad.code == 2
+    assert bad.err.count("\n") == 1
+    assert "unknown state 'running'" in bad.err
+    assert "inprogress" in bad.err

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from watcher.core.fleet import TrackedSelection
 from watcher.core.fleet_diff import FleetChange, RuntimeRecord
-from watcher.core.fleet_policy import fleet_intents, outbox_id, stuck_candidates
+from watcher.core.fleet_policy import ended_counts, fleet_intents, outbox_id, stuck_candidates
 from watcher.core.followed import Followed, SourceKind
 from watcher.core.stuck import Stalled, stalled, stuck_intents
 from watcher.core.stuck import view as stuck_view
@@ -26,6 +26,9 @@ from watcher.engine.keb_health import watch_keb_health
 from watcher.errors import KebError
 from watcher.keb.runtimes import RuntimesClient
 from watcher.store.selections import SelectionStore
+
+#: The card counts what finished in the last 24 hours (PRODUCT.md "Fleet watch").
+DAY = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,7 @@ async def poll_selections(
                 baseline=baseline,
                 now=now,
                 stuck=stuck_view(was_stuck, now, stuck_after),
+                recent=ended_counts(store.ended_since(tracked.name, now - DAY)),
             )
             if notify
             else []

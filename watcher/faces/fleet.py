@@ -13,8 +13,15 @@ from typing import Any
 
 import click
 
-from watcher.core.fleet import FleetRuntime, TrackedSelection, selection_filters
+from watcher.core.fleet import (
+    ENDED_STATES,
+    OPEN_STATES,
+    FleetRuntime,
+    TrackedSelection,
+    selection_filters,
+)
 from watcher.core.fleet_diff import FleetTransition, RuntimeRecord
+from watcher.core.ids import states as loose_states
 from watcher.core.inert import inert
 from watcher.core.stuck import Stalled
 from watcher.core.wording import plural
@@ -100,10 +107,21 @@ def list_(obj: Context, output: str) -> None:
         click.echo(f"{t.name}: {filters}; polled {polled}{error}")
 
 
+#: The operation states ``fleet show --state`` takes (KEB's, and ``unknown``: an outcome KEB
+#: no longer shows), in the order the usage error names them.
+FLEET_STATES = tuple(sorted(OPEN_STATES)) + tuple(sorted(ENDED_STATES))
+
+
 @fleet_group.command(name="show")
 @click.argument("name")
 @click.option(
-    "--state", "states", multiple=True, metavar="S", help="Only operations in this state."
+    "--state",
+    "states",
+    multiple=True,
+    metavar="S",
+    callback=lambda _ctx, _param, value: loose_states(value, FLEET_STATES),
+    help="Only operations in these states, repeated or comma-separated, any case "
+    "(e.g. --state inprogress,failed).",
 )
 @OUTPUT
 @click.pass_obj
@@ -116,8 +134,7 @@ def show(obj: Context, name: str, states: tuple[str, ...], output: str) -> None:
     """
     with obj.watcher() as app:
         view = app.fleet.show(name)
-    wanted = {s.strip().lower() for value in states for s in value.split(",") if s.strip()}
-    shown = wanted or {"in progress", "pending", "failed"}
+    shown = set(states) or {"in progress", "pending", "failed"}
     rows = [
         (record, op)
         for record in view.records.values()

@@ -144,6 +144,17 @@ class SelectionStore:
                 "UPDATE selections SET last_error = ? WHERE name = ?", (redact(error), name)
             )
 
+    def ended_since(self, name: str, since: datetime) -> list[tuple[str, str]]:
+        """``(change, to_state)`` of the selection's transitions recorded at or after
+        ``since`` that end something (what the card counts for the last 24 hours)."""
+        rows = self.store.conn.execute(
+            "SELECT change, to_state FROM fleet_transitions WHERE selection = ? AND at >= ? "
+            "AND change IN ('operation_ended', 'suspended', 'unsuspended', 'deprovisioned', "
+            "'runtime_appeared')",
+            (name, iso(since)),
+        ).fetchall()
+        return [(str(row[0]), str(row[1])) for row in rows]
+
     def stuck_of(self, name: str) -> tuple[Stalled, ...]:
         """What was stuck in the selection when last evaluated (empty: nothing)."""
         row = self.store.conn.execute(
