@@ -5,6 +5,7 @@ simulator's clock (``poll.fleet_stuck_after``), and the real CLI for ``fleet sho
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import socket
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import Cli
@@ -240,3 +242,40 @@ def test_fleet_show_state_takes_loose_spellings_and_commas(
     assert bad.err.count("\n") == 1
     assert "unknown state 'running'" in bad.err
     assert "inprogress" in bad.err
+
+
+def test_the_dashboard_lists_selections_with_counts_failures_and_stuck(
+    cli: Cli, world: tuple[Fleet, FakeSlack, Path]
+) -> None:
+    """The overview served over a real socket lists the selection: its runtimes, operations
+    in progress, failures by reason and what is stuck (the hung update, after an hour)."""
+    from tests.serving import serving
+    from watcher.faces.web.routes import Dashboard
+
+    fleet, _slack, path = world
+    config = load_config(path, {})
+    assert cli("--config", str(path), "fleet", "add", "demo").code == 0
+    clock = lambda: EPOCH + timedelta(seconds=fleet.now)  # noqa: E731
+    with Watcher(config, clock=clock, budget=FAST) as app:
+        for _ in range(16):
+            asyncio.run(app.poll(deadline=30))
+            fleet.advance(300)
+        dash = Dashboard(app, stale_after=3600)
+        with serving(dash.routes(), dash.middleware()) as url:
+            page = httpx.get(f"{url}/", timeout=10).text
+    assert "Selections of runtimes" in page
+    section = page.split('id="fleet"', 1)[1]
+    assert '<tr data-selection="demo">' in section
+    assert "× update" in section  # in progress by type
+    hung = fleet.instances[list(fleet.instances)[1]]
+    assert "1 stuck" in section
+    assert hung.shoot in section
+    failed_reasons = [
+        f["reason"]
+        for f in cli(
+            "--config", str(path), "fleet", "show", "demo", "--state", "failed", "-o", "json"
+        ).json()["operations"]
+    ]
+    assert failed_reasons
+    for reason in failed_reasons:
+        assert html.escape(reason, quote=False) in section
