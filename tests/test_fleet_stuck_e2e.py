@@ -279,3 +279,27 @@ def test_the_dashboard_lists_selections_with_counts_failures_and_stuck(
     assert failed_reasons
     for reason in failed_reasons:
         assert html.escape(reason, quote=False) in section
+
+
+def test_turning_fleet_stuck_after_off_forgets_what_was_stuck_without_a_reply(
+    cli: Cli, world: tuple[Fleet, FakeSlack, Path]
+) -> None:
+    fleet, slack, path = world
+    assert cli("--config", str(path), "fleet", "add", "demo").code == 0
+    clock = lambda: EPOCH + timedelta(seconds=fleet.now)  # noqa: E731
+
+    def poll() -> None:
+        with Watcher(load_config(path, {}), clock=clock, budget=FAST) as app:
+            asyncio.run(app.poll(deadline=30))
+
+    for _ in range(4):
+        poll()
+        fleet.advance(1800)
+    show = ["--config", str(path), "fleet", "show", "demo", "-o", "json"]
+    assert cli(*show).json()["stuck"]["count"] == 1
+    path.write_text(path.read_text().replace('"1h"\nalert_after', '"0s"\nalert_after'))
+    poll()
+    assert cli(*show).json()["stuck"] is None
+    kinds = [kind_of(m) for m in slack.messages(CHANNEL) if m.metadata]
+    assert kinds.count("stuck") == 1
+    assert "unstuck" not in kinds

@@ -81,7 +81,8 @@ async def poll_selections(
             store.record_failure(tracked.name, str(err), now)
             reports.append(SelectionReport(tracked.name, False, error=str(err), exception=err))
             continue
-        was_stuck = store.stuck_of(tracked.name) if stuck_after > 0 else ()
+        # Read even when the check is off: what was stuck before it was turned off is cleared.
+        was_stuck = store.stuck_of(tracked.name)
         intents = (
             fleet_intents(
                 tracked.name,
@@ -90,7 +91,7 @@ async def poll_selections(
                 transitions,
                 baseline=baseline,
                 now=now,
-                stuck=stuck_view(was_stuck, now, stuck_after),
+                stuck=stuck_view(was_stuck, now, stuck_after) if stuck_after > 0 else None,
                 recent=ended_counts(store.ended_since(tracked.name, now - DAY)),
             )
             if notify
@@ -131,7 +132,9 @@ def _check_stuck(
 ) -> None:
     """Stuck is news (:mod:`watcher.core.stuck`), evaluated after every successful poll of
     the selection: what is stuck and the replies about a change, in one transaction."""
-    if after <= 0 and not previous:
+    if after <= 0:  # off: what was stuck is forgotten, without an all-clear nothing earned
+        if previous:
+            store.record_stuck(tracked.name, (), (), now)
         return
     name = tracked.name
     baseline = tracked.baseline_at or now
