@@ -36,6 +36,19 @@ def test_demo_runs_to_the_end_and_shows_what_slack_would_get(tmp_path: Path) -> 
     for outcome in ("succeeded", "failed", "canceled"):
         assert f": {outcome}, operations" in out
     assert "history" in out.splitlines()[-1]
+    # A fleet card beside the orchestration cards (a second simulator serves /runtimes),
+    # and the fleet's failure digest in its thread.
+    assert "fleet demo-fleet" in out
+    assert "followed through GET /runtimes" in out
+    assert "(reply in the thread of fleet demo-fleet)" in out
+    assert re.search(r"❌ \d+ operations? failed · fleet demo-fleet", out)
+    assert re.search(r"fleet demo-fleet: \d+ runtimes, \d+ transitions recorded", out)
+    [fleet_line] = [line for line in out.splitlines() if "fleet show demo-fleet" in line]
+    shown = subprocess.run(
+        shlex.split(fleet_line), capture_output=True, text=True, check=False, env=env
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("demo-fleet: ")
     assert "Traceback" not in done.stderr
     # the printed command works as printed (no `watcher` on this PATH: python -m watcher)
     command = shlex.split(out.splitlines()[-1])

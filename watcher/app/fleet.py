@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from watcher.app.factories import runtimes_client
 from watcher.core.fleet import FleetRuntime, Selection, TrackedSelection
 from watcher.core.fleet_diff import FleetTransition, RuntimeRecord
+from watcher.core.stuck import Stalled
 from watcher.engine.fleet_cycle import SelectionReport, poll_selections
 from watcher.errors import KebUnsupportedType, UsageError
 from watcher.store.selections import SelectionStore
@@ -46,6 +47,8 @@ class SelectionView:
     tracked: TrackedSelection
     records: dict[str, RuntimeRecord]
     history: list[FleetTransition]
+    #: What is stuck (``poll.fleet_stuck_after``), as the last poll found it.
+    stuck: tuple[Stalled, ...] = ()
 
 
 class FleetTools:
@@ -92,7 +95,9 @@ class FleetTools:
         found = [t for t in store.selections() if t.name == name]
         if not found:
             raise UsageError(f"no selection named {name!r} (see `watcher fleet list`)")
-        return SelectionView(found[0], store.records(name), store.history(selection=name))
+        return SelectionView(
+            found[0], store.records(name), store.history(selection=name), store.stuck_of(name)
+        )
 
     def remove(self, name: str) -> None:
         if not self._store().remove(name):
@@ -115,6 +120,9 @@ class FleetTools:
                 now=self.app.clock(),
                 full_sweep_every=config.poll.full_sweep_every,
                 notify=notify,
+                stuck_after=config.poll.fleet_stuck_after,
+                alert_after=config.poll.alert_after if notify else None,
+                keb_url=config.keb.url,
             )
 
     async def watch_instances(

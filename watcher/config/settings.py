@@ -130,6 +130,9 @@ class PollConfig:
     #: An operation ``in progress``, or an orchestration ``canceling``, ``retrying`` or
     #: ``pending``, this long is stuck: one ``stuck`` alert, ``unstuck`` when it moves. 0: off.
     stuck_after: float = field(default=2 * 3600.0, metadata=_kind("duration"))
+    #: The same for the operations of a selection (fleet watch): an update may legitimately
+    #: take up to three hours, so ``4h`` by default. 0: off.
+    fleet_stuck_after: float = field(default=4 * 3600.0, metadata=_kind("duration"))
 
 
 @dataclass(frozen=True, slots=True)

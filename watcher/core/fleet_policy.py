@@ -8,14 +8,16 @@ outbox rows carry ``fleet:<name>`` where an orchestration's carry its ID, their 
 ``fleet``; the message metadata names the selection under ``fleet``.
 
 Successes are counted on the card, never one message each; a baseline announces nothing but
-the card.
+the card. What is stuck (an operation open for the selection's threshold) is decided by
+:mod:`watcher.core.stuck`, as for orchestrations: :func:`stuck_candidates` gives it the open
+operations and since when the watcher saw each enter its state.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -25,6 +27,7 @@ from watcher.core.fleet_diff import FleetChange, FleetTransition, RuntimeRecord,
 from watcher.core.followed import Followed, SourceKind, failure_digest
 from watcher.core.intents import Intent
 from watcher.core.models import FAILED
+from watcher.core.stuck import Stalled
 
 #: Delivery priorities, as for orchestrations (core/policy.py PRIORITY).
 DIGEST_PRIORITY: Final = 2
@@ -36,11 +39,46 @@ def outbox_id(name: str) -> str:
     return f"fleet:{name}"
 
 
+def stuck_candidates(
+    records: Mapping[str, RuntimeRecord],
+    entered: Mapping[str, datetime],
+    baseline: datetime | None,
+) -> list[Stalled]:
+    """Every open operation of the selection as a candidate for :func:`watcher.core.stuck.stalled`:
+    since when the watcher recorded it entering its state (``entered`` by operation ID), else
+    since the baseline (KEB's ``createdAt`` is another clock, never compared with ours)."""
+    out: list[Stalled] = []
+    for record in records.values():
+        for op in record.open_operations():
+            since = entered.get(op.operation_id) or baseline
+            if since is None:
+                continue
+            out.append(
+                Stalled(
+                    op.state,
+                    since,
+                    op.operation_id,
+                    record.shoot,
+                    op.description,
+                    subaccount_id=record.subaccount_id,
+                    instance_id=record.instance_id,
+                    kind=op.kind,
+                )
+            )
+    return out
+
+
 def fleet_card(
-    name: str, records: Mapping[str, RuntimeRecord], transitions: Sequence[FleetTransition]
+    name: str,
+    records: Mapping[str, RuntimeRecord],
+    transitions: Sequence[FleetTransition],
+    stuck: Mapping[str, Any] | None = None,
+    recent: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The card's payload: runtimes, operations in progress by kind, standing failures by
-    reason, and what this cycle saw end."""
+    reason, what this cycle saw end, what ended in the last 24 hours (``recent``: what the
+    store recorded before this cycle, by :func:`ended_counts`; this cycle's are added), and
+    what is stuck (:func:`watcher.core.stuck.view`)."""
     in_progress: Counter[str] = Counter()
     failed: list[tuple[str, int]] = []
     for record in records.values():
@@ -50,17 +88,8 @@ def fleet_card(
         newest = _newest(record)
         if newest is not None and newest.state == FAILED:
             failed.append((newest.reason or newest.description, 1))
-    ended: Counter[str] = Counter()
-    for t in transitions:
-        if t.change is FleetChange.OPERATION_ENDED:
-            ended[t.to_state or "unknown"] += 1
-        elif t.change in (
-            FleetChange.SUSPENDED,
-            FleetChange.UNSUSPENDED,
-            FleetChange.DEPROVISIONED,
-            FleetChange.RUNTIME_APPEARED,
-        ):
-            ended[t.change.value] += 1
+    ended = ended_counts((t.change, t.to_state) for t in transitions)
+    last_day = ended + Counter(recent or {})
     return {
         "fleet": name,
         "followed": Followed(SourceKind.SELECTION, name).metadata(),
@@ -68,7 +97,38 @@ def fleet_card(
         "in_progress": dict(sorted(in_progress.items())),
         "failures": [{"reason": reason, "count": n} for reason, n in ranked(failed)],
         "this_cycle": dict(sorted(ended.items())),
+        "last_24h": dict(sorted(last_day.items())),
+        "stuck": dict(stuck) if stuck else None,
     }
+
+
+#: Changes the card counts as finished, besides operations ending (by their outcome).
+COUNTED_CHANGES: Final = frozenset(
+    {
+        FleetChange.SUSPENDED,
+        FleetChange.UNSUSPENDED,
+        FleetChange.DEPROVISIONED,
+        FleetChange.RUNTIME_APPEARED,
+    }
+)
+
+
+def ended_counts(changes: Iterable[tuple[str, str]]) -> Counter[str]:
+    """What ended, counted the way the card shows it: an operation by its outcome
+    (``unknown`` when KEB no longer shows it), a suspension, unsuspension, deprovisioning or
+    new runtime by its change. ``changes``: ``(change, to_state)`` pairs.
+
+    >>> dict(ended_counts([("operation_ended", "failed"), ("suspended", "succeeded"),
+    ...                    ("operation_changed", "in progress")]))
+    {'failed': 1, 'suspended': 1}
+    """
+    out: Counter[str] = Counter()
+    for change, to_state in changes:
+        if change == FleetChange.OPERATION_ENDED:
+            out[to_state or "unknown"] += 1
+        elif change in COUNTED_CHANGES:
+            out[str(change)] += 1
+    return out
 
 
 def _newest(record: RuntimeRecord) -> FleetOperation | None:
@@ -85,9 +145,12 @@ def fleet_intents(
     *,
     baseline: bool,
     now: datetime,
+    stuck: Mapping[str, Any] | None = None,
+    recent: Mapping[str, int] | None = None,
 ) -> list[Intent]:
-    """The card (on the baseline, and whenever something was recorded) and one failure
-    digest for the operations that ended ``failed`` in this cycle."""
+    """The card (on the baseline, and whenever something was recorded; ``stuck`` is what it
+    shows as stuck) and one failure digest for the operations that ended ``failed`` in this
+    cycle."""
     key_of = outbox_id(name)
     intents: list[Intent] = []
     failed = failures(transitions)
@@ -117,7 +180,7 @@ def fleet_intents(
                 kind,
                 key_of,
                 CARD_PRIORITY[kind],
-                fleet_card(name, records, transitions) | {"at": now.isoformat()},
+                fleet_card(name, records, transitions, stuck, recent) | {"at": now.isoformat()},
                 channel,
             )
         )

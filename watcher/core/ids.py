@@ -89,11 +89,12 @@ def _loose(value: str) -> str:
     return re.sub(r"[\s_-]", "", value.lower())
 
 
-def states(values: Iterable[str]) -> tuple[str, ...]:
+def states(values: Iterable[str], known: Iterable[str] = KNOWN_STATES) -> tuple[str, ...]:
     """KEB's state literals for what people type after ``--state``: repeated or
     comma-separated, in any case, with or without a space, hyphen or underscore
     (``inprogress``, ``in-progress``, ``"In Progress"``); :class:`UsageError` naming the valid
-    ones for anything else.
+    ones for anything else. ``known``: the states accepted (by default KEB's orchestration and
+    operation states; fleet watch adds ``unknown``, an outcome KEB no longer shows).
 
     >>> states(["inprogress,failed", "In Progress", "CANCELED"])
     ('in progress', 'failed', 'canceled')
@@ -103,13 +104,19 @@ def states(values: Iterable[str]) -> tuple[str, ...]:
     watcher.errors.UsageError: --state: unknown state 'running' (choose from pending, \
 inprogress, canceling, retrying, succeeded, failed, canceled)
     """
+    accepted = tuple(known)
+    loose = (
+        _LOOSE_STATES
+        if accepted == KNOWN_STATES
+        else {re.sub(r"[\s_-]", "", s): s for s in accepted}
+    )
     out: list[str] = []
     for value in values:
         items = [item for item in value.split(",") if item.strip()] or [value]
         for item in items:
-            state = _LOOSE_STATES.get(_loose(item))
+            state = loose.get(_loose(item))
             if state is None:
-                choices = ", ".join(s.replace(" ", "") for s in KNOWN_STATES)
+                choices = ", ".join(s.replace(" ", "") for s in accepted)
                 raise UsageError(f"--state: unknown state {item!r} (choose from {choices})")
             out.append(state)
     return tuple(dict.fromkeys(out))

@@ -43,6 +43,11 @@ class Stalled:
     operation_id: str | None = None
     shoot: str = ""
     description: str = ""
+    #: A selection's runtimes (fleet watch) name their subaccount and instance too, and
+    #: what kind of operation it is (the ``/runtimes`` list it came in).
+    subaccount_id: str = ""
+    instance_id: str = ""
+    kind: str = ""
 
     @property
     def key(self) -> str:
@@ -55,6 +60,9 @@ class Stalled:
             "operation_id": self.operation_id,
             "shoot": self.shoot,
             "description": self.description,
+            "subaccount_id": self.subaccount_id,
+            "instance_id": self.instance_id,
+            "kind": self.kind,
         }
 
     @classmethod
@@ -65,6 +73,9 @@ class Stalled:
             operation_id=data.get("operation_id") or None,
             shoot=str(data.get("shoot") or ""),
             description=str(data.get("description") or ""),
+            subaccount_id=str(data.get("subaccount_id") or ""),
+            instance_id=str(data.get("instance_id") or ""),
+            kind=str(data.get("kind") or ""),
         )
 
 
@@ -137,6 +148,9 @@ def view(items: Sequence[Stalled], now: datetime, after: float) -> dict[str, Any
                         "shoot": s.shoot,
                         "operation_id": s.operation_id or "",
                         "since": s.since.isoformat(),
+                        "subaccount_id": s.subaccount_id,
+                        "instance_id": s.instance_id,
+                        "kind": s.kind,
                     }
                     for s in members[:EXAMPLES]
                 ],

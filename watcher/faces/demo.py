@@ -1,7 +1,9 @@
 """``watcher demo``: the whole product on embedded defaults, in under a minute.
 
 It starts the KEB simulator in-process on a free port, tracks every orchestration it serves,
-polls until they are finished and prints what a Slack channel would get: the same policy,
+and beside them follows a selection of runtimes served by the simulator of current KEB
+(``watcher sim --api runtimes``, a second port: fleet watch), polls until the orchestrations
+are finished and prints what a Slack channel would get (the fleet's card too): the same policy,
 outbox, templates and sender as with Slack, with the terminal as the channel. The engine runs
 on the simulator's clock, so durations, throughput and ETAs read as KEB time. Nothing
 outside its own folder (`~/.local/state/keb-watcher/demo`, emptied on each run) is touched, and
@@ -18,6 +20,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -42,6 +45,10 @@ from watcher.core.models import is_terminal_orchestration
 from watcher.core.wording import counts_text, plural
 from watcher.faces.watch.live import StateBar
 from watcher.sim import SimServer, Simulator
+from watcher.sim.fleet_server import FleetServer, FleetSim, demo_fleet, runtime_token
+
+#: The selection the demo follows (the whole simulated fleet).
+DEMO_FLEET = "demo-fleet"
 
 
 def demo_config(url: str, token: str, workdir: Path) -> Config:
@@ -88,7 +95,10 @@ async def run_demo(
     # The simulator's clock starts at the real now, so ages shown read as believable.
     sim = Simulator.from_scenario(scenario, seed=seed, speed=speed, start=utcnow())
     workdir = demo_dir(os.environ)
-    with SimServer(sim).start() as server:
+    with (
+        SimServer(sim).start() as server,
+        FleetServer(FleetSim(demo_fleet(seed), speed)) as fleet_server,
+    ):
         config = demo_config(server.url, sim.token, workdir)
         (workdir / "watcher.toml").write_text(
             f"# Written by `watcher demo`; the simulator is gone once the demo ends.\n"
@@ -96,6 +106,7 @@ async def run_demo(
             f'[storage]\npath = "{workdir / "watcher.db"}"\n'
         )
         click.echo(f"KEB simulator: {server.url} (scenario {scenario!r}, {speed:g}x time)")
+        click.echo(f"Current KEB simulator (GET /runtimes): {fleet_server.url}")
         click.echo("No Slack is configured, so what the channel would get is printed here.")
         terminal = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
         printer = _Printer()
@@ -104,11 +115,23 @@ async def run_demo(
             clock=lambda: sim.now,
             terminal=printer.echo,
         ) as app:
+            # The fleet is read from the second simulator, into the same store, outbox and
+            # channel: a second composition root on the first one's database (not closed
+            # here: the first one closes it).
+            fleet_keb = replace(config.keb, url=fleet_server.url, token=Secret(runtime_token()))
+            fleet_app = Watcher(
+                replace(config, keb=fleet_keb),
+                clock=lambda: sim.now,
+                store=app.open_store(create=True),
+                destination=app.destination(),
+            )
+            fleet_app.fleet.add(DEMO_FLEET)
+            follow = (app, fleet_app, sim, printer, interval, limit, workdir, terminal)
             if web is None:
-                return await _follow(app, sim, printer, interval, limit, workdir, terminal)
+                return await _follow(*follow)
             # The dashboard runs on the simulator's clock too: stale after ten polls.
             async with _dashboard(app, web, stale_after=10 * interval * speed):
-                code = await _follow(app, sim, printer, interval, limit, workdir, terminal)
+                code = await _follow(*follow)
                 click.echo("The dashboard stays up until Ctrl-C.")
                 await asyncio.Event().wait()
                 return code
@@ -145,6 +168,7 @@ class _Printer:
 
 async def _follow(
     app: Watcher,
+    fleet_app: Watcher,
     sim: Simulator,
     printer: _Printer,
     interval: float,
@@ -167,6 +191,9 @@ async def _follow(
         cycles = 0
         while time.monotonic() - started < limit:
             cycle = await engine.poll_once()
+            for report in await fleet_app.fleet.poll(notify=True):
+                if not report.ok:
+                    click.echo(f"  poll failed for fleet {report.name}: {report.error}")
             cycles += 1
             if cycle.transitions:
                 elapsed = format_duration(round(time.monotonic() - started))
@@ -196,9 +223,16 @@ async def _follow(
             f"  {name}: {item.state}, operations {counts_text(item.counts)}, "
             f"{plural(len(app.history(item.orchestration_id)), 'transition')} recorded"
         )
+    view = fleet_app.fleet.show(DEMO_FLEET)
+    click.echo(
+        f"  fleet {DEMO_FLEET}: {plural(len(view.records), 'runtime')}, "
+        f"{plural(len(view.history), 'transition')} recorded"
+    )
     click.echo(f"  {cycles} poll cycles, {requests} KEB requests in all.")
     click.echo("")
-    click.echo("Everything is recorded. Look at one orchestration's history with:")
+    click.echo("Everything is recorded. The fleet's runtimes and changes:")
+    click.echo(f"  {own_command()} --config {workdir / 'watcher.toml'} fleet show {DEMO_FLEET}")
+    click.echo("One orchestration's history:")
     first = ids[0] if ids else "ID"
     click.echo(f"  {own_command()} --config {workdir / 'watcher.toml'} history {first}")
     unfinished = [t for t in app.due() if not t.state or not is_terminal_orchestration(t.state)]

@@ -8,15 +8,25 @@ orchestrations.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from watcher.core.fleet import FleetRuntime, TrackedSelection, selection_filters
+from watcher.core.fleet import (
+    ENDED_STATES,
+    OPEN_STATES,
+    FleetRuntime,
+    TrackedSelection,
+    selection_filters,
+)
 from watcher.core.fleet_diff import FleetTransition, RuntimeRecord
+from watcher.core.ids import states as loose_states
 from watcher.core.inert import inert
+from watcher.core.stuck import Stalled
 from watcher.core.wording import plural
 from watcher.faces.context import OUTPUT, Context, emit_json
+from watcher.faces.reports import stuck_json, stuck_text, when
 
 REPEAT = {"multiple": True, "metavar": "ID"}
 
@@ -97,10 +107,21 @@ def list_(obj: Context, output: str) -> None:
         click.echo(f"{t.name}: {filters}; polled {polled}{error}")
 
 
+#: The operation states ``fleet show --state`` takes (KEB's, and ``unknown``: an outcome KEB
+#: no longer shows), in the order the usage error names them.
+FLEET_STATES = tuple(sorted(OPEN_STATES)) + tuple(sorted(ENDED_STATES))
+
+
 @fleet_group.command(name="show")
 @click.argument("name")
 @click.option(
-    "--state", "states", multiple=True, metavar="S", help="Only operations in this state."
+    "--state",
+    "states",
+    multiple=True,
+    metavar="S",
+    callback=lambda _ctx, _param, value: loose_states(value, FLEET_STATES),
+    help="Only operations in these states, repeated or comma-separated, any case "
+    "(e.g. --state inprogress,failed).",
 )
 @OUTPUT
 @click.pass_obj
@@ -113,8 +134,7 @@ def show(obj: Context, name: str, states: tuple[str, ...], output: str) -> None:
     """
     with obj.watcher() as app:
         view = app.fleet.show(name)
-    wanted = {s.strip().lower() for value in states for s in value.split(",") if s.strip()}
-    shown = wanted or {"in progress", "pending", "failed"}
+    shown = set(states) or {"in progress", "pending", "failed"}
     rows = [
         (record, op)
         for record in view.records.values()
@@ -128,6 +148,7 @@ def show(obj: Context, name: str, states: tuple[str, ...], output: str) -> None:
                 "runtimes": len(view.records),
                 "operations": [_op_json(record, op) for record, op in rows],
                 "history": [_transition_json(t) for t in view.history],
+                "stuck": _stuck_json(view.stuck),
             }
         )
         return
@@ -138,8 +159,28 @@ def show(obj: Context, name: str, states: tuple[str, ...], output: str) -> None:
             f"  {record.instance_id}  {inert(record.shoot) or '-'}  {op.kind}: "
             f"{inert(op.state)}{reason}"
         )
+    if view.stuck:
+        click.echo(f"  {stuck_text(view.stuck)}")
+        for s in view.stuck:
+            click.echo(
+                inert(
+                    f"  stuck: {s.instance_id}  {s.shoot or '-'}  {s.kind or 'operation'} "
+                    f"{s.state} since {when(s.since)}"
+                )
+            )
     for t in view.history[-20:]:
         click.echo(f"  {transition_line(t)}")
+
+
+def _stuck_json(items: Sequence[Stalled]) -> dict[str, Any] | None:
+    """What is stuck in the selection (:func:`watcher.faces.reports.stuck_json` with the
+    runtime named by instance, subaccount and operation type)."""
+    shown = stuck_json(items)
+    if shown is None:
+        return None
+    for item, s in zip(shown["items"], items, strict=True):
+        item.update({"instanceId": s.instance_id, "subaccountId": s.subaccount_id, "kind": s.kind})
+    return shown
 
 
 @fleet_group.command(name="remove")

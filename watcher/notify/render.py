@@ -61,6 +61,8 @@ FLEET_TEMPLATES: Final[Mapping[str, str]] = {
     "tracking_started": "fleet_card.j2",
     "progress": "fleet_card.j2",
     "failure_digest": "fleet_digest.j2",
+    "stuck": "fleet_stuck.j2",
+    "unstuck": "fleet_unstuck.j2",
 }
 
 _ICONS: Final = {

@@ -78,16 +78,18 @@ class TerminalSlack:
     ) -> Posted:
         ts = self._next()
         payload = meta.get("event_payload", {})
-        orch = str(payload.get("orchestration_id", ""))
+        orch = str(payload.get("orchestration_id", ""))[:8]
+        if payload.get("fleet"):  # a selection of runtimes (fleet watch) is named, not an ID
+            orch = f"fleet {payload['fleet']}"
         where = (
-            f"reply in the thread of {self.cards_of.get(thread_ts, orch[:8])}"
+            f"reply in the thread of {self.cards_of.get(thread_ts, orch)}"
             if thread_ts
             else "new message"
         )
         if broadcast:
             where += ", also sent to the channel"
         if not thread_ts and orch:
-            self.cards_of[ts] = orch[:8]
+            self.cards_of[ts] = orch
         lines = plain(message.text).splitlines()
         self.echo(f"  ┌ Slack {self.channel} ({where})")
         for line in lines:

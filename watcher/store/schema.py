@@ -13,7 +13,8 @@ Never edit a released migration: append a new one. Each runs in one transaction.
 * ``health``: since when KEB has been failing, and whether that was announced;
 * ``lease``: which process may poll and send now (``watcher run`` and ``watcher poll``);
 * ``silences``: orchestrations whose non-final notifications are held back, until when.
-* ``selections``, ``fleet_runtimes``, ``fleet_transitions``: fleet watch (``watcher fleet``).
+* ``selections``, ``fleet_runtimes``, ``fleet_transitions``: fleet watch (``watcher fleet``);
+  ``selections.stuck``: what is stuck now in a selection, as last evaluated.
 * ``tracked.stuck``: what is stuck now (``poll.stuck_after``), as last evaluated.
 """
 
@@ -214,6 +215,13 @@ MIGRATIONS: tuple[str, ...] = (
     # pending notification has been failing for a transient reason (429s do not count).
     """
     ALTER TABLE outbox ADD COLUMN failing_since TEXT;
+    """,
+    # 8 (fleet watch, stuck): what is stuck now per selection (JSON list, like tracked.stuck);
+    # fleet transitions by operation, to find when each operation entered its state.
+    """
+    ALTER TABLE selections ADD COLUMN stuck TEXT;
+    CREATE INDEX fleet_transitions_by_operation
+        ON fleet_transitions (selection, operation_id, id);
     """,
 )
 

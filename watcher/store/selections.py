@@ -25,9 +25,11 @@ from watcher.core.fleet import (
 from watcher.core.fleet_diff import FleetChange, FleetTransition, RuntimeRecord
 from watcher.core.intents import Intent
 from watcher.core.models import parse_keb_time
+from watcher.core.stuck import Stalled
 from watcher.redact import redact
 from watcher.store.database import Store
 from watcher.store.guard import sealed
+from watcher.store.stuck import stalled_from_column
 
 
 @sealed
@@ -141,6 +143,48 @@ class SelectionStore:
             conn.execute(
                 "UPDATE selections SET last_error = ? WHERE name = ?", (redact(error), name)
             )
+
+    def ended_since(self, name: str, since: datetime) -> list[tuple[str, str]]:
+        """``(change, to_state)`` of the selection's transitions recorded at or after
+        ``since`` that end something (what the card counts for the last 24 hours)."""
+        rows = self.store.conn.execute(
+            "SELECT change, to_state FROM fleet_transitions WHERE selection = ? AND at >= ? "
+            "AND change IN ('operation_ended', 'suspended', 'unsuspended', 'deprovisioned', "
+            "'runtime_appeared')",
+            (name, iso(since)),
+        ).fetchall()
+        return [(str(row[0]), str(row[1])) for row in rows]
+
+    def stuck_of(self, name: str) -> tuple[Stalled, ...]:
+        """What was stuck in the selection when last evaluated (empty: nothing)."""
+        row = self.store.conn.execute(
+            "SELECT stuck FROM selections WHERE name = ?", (name,)
+        ).fetchone()
+        return stalled_from_column(row[0] if row else None)
+
+    def entered(self, name: str, records: Mapping[str, RuntimeRecord]) -> dict[str, datetime]:
+        """Since when the watcher saw each open operation enter its current state (the
+        newest recorded transition into it), by operation ID; one indexed read each."""
+        out: dict[str, datetime] = {}
+        for record in records.values():
+            for op in record.open_operations():
+                row = self.store.conn.execute(
+                    "SELECT MAX(at) FROM fleet_transitions WHERE selection = ? "
+                    "AND operation_id = ? AND to_state = ?",
+                    (name, op.operation_id, op.state),
+                ).fetchone()
+                if row and row[0]:
+                    out[op.operation_id] = datetime.fromisoformat(row[0])
+        return out
+
+    def record_stuck(
+        self, name: str, current: Sequence[Stalled], intents: Sequence[Intent], now: datetime
+    ) -> None:
+        """What is stuck now and the notifications about the change, in one transaction."""
+        text = json.dumps([s.to_json() for s in current]) if current else None
+        with self.store.transaction() as conn:
+            conn.execute("UPDATE selections SET stuck = ? WHERE name = ?", (text, name))
+            self.store._insert_intents(conn, intents, now)
 
     def history(
         self, *, selection: str | None = None, instance_id: str | None = None, limit: int = 200

@@ -25,6 +25,7 @@ from watcher.core.states import finished_first
 from watcher.core.tracked import Silence, Tracked
 from watcher.core.wording import counts_text, transition_text
 from watcher.faces.reports import stuck_detail
+from watcher.faces.web.fleet_views import selection_rows
 
 #: Failure reasons a row of the overview lists before "+K more".
 TOP_REASONS: Final = 3
@@ -207,6 +208,7 @@ def overview(app: Watcher, state_filter: str, stale_after: float) -> dict[str, A
         "tracked": len(items),
         "states": [*KNOWN_STATES, *present],
         "state_filter": shown(state_filter),
+        "selections": selection_rows(app, now),
     }
 
 

@@ -1,0 +1,57 @@
+"""The blind alert for the selections (fleet watch): KEB unreachable or rejecting for longer
+than ``poll.alert_after`` gives one ``keb_unhealthy`` alert, and ``keb_recovered`` when it
+answers again (PRODUCT.md "Fleet watch": "the blind alert").
+
+The same health record (``health``, one row), the same intents
+(:func:`watcher.core.policy.health_intent`, keys by since-when, so an alert is never enqueued
+twice) and the same rule as the orchestrations' cycle (``Engine._watch_keb`` in
+:mod:`watcher.engine.cycle`): the watcher is blind when *every* read it made failed with an
+outage (unreachable, 5xx, a rejected token, TLS), and sees again when one succeeded. The
+selections are evaluated after the orchestrations in the same cycle: a selection answered
+ends an outage the orchestrations recorded, and selections that all failed start (or
+continue) one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from watcher.core.intents import Intent
+from watcher.core.policy import health_intent
+from watcher.errors import KebAuthError, KebError, KebTlsError, KebTransientError
+from watcher.store.database import Store
+
+#: Failures that mean KEB cannot be read at all (a 404 for one runtime, a bad filter do not).
+OUTAGES = (KebTransientError, KebAuthError, KebTlsError)
+
+
+def watch_keb_health(
+    store: Store,
+    outcomes: Sequence[KebError | None],
+    *,
+    now: datetime,
+    alert_after: float,
+    url: str,
+) -> None:
+    """Record this cycle's reads (``None``: one succeeded) in the health record; enqueue the
+    alert once the outage lasted ``alert_after`` seconds, the recovery when one succeeded."""
+    if not outcomes:
+        return
+    since, error, alerted = store.health()
+    down = [e for e in outcomes if isinstance(e, OUTAGES)]
+    if len(down) == len(outcomes):
+        since = since or now
+        error = str(down[0])
+        intents: list[Intent] = []
+        if not alerted and (now - since).total_seconds() >= alert_after:
+            intents.append(
+                health_intent("keb_unhealthy", since=since, now=now, error=error, url=url)
+            )
+            alerted = True
+        store.set_health(since, error, alerted, intents, now)
+    elif since is not None and any(e is None for e in outcomes):
+        recovered = [
+            health_intent("keb_recovered", since=since, now=now, error=error or "", url=url)
+        ]
+        store.set_health(None, None, False, recovered if alerted else [], now)
