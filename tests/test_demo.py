@@ -17,7 +17,7 @@ from tests.conftest import Cli
 def test_demo_runs_to_the_end_and_shows_what_slack_would_get(tmp_path: Path) -> None:
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
-        [sys.executable, "-m", "watcher", "demo", "--speed", "150", "--interval", "100ms"],
+        [sys.executable, "-m", "watcher", "demo", "--speed", "60", "--interval", "100ms"],
         capture_output=True,
         text=True,
         timeout=120,
