@@ -22,13 +22,13 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Final, Self, TextIO
+from typing import Any, Final, TextIO
 from urllib.parse import parse_qs, urlsplit
 
 from watcher.sim.api import SimApiError, encode_json
 from watcher.sim.fleet import Fleet, populate
 from watcher.sim.runtimes_api import list_events, list_runtimes
+from watcher.sim.serving import Background
 from watcher.sim.tokens import (
     BODY_RBAC,
     TokenCheck,
@@ -209,44 +209,12 @@ class _FleetHandler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
-class FleetServer:
+class FleetServer(Background):
     """Serves a :class:`FleetSim` on ``host:port`` (0: a free port) in a thread."""
 
     def __init__(self, sim: FleetSim, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sim = sim
-        self._httpd = _FleetHTTPServer((host, port), sim)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> Self:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        super().__init__(_FleetHTTPServer((host, port), sim))
 
 
 def demo_fleet(seed: int = 1, size: int = 12) -> Fleet:

@@ -23,8 +23,7 @@ import traceback
 from collections.abc import Sequence
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Final, Self, TextIO
+from typing import Any, Final, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from watcher.core.models import format_keb_time
@@ -36,6 +35,7 @@ from watcher.sim.api import (
     parse_paging,
 )
 from watcher.sim.faults import ERROR_500_JSON, HTML_200_LOGIN, HTML_502, INFLATED_TOTAL, Fault
+from watcher.sim.serving import Background
 from watcher.sim.tokens import BODY_EXPIRED, BODY_RBAC, check_authorization, gateway_reply
 from watcher.sim.world import Simulator
 
@@ -368,7 +368,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
         return _json_reply(200, {"faults": faults.active()})
 
 
-class SimServer:
+class SimServer(Background):
     """Serves a :class:`Simulator` on ``host:port`` (port 0 picks a free one) in a thread.
 
     >>> # with SimServer(Simulator.from_scenario("small")).start() as server: ...
@@ -376,50 +376,16 @@ class SimServer:
 
     def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sim = sim
-        self._httpd = _HTTPServer((host, port), sim)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        if isinstance(host, bytes):
-            host = host.decode()
-        return f"http://{host}:{port}"
+        self._api = _HTTPServer((host, port), sim)
+        super().__init__(self._api)
 
     @property
     def request_count(self) -> int:
         """KEB API requests answered so far (``/_sim/`` calls are not counted)."""
-        return self._httpd.api_requests
+        return self._api.api_requests
 
-    def start(self) -> Self:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"keb-sim {self.url}",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._httpd.close_connections()
-        self._httpd.server_close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def close_connections(self) -> None:
+        self._api.close_connections()
 
 
 def serve_forever(
