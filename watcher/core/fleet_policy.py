@@ -17,18 +17,15 @@ import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from watcher.core.failures import ranked
 from watcher.core.fleet import FleetOperation, is_ended
 from watcher.core.fleet_diff import FleetChange, FleetTransition, RuntimeRecord, failures
 from watcher.core.followed import Followed, SourceKind, failure_digest
 from watcher.core.intents import Intent
+from watcher.core.kinds import Kind, priority
 from watcher.core.models import FAILED
-
-#: Delivery priorities, as for orchestrations (core/policy.py PRIORITY).
-DIGEST_PRIORITY: Final = 2
-CARD_PRIORITY: Final = {"tracking_started": 4, "progress": 5}
 
 
 def outbox_id(name: str) -> str:
@@ -101,22 +98,22 @@ def fleet_intents(
         intents.append(
             Intent(
                 f"{key_of}:digest:{_cause(t.key for t in transitions)}",
-                "failure_digest",
+                Kind.FAILURE_DIGEST,
                 key_of,
-                DIGEST_PRIORITY,
+                priority(Kind.FAILURE_DIGEST),
                 digest,
                 channel,
             )
         )
     if baseline or transitions:
-        kind = "tracking_started" if baseline else "progress"
+        kind = Kind.TRACKING_STARTED if baseline else Kind.PROGRESS
         cause = "baseline" if baseline else _cause(t.key for t in transitions)
         intents.append(
             Intent(
                 f"{key_of}:{kind}:{cause}",
                 kind,
                 key_of,
-                CARD_PRIORITY[kind],
+                priority(kind),
                 fleet_card(name, records, transitions) | {"at": now.isoformat()},
                 channel,
             )

@@ -23,6 +23,7 @@ from watcher.clock import utcnow
 from watcher.core.afterlife import after_outcome_note, ended_before, running
 from watcher.core.diff import Diff, NotFound, TransitionKind, diff
 from watcher.core.intents import Intent
+from watcher.core.kinds import Kind
 from watcher.core.models import (
     FAILED,
     IN_PROGRESS,
@@ -93,7 +94,7 @@ def notification_policy(
         if not ended:
             return intents
         ended = store.ended_after(orch_id, outcome.key) + ended
-        card = next((i.payload for i in intents if i.kind == "progress"), {})
+        card = next((i.payload for i in intents if i.kind is Kind.PROGRESS), {})
         note = after_outcome_note(
             orch_id,
             result.transitions,
@@ -105,7 +106,7 @@ def notification_policy(
                 if state == FAILED
             ],
             still_running=running(result.snapshot.state_counts()),
-            last_note=store.last_enqueued(orch_id, "after_outcome"),
+            last_note=store.last_enqueued(orch_id, Kind.AFTER_OUTCOME),
             now=now,
             interval=digest_interval,
             base=card,
@@ -380,7 +381,11 @@ class Engine:
             if not alerted and (now - since).total_seconds() >= self.alert_after:
                 intents.append(
                     health_intent(
-                        "keb_unhealthy", since=since, now=now, error=error or "", url=self.keb_url
+                        Kind.KEB_UNHEALTHY,
+                        since=since,
+                        now=now,
+                        error=error or "",
+                        url=self.keb_url,
                     )
                 )
                 alerted = True
@@ -390,7 +395,11 @@ class Engine:
             if alerted:
                 intents.append(
                     health_intent(
-                        "keb_recovered", since=since, now=now, error=error or "", url=self.keb_url
+                        Kind.KEB_RECOVERED,
+                        since=since,
+                        now=now,
+                        error=error or "",
+                        url=self.keb_url,
                     )
                 )
             self.store.set_health(None, None, False, intents, now)

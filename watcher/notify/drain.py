@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from watcher.notify.plan import CARD_KINDS, DIGEST, FINAL, DeliveryPlan, Rules, Send, plan
+from watcher.core.kinds import CARD_KINDS
+from watcher.notify.plan import DIGEST, FINAL, DeliveryPlan, Rules, Send, plan
 from watcher.store.outbox import AttemptResult, Entry, Shown
 
 if TYPE_CHECKING:
