@@ -94,7 +94,7 @@ def notification_policy(
         if not ended:
             return intents
         ended = store.ended_after(orch_id, outcome.key) + ended
-        card = next((i.payload for i in intents if i.kind is Kind.PROGRESS), {})
+        card = next((i.payload for i in intents if i.kind == Kind.PROGRESS), {})
         note = after_outcome_note(
             orch_id,
             result.transitions,

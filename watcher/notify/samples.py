@@ -45,8 +45,9 @@ SAMPLE_FAILURES = [
 ]
 
 
-def sample_payload(kind: Kind) -> dict[str, Any]:
-    """A realistic payload for ``kind``, shaped exactly like the policy's."""
+def sample_payload(name: str) -> dict[str, Any]:
+    """A realistic payload for the kind ``name``, shaped exactly like the policy's."""
+    kind = Kind(name)
     base = summary(SAMPLE_ORCHESTRATION, SAMPLE_COUNTS, NOW, Reference(NOW - timedelta(hours=1), 5))
     base.update(kind=kind, key=f"sample:{kind}", last_change="operations 3 succeeded, 1 failed")
     groups = failure_groups(SAMPLE_FAILURES)
