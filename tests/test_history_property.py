@@ -83,7 +83,7 @@ def run_history(
                 baseline = (before, keb.marks())  # the poll that took the baseline
             # A list that kept changing while paged fails the cycle (KEB's answers did not
             # hold together); nothing is recorded and a later cycle catches up.
-            assert all(isinstance(r.exception, KebResponseError) for r in report.failed)
+            assert all(isinstance(r.error, KebResponseError) for r in report.failed)
     # The world has settled: one poll records the rest, or, when an incremental proof had to
     # be deferred, the full sweep of the cycle after it.
     report = asyncio.run(engine(store, 10**9).poll_once())

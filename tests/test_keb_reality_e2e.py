@@ -306,3 +306,19 @@ def test_an_ended_orchestration_stays_polled_until_its_final_summary_is_delivere
     finally:
         s.keb.stop()
         s.slack.stop()
+
+
+def test_watch_says_a_missing_orchestration_api_once_for_the_endpoint(
+    keb_factory: Any, cli: Cli
+) -> None:
+    """The error's type, not its text, says the endpoint is the problem: one line for all the
+    orchestrations, naming none of them, as `poll` says it."""
+    keb = keb_factory("demo")
+    keb.sim.faults.inject("no-api", count=None, path_prefix="/orchestrations")
+    ids = keb.sim.orchestration_ids()[:2]
+    env = {"KEB_URL": keb.server.url, "KEB_TOKEN": keb.sim.token}
+    result = cli("watch", *ids, "--output", "text", env=env)
+    assert result.code == 5, (result.out, result.err)
+    said = [line for line in result.err.splitlines() if NO_API in line]
+    assert len(said) == 1, result.err
+    assert said[0].startswith("watcher: KEB GET ")

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.serving import serving
 from watcher.core.diff import Transition, TransitionKind
 from watcher.engine.cycle import CycleReport, PollResult
-from watcher.errors import WatcherError
+from watcher.errors import KebTransientError, WatcherError
 from watcher.faces.run.health import Readiness, health_routes
 from watcher.faces.run.metrics import Metrics
 from watcher.faces.run.server import WebServer
@@ -141,7 +141,10 @@ def test_finished_states_tracked_states_and_failure_reasons() -> None:
 def test_cycles_requests_transitions_and_deliveries_are_counted() -> None:
     metrics = Metrics()
     report = CycleReport(
-        1, NOW, 0.3, [PollResult("o1", "cheap"), PollResult("o2", None, error="KEB down")]
+        1,
+        NOW,
+        0.3,
+        [PollResult("o1", "cheap"), PollResult("o2", None, error=KebTransientError("KEB down"))],
     )
     metrics.cycle(report, 0.3, True, NOW)
     metrics.cycle(CycleReport(2, NOW, 2.0), 2.0, False, NOW)

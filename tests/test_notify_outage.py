@@ -22,7 +22,7 @@ from tests.test_notify_pacing import key_of, thread_of
 from watcher.app import Watcher
 from watcher.config.loader import load_config
 from watcher.core.intents import Intent
-from watcher.core.policy import PRIORITY
+from watcher.core.kinds import Kind, priority
 from watcher.notify.budget import RateBudget
 from watcher.notify.render import Renderer
 from watcher.notify.samples import SAMPLES
@@ -101,7 +101,7 @@ def sender(store: Store, slack: FakeSlack, **kw: Any) -> Sender:
 def enqueue(store: Store, *kinds: str) -> None:
     store.enqueue(
         [
-            Intent(f"o1:{kind}:{i}", kind, "o1", PRIORITY[kind], dict(SAMPLES[kind]), None)
+            Intent(f"o1:{kind}:{i}", kind, "o1", priority(Kind(kind)), dict(SAMPLES[kind]), None)
             for i, kind in enumerate(kinds)
         ],
         NOW,

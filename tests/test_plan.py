@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watcher.core.policy import PRIORITY
+from watcher.core.kinds import Kind, priority
 from watcher.notify.plan import (
     CARD_KINDS,
     MAX_BACKOFF,
@@ -47,7 +47,7 @@ def entry(
         key=f"{orch}:{kind}:{id}",
         orchestration_id=orch,
         kind=kind,
-        priority=PRIORITY[kind],
+        priority=priority(Kind(kind)),
         channel=channel,
         payload=payload or {},
         status=status,

@@ -6,9 +6,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from watcher.core.diff import NotFound, Observation, Snapshot, diff
+from watcher.core.kinds import Kind, priority
 from watcher.core.models import Operation, Orchestration
 from watcher.core.policy import (
-    PRIORITY,
     Reference,
     decide,
     failure_groups,
@@ -164,7 +164,7 @@ def test_health_intents() -> None:
     down = health_intent("keb_unhealthy", since=since, now=NOW, error="503", url="u")
     up = health_intent("keb_recovered", since=since, now=NOW, error="503", url="u")
     assert down.key != up.key
-    assert down.priority == up.priority == PRIORITY["keb_unhealthy"]
+    assert down.priority == up.priority == priority(Kind.KEB_UNHEALTHY)
     assert down.payload["duration_seconds"] == 660
 
 

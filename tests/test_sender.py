@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import Cli
 from tests.fakeslack import FakeSlack
 from watcher.core.intents import Intent
-from watcher.core.policy import PRIORITY
+from watcher.core.kinds import Kind, priority
 from watcher.notify.budget import RateBudget
 from watcher.notify.render import Renderer
 from watcher.notify.samples import SAMPLES
@@ -37,7 +37,7 @@ def enqueue(store: Store, *intents: Intent) -> None:
 
 
 def intent(kind: str, key: str) -> Intent:
-    return Intent(key, kind, "o1", PRIORITY[kind], dict(SAMPLES[kind]), None)
+    return Intent(key, kind, "o1", priority(Kind(kind)), dict(SAMPLES[kind]), None)
 
 
 def sender(store: Store, slack: FakeSlack) -> Sender:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -455,6 +456,28 @@ def test_keb_down_longer_than_give_up_after_exits_5(keb_factory: Any, watch: Wat
     assert last.startswith(f"watcher: {orch(keb)}: KEB unreachable for 2m (")
     assert "502 Bad Gateway" in last
     assert time.clock() == pytest.approx(down_since[0] + 120.0)
+
+
+def test_a_database_conflict_during_watch_is_not_called_a_keb_outage(
+    keb_factory: Any, cli: Cli, watch: Watch
+) -> None:
+    """KEB answers every poll; the database refuses every commit (as when another process
+    recorded the same change first): the watch says polls are failing, not that KEB is down."""
+    keb = keb_factory("small")
+    assert cli("--config", str(keb.config), "track", orch(keb)).code == 0
+    with sqlite3.connect(keb.config.parent / "watcher.db") as db:
+        db.execute(
+            "CREATE TRIGGER clash BEFORE INSERT ON transitions "
+            "BEGIN SELECT RAISE(ABORT, 'UNIQUE constraint failed: transitions.key'); END"
+        )
+    time = SimTime(keb)
+    result = watch(keb, time, orch(keb), "--give-up-after", "2m")
+    assert result.code == 5
+    last = result.err.splitlines()[-1]
+    assert last.startswith(f"watcher: {orch(keb)}: polls failing for 2m (")
+    assert "UNIQUE constraint failed" in last
+    assert "KEB unreachable" not in result.err
+    assert keb.server.request_count > 0  # KEB was asked, and answered
 
 
 @pytest.mark.parametrize(

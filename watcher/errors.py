@@ -13,8 +13,8 @@ the offending input and never contains a secret.
     ├── StoreError                    the SQLite database cannot be opened, read or written
     ├── LeaseHeld                     another keb-watcher holds the single-instance lease
     ├── TokenError                    token_file unreadable, token_command failed
-    ├── SlackError                    a Slack call failed
-    │   └── SlackFailure              ...with Slack's error code, transient or not, Retry-After
+    ├── SlackFailure                  a Slack call failed: Slack's error code, transient or
+    │                                 not, Retry-After
     └── KebError                      anything that went wrong talking to KEB
         ├── KebTransientError         worth retrying: connection, timeout, 5xx, 429, bad body
         │   ├── KebUnavailable        connection refused/reset, timeout, 5xx, 429
@@ -88,13 +88,10 @@ class TokenError(WatcherError):
     """No bearer token could be obtained (file unreadable, command failed)."""
 
 
-class SlackError(WatcherError):
-    """A Slack call failed; the message carries Slack's error code, never a token."""
-
-
-class SlackFailure(SlackError):
-    """A Slack call failed. ``error`` is Slack's error code (or a short reason); ``transient``
-    says whether trying again can help; ``retry_after`` is Slack's 429 ``Retry-After``."""
+class SlackFailure(WatcherError):
+    """A Slack call failed. ``error`` is Slack's error code (or a short reason), never a
+    token; ``transient`` says whether trying again can help; ``retry_after`` is Slack's 429
+    ``Retry-After``."""
 
     def __init__(
         self,

@@ -164,7 +164,7 @@ class ServiceCycles:
                 self._last_polled[result.orchestration_id] = now
             else:
                 self._last_polled.pop(result.orchestration_id, None)
-                error = error or result.error
+                error = error or result.message
         attempts += len(report.results) + len(fleet)
         answered += sum(result.ok for result in report.results) + sum(f.ok for f in fleet)
         for selection in fleet:

@@ -14,21 +14,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-#: Notification kinds that ``[slack] routes`` may send to their own channel.
-NOTIFICATION_KINDS: Final = (
-    "tracking_started",
-    "progress",
-    "failure_digest",
-    "state_changed",
-    "retried",
-    "finished",
-    "not_found",
-    "keb_unhealthy",
-    "keb_recovered",
-    "stuck",
-    "unstuck",
-    "after_outcome",
-)
+from watcher.core.kinds import ROUTE_KEYS
+
+#: Notification kinds that ``[slack] routes`` may send to their own channel (core/kinds.py).
+NOTIFICATION_KINDS: Final = ROUTE_KEYS
 #: Orchestration types KEB creates (docs/keb-api.md §3.1), for ``poll.discover_types``.
 ORCHESTRATION_TYPES: Final = ("upgradeCluster", "upgradeKyma")
 #: ``kcp`` accepts ``inprogress`` for the state with a space (docs/keb-api.md §4.1).

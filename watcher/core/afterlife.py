@@ -19,8 +19,9 @@ from typing import Any
 from watcher.core.diff import Transition, TransitionKind
 from watcher.core.failures import failure_groups
 from watcher.core.intents import Intent
+from watcher.core.kinds import Kind, priority
 from watcher.core.models import FAILED, is_terminal_operation, is_terminal_orchestration
-from watcher.core.policy import PRIORITY, REASONS
+from watcher.core.policy import REASONS
 
 
 def running(counts: Mapping[str, int]) -> int:
@@ -76,7 +77,7 @@ def after_outcome_note(
     )
     payload = {
         **base,
-        "kind": "after_outcome",
+        "kind": Kind.AFTER_OUTCOME,
         "key": key,
         "after": {
             "outcome": outcome.to_state,
@@ -89,4 +90,4 @@ def after_outcome_note(
             "more_reasons": max(0, len(groups) - REASONS),
         },
     }
-    return Intent(key, "after_outcome", orch_id, PRIORITY["after_outcome"], payload, channel)
+    return Intent(key, Kind.AFTER_OUTCOME, orch_id, priority(Kind.AFTER_OUTCOME), payload, channel)

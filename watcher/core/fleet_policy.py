@@ -26,12 +26,9 @@ from watcher.core.fleet import FleetOperation, is_ended
 from watcher.core.fleet_diff import FleetChange, FleetTransition, RuntimeRecord, failures
 from watcher.core.followed import Followed, SourceKind, failure_digest
 from watcher.core.intents import Intent
+from watcher.core.kinds import Kind, priority
 from watcher.core.models import FAILED
 from watcher.core.stuck import Stalled
-
-#: Delivery priorities, as for orchestrations (core/policy.py PRIORITY).
-DIGEST_PRIORITY: Final = 2
-CARD_PRIORITY: Final = {"tracking_started": 4, "progress": 5}
 
 
 def outbox_id(name: str) -> str:
@@ -164,22 +161,22 @@ def fleet_intents(
         intents.append(
             Intent(
                 f"{key_of}:digest:{_cause(t.key for t in transitions)}",
-                "failure_digest",
+                Kind.FAILURE_DIGEST,
                 key_of,
-                DIGEST_PRIORITY,
+                priority(Kind.FAILURE_DIGEST),
                 digest,
                 channel,
             )
         )
     if baseline or transitions:
-        kind = "tracking_started" if baseline else "progress"
+        kind = Kind.TRACKING_STARTED if baseline else Kind.PROGRESS
         cause = "baseline" if baseline else _cause(t.key for t in transitions)
         intents.append(
             Intent(
                 f"{key_of}:{kind}:{cause}",
                 kind,
                 key_of,
-                CARD_PRIORITY[kind],
+                priority(kind),
                 fleet_card(name, records, transitions, stuck, recent) | {"at": now.isoformat()},
                 channel,
             )

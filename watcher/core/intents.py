@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from watcher.core.kinds import Kind
+
 
 @dataclass(frozen=True, slots=True)
 class Intent:
     """One logical notification. Lower ``priority`` values are delivered first."""
 
     key: str
-    kind: str
+    kind: Kind
     orchestration_id: str | None
     priority: int
     payload: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))

@@ -28,6 +28,7 @@ from typing import Any, Final
 from watcher.core.diff import Diff, Transition, TransitionKind
 from watcher.core.failures import failure_groups
 from watcher.core.intents import Intent
+from watcher.core.kinds import Kind, priority
 from watcher.core.models import (
     CANCELED,
     FAILED,
@@ -49,22 +50,6 @@ from watcher.core.standing import (
     standing_failures,
 )
 
-#: The kinds of notification (``[slack.routes]`` keys), each with its delivery priority:
-#: lower goes first, so final and failure messages never wait behind progress updates.
-PRIORITY: Final[Mapping[str, int]] = {
-    "keb_unhealthy": 0,
-    "keb_recovered": 0,
-    "finished": 1,
-    "retried": 1,
-    "failure_digest": 2,
-    "not_found": 2,
-    "stuck": 2,
-    "after_outcome": 2,
-    "state_changed": 3,
-    "unstuck": 3,
-    "tracking_started": 4,
-    "progress": 5,
-}
 REASONS: Final = 10  # failure reasons listed before "+K more reasons"
 
 
@@ -219,13 +204,13 @@ def decide(
         return []
     intents: list[Intent] = []
 
-    def add(kind: str, key: str, payload: dict[str, Any]) -> None:
+    def add(kind: Kind, key: str, payload: dict[str, Any]) -> None:
         payload.setdefault("kind", kind)
         payload.setdefault("key", key)
-        intents.append(Intent(key, kind, orch_id, PRIORITY[kind], payload, channel))
+        intents.append(Intent(key, kind, orch_id, priority(kind), payload, channel))
 
     if any(t.kind is TransitionKind.ORCHESTRATION_NOT_FOUND for t in transitions):
-        add("not_found", f"{orch_id}:not_found", {"orchestration": {"id": orch_id}})
+        add(Kind.NOT_FOUND, f"{orch_id}:not_found", {"orchestration": {"id": orch_id}})
         return intents
     assert orch is not None
     this_run = runs_from(transitions, run)
@@ -266,9 +251,9 @@ def decide(
             failures=standing_groups[:REASONS], more_reasons=max(0, len(standing_groups) - REASONS)
         )
     if baseline:
-        add("tracking_started", f"{orch_id}:card", card)
+        add(Kind.TRACKING_STARTED, f"{orch_id}:card", card)
     else:
-        add("progress", f"{orch_id}:progress:{cause}", card)
+        add(Kind.PROGRESS, f"{orch_id}:progress:{cause}", card)
 
     failed = [
         {"description": t.description, "shoot": t.shoot_name, "operation_id": t.operation_id or ""}
@@ -283,7 +268,7 @@ def decide(
     if failed and not ends and not ended_earlier:
         groups = failure_groups(failed)
         add(
-            "failure_digest",
+            Kind.FAILURE_DIGEST,
             f"{orch_id}:failures:{cause}",
             {
                 **base,
@@ -330,7 +315,7 @@ def decide(
             if not count and tally is not None:
                 count = tally.operations
             add(
-                "retried",
+                Kind.RETRIED,
                 f"{orch_id}:retried:{t.key}",
                 {
                     **base,
@@ -345,7 +330,7 @@ def decide(
             # Only the failures that still stand: a retried operation that succeeded is not
             # a failure of the outcome (its old row stays failed in KEB's list).
             add(
-                "finished",
+                Kind.FINISHED,
                 f"{orch_id}:finished:{t.key}",
                 {
                     **base,
@@ -356,12 +341,12 @@ def decide(
                 },
             )
         elif not baseline and not retry and not _routine(t):
-            add("state_changed", f"{orch_id}:state:{t.key}", {**base, "change": change})
+            add(Kind.STATE_CHANGED, f"{orch_id}:state:{t.key}", {**base, "change": change})
     return intents
 
 
 def health_intent(
-    kind: str, *, since: datetime, now: datetime, error: str, url: str, channel: str | None = None
+    kind: Kind, *, since: datetime, now: datetime, error: str, url: str, channel: str | None = None
 ) -> Intent:
     """The watcher's own alert: KEB unreachable/rejecting since ``since``, or recovered."""
     payload = {
@@ -372,4 +357,4 @@ def health_intent(
     }
     key = f"keb:{kind}:{since.isoformat()}"
     payload["key"] = key
-    return Intent(key, kind, None, PRIORITY[kind], payload, channel)
+    return Intent(key, kind, None, priority(kind), payload, channel)

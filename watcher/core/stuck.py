@@ -22,8 +22,8 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 from watcher.core.intents import Intent
+from watcher.core.kinds import Kind, priority
 from watcher.core.models import CANCELING, IN_PROGRESS, PENDING, RETRYING
-from watcher.core.policy import PRIORITY
 
 #: Orchestration states that are stuck when they last ``poll.stuck_after``.
 STALLING_STATES: Final = frozenset({PENDING, CANCELING, RETRYING})
@@ -193,15 +193,23 @@ def stuck_intents(
     said = news(previous, current)
     if said == "stuck":
         key = f"{orch_id}:stuck:{_digest(current)}"
-        payload = {**base, "kind": "stuck", "key": key, "stuck": shown}
-        intents.append(Intent(key, "stuck", orch_id, PRIORITY["stuck"], payload, channel))
+        payload = {**base, "kind": Kind.STUCK, "key": key, "stuck": shown}
+        intents.append(Intent(key, Kind.STUCK, orch_id, priority(Kind.STUCK), payload, channel))
     elif said == "unstuck" and not quiet_unstuck:
         key = f"{orch_id}:unstuck:{_digest(previous)}"
         moved = view(previous, now, after)
-        payload = {**base, "kind": "unstuck", "key": key, "stuck": None, "moved": moved}
-        intents.append(Intent(key, "unstuck", orch_id, PRIORITY["unstuck"], payload, channel))
+        payload = {**base, "kind": Kind.UNSTUCK, "key": key, "stuck": None, "moved": moved}
+        intents.append(Intent(key, Kind.UNSTUCK, orch_id, priority(Kind.UNSTUCK), payload, channel))
     if card is not None:
         key = f"{orch_id}:progress:stuck:{_digest(current)}:{_digest(previous)}"
-        payload = {**card, "kind": "progress", "key": key, "stuck": shown, "now": now.isoformat()}
-        intents.append(Intent(key, "progress", orch_id, PRIORITY["progress"], payload, channel))
+        payload = {
+            **card,
+            "kind": Kind.PROGRESS,
+            "key": key,
+            "stuck": shown,
+            "now": now.isoformat(),
+        }
+        intents.append(
+            Intent(key, Kind.PROGRESS, orch_id, priority(Kind.PROGRESS), payload, channel)
+        )
     return intents

@@ -182,10 +182,11 @@ class Reconnect:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """Action: stop with ``outcome``."""
+    """Action: stop with ``outcome``; ``error`` is the failure that ended the watch, if any."""
 
     outcome: WatchOutcome
     reason: str
+    error: WatcherError | None = None
 
 
 WatchEvent = Observed | PollFailed
@@ -228,7 +229,7 @@ def step(
         reason = " ".join(str(event.error).split())  # one line
         permanent = permanent_outcome(event.error)
         if permanent is not None:
-            return follow, Finish(permanent, reason)
+            return follow, Finish(permanent, reason, event.error)
         since = now if follow.failing_since is None else follow.failing_since
         follow = replace(follow, failing_since=since, failures=follow.failures + 1)
         give_up_at = since + options.give_up_after
@@ -240,6 +241,7 @@ def step(
             return follow, Finish(
                 WatchOutcome.UNREACHABLE,
                 f"{what} for {down} ({follow.failures} attempts): {reason}",
+                event.error,
             )
         delay = reconnect_delay(follow.failures, follow.interval, rng)
         delay = min(delay, give_up_at - now, timeout_at - now)
@@ -300,6 +302,8 @@ class Summary:
     counts: Mapping[str, int] = field(default_factory=dict)
     completed: int = 0  #: operations that finished while watched
     failures: tuple[tuple[str, int], ...] = ()
+    #: The failure that ended the watch (exit 5), for a face to match on; ``reason`` says it.
+    error: WatcherError | None = None
 
     @property
     def exit_code(self) -> int:

@@ -24,6 +24,7 @@ from watcher.config import PollConfig
 from watcher.core.afterlife import after_outcome_note, ended_before, running
 from watcher.core.diff import Diff, NotFound, TransitionKind, diff
 from watcher.core.intents import Intent
+from watcher.core.kinds import Kind
 from watcher.core.models import (
     FAILED,
     IN_PROGRESS,
@@ -98,7 +99,7 @@ def notification_policy(store: Store, *, stuck_after: float, digest_interval: fl
         if not ended:
             return intents
         ended = store.ended_after(orch_id, outcome.key) + ended
-        card = next((i.payload for i in intents if i.kind == "progress"), {})
+        card = next((i.payload for i in intents if i.kind == Kind.PROGRESS), {})
         note = after_outcome_note(
             orch_id,
             result.transitions,
@@ -110,7 +111,7 @@ def notification_policy(store: Store, *, stuck_after: float, digest_interval: fl
                 if state == FAILED
             ],
             still_running=running(result.snapshot.state_counts()),
-            last_note=store.last_enqueued(orch_id, "after_outcome"),
+            last_note=store.last_enqueued(orch_id, Kind.AFTER_OUTCOME),
             now=now,
             interval=digest_interval,
             base=card,
@@ -121,6 +122,10 @@ def notification_policy(store: Store, *, stuck_after: float, digest_interval: fl
     return policy
 
 
+#: What can keep one orchestration from being polled and recorded in a cycle.
+PollError = KebError | StoreError
+
+
 @dataclass(frozen=True, slots=True)
 class PollResult:
     """What happened to one orchestration in one cycle."""
@@ -129,15 +134,21 @@ class PollResult:
     mode: Mode | None
     transitions: int = 0
     rows: int = 0
-    error: str | None = None
+    #: Why it was not polled or not recorded: KEB's failure (auth, 404, transient, ...) or
+    #: the store's (another process recorded the same change first). Faces match on its type
+    #: and print :attr:`message`.
+    error: PollError | None = None
     reason: str = ""
     state: str | None = None
-    #: The failure itself, for callers that react to its type (auth, 404, transient).
-    exception: KebError | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def message(self) -> str | None:
+        """The error as one line, for a face to print."""
+        return None if self.error is None else str(self.error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +259,7 @@ class Engine:
                 extra={"orchestration_id": orch_id},
             )
             self.store.record_failure(orch_id, message, self.clock())
-            return PollResult(orch_id, None, error=message, exception=exc)
+            return PollResult(orch_id, None, error=exc)
         now = self.clock()
         state = head.orchestration.state if head.orchestration else None
         if outcome.mode == "deferred":
@@ -295,7 +306,7 @@ class Engine:
                 exc,
                 extra={"orchestration_id": orch_id},
             )
-            return PollResult(orch_id, outcome.mode, error=str(exc))
+            return PollResult(orch_id, outcome.mode, error=exc)
         if snap.orchestration is not None and not snap.not_found:
             ended = any(
                 t.kind is TransitionKind.ORCHESTRATION_STATE
@@ -378,15 +389,19 @@ class Engine:
         since, error, alerted = self.store.health()
         # A plain-text 404 on every path (no orchestration API) is an outage like any other.
         down = KebTransientError | KebAuthError | KebNoOrchestrationApi | KebTlsError
-        keb_down = [r for r in results if isinstance(r.exception, down)]
+        keb_down = [r for r in results if isinstance(r.error, down)]
         if len(keb_down) == len(results):
             since = since or now
-            error = keb_down[0].error
+            error = keb_down[0].message
             intents: list[Intent] = []
             if not alerted and (now - since).total_seconds() >= self.alert_after:
                 intents.append(
                     health_intent(
-                        "keb_unhealthy", since=since, now=now, error=error or "", url=self.keb_url
+                        Kind.KEB_UNHEALTHY,
+                        since=since,
+                        now=now,
+                        error=error or "",
+                        url=self.keb_url,
                     )
                 )
                 alerted = True
@@ -396,7 +411,11 @@ class Engine:
             if alerted:
                 intents.append(
                     health_intent(
-                        "keb_recovered", since=since, now=now, error=error or "", url=self.keb_url
+                        Kind.KEB_RECOVERED,
+                        since=since,
+                        now=now,
+                        error=error or "",
+                        url=self.keb_url,
                     )
                 )
             self.store.set_health(None, None, False, intents, now)

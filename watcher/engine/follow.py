@@ -39,7 +39,7 @@ from watcher.core.watching import (
     step,
 )
 from watcher.engine.cycle import Engine
-from watcher.errors import KebTransientError, StoreError, TokenError
+from watcher.errors import StoreError, TokenError, WatcherError
 from watcher.store.database import Store
 
 
@@ -102,7 +102,14 @@ class _Watch:
         # (For an orchestration never seen, load_head reads not_found from the tracked row.)
         return progress, Observed(state, head.not_found, interval)
 
-    def summary(self, outcome: WatchOutcome, reason: str, elapsed: float, at: datetime) -> Summary:
+    def summary(
+        self,
+        outcome: WatchOutcome,
+        reason: str,
+        elapsed: float,
+        at: datetime,
+        error: WatcherError | None = None,
+    ) -> Summary:
         return Summary(
             self.orch_id,
             outcome,
@@ -114,6 +121,7 @@ class _Watch:
             dict(self.counts),
             done(self.counts) - self.done_at_start,
             self.failures,
+            error,
         )
 
 
@@ -146,15 +154,15 @@ async def follow(
             except (TokenError, StoreError) as exc:  # the engine maps KEB errors only
                 event = PollFailed(exc)
             else:
-                if result.ok:
+                if result.error is None:
                     progress, event = watch.observe(state, clock() - state.started, now())
                     sink.progress(progress)
-                else:
-                    event = PollFailed(result.exception or KebTransientError(str(result.error)))
+                else:  # a store conflict is not a KEB outage: the error keeps its type
+                    event = PollFailed(result.error)
             state, action = step(state, event, clock(), options, rng)
             if isinstance(action, Finish):
                 summary = watch.summary(
-                    action.outcome, action.reason, clock() - state.started, now()
+                    action.outcome, action.reason, clock() - state.started, now(), action.error
                 )
                 sink.finish(summary)
                 return summary

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from watcher.core.intents import Intent
+from watcher.core.kinds import Kind
 from watcher.core.policy import health_intent
 from watcher.errors import KebAuthError, KebError, KebTlsError, KebTransientError
 from watcher.store.database import Store
@@ -46,12 +47,12 @@ def watch_keb_health(
         intents: list[Intent] = []
         if not alerted and (now - since).total_seconds() >= alert_after:
             intents.append(
-                health_intent("keb_unhealthy", since=since, now=now, error=error, url=url)
+                health_intent(Kind.KEB_UNHEALTHY, since=since, now=now, error=error, url=url)
             )
             alerted = True
         store.set_health(since, error, alerted, intents, now)
     elif since is not None and any(e is None for e in outcomes):
         recovered = [
-            health_intent("keb_recovered", since=since, now=now, error=error or "", url=url)
+            health_intent(Kind.KEB_RECOVERED, since=since, now=now, error=error or "", url=url)
         ]
         store.set_health(None, None, False, recovered if alerted else [], now)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import sys
+from typing import assert_never
 
 import click
 
@@ -18,6 +19,7 @@ from watcher.errors import (
     KebError,
     KebNoOrchestrationApi,
     KebTlsError,
+    StoreError,
     UsageError,
     WatcherError,
 )
@@ -286,12 +288,13 @@ def poll(obj: Context) -> None:
                 f"{result.orchestration_id}: {inert(result.state or '-')}, "
                 f"{plural(result.transitions, 'transition')} ({result.mode}: {result.reason})"
             )
-    no_api = [r for r in cycle.failed if isinstance(r.exception, KebNoOrchestrationApi)]
-    if no_api:  # one line, not one per orchestration: the endpoint itself is the problem
-        click.echo(f"watcher: {no_api[0].error}", err=True)
-    for result in cycle.failed:
-        if result not in no_api:
-            click.echo(f"watcher: {result.orchestration_id}: {result.error}", err=True)
+    failures = [_poll_failure(r.orchestration_id, r.error) for r in cycle.failed if r.error]
+    endpoint = [line for line, endpoint_wide in failures if endpoint_wide]
+    if endpoint:  # one line, not one per orchestration: the endpoint itself is the problem
+        click.echo(endpoint[0], err=True)
+    for line, endpoint_wide in failures:
+        if not endpoint_wide:
+            click.echo(line, err=True)
     for selection in outcome.fleet:
         if selection.ok:
             what = (
@@ -394,3 +397,14 @@ def check_config(obj: Context, online: bool) -> None:
         for line in app.notifications.check_slack():
             click.echo(line)
     click.echo("configuration OK")
+
+
+def _poll_failure(orch_id: str, error: KebError | StoreError) -> tuple[str, bool]:
+    """The line ``poll`` prints for an orchestration it could not poll or record, and whether
+    the error is the endpoint's (said once for all: a KEB that serves no orchestration API)."""
+    if isinstance(error, KebNoOrchestrationApi):
+        return f"watcher: {error}", True
+    elif isinstance(error, KebError | StoreError):
+        return f"watcher: {orch_id}: {error}", False
+    else:
+        assert_never(error)

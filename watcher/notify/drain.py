@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
-from watcher.notify.plan import CARD_KINDS, DIGEST, FINAL, DeliveryPlan, Rules, Send, plan
+from watcher.core.kinds import Kind
+from watcher.notify.plan import DeliveryPlan, Rules, Send, plan
 from watcher.store.outbox import AttemptResult, Entry, Shown
 
 if TYPE_CHECKING:
@@ -165,19 +166,33 @@ class Drain:
 
 def _after_sent(shown: Shown, r: AttemptResult) -> Shown:
     """What the channel shows once ``r`` was sent."""
-    kind = r.entry.kind
+    kind = Kind(r.entry.kind)
     if r.card is not None:
         shown = replace(shown, card=r.card)
-    if kind in CARD_KINDS:
-        return replace(shown, card_state=max(shown.card_state, r.entry.id))
-    if kind == FINAL:
-        # A run ends with its final summary: the next run's digests start a clock of their own.
-        final = max(shown.final, r.entry.id)
-        return replace(shown, final=final, last_digest_at=None, reasons=frozenset())
-    if kind == DIGEST:
-        reasons = _reasons(r.entry.payload.get("failures", []))
-        return replace(shown, last_digest_at=r.at, reasons=shown.reasons | reasons)
-    return shown
+    match kind:
+        case Kind.TRACKING_STARTED | Kind.PROGRESS:
+            return replace(shown, card_state=max(shown.card_state, r.entry.id))
+        case Kind.FINISHED:
+            # A run ends with its final summary: the next run's digests start a clock of their own.
+            final = max(shown.final, r.entry.id)
+            return replace(shown, final=final, last_digest_at=None, reasons=frozenset())
+        case Kind.FAILURE_DIGEST:
+            reasons = _reasons(r.entry.payload.get("failures", []))
+            return replace(shown, last_digest_at=r.at, reasons=shown.reasons | reasons)
+        case (
+            Kind.STATE_CHANGED
+            | Kind.RETRIED
+            | Kind.NOT_FOUND
+            | Kind.KEB_UNHEALTHY
+            | Kind.KEB_RECOVERED
+            | Kind.STUCK
+            | Kind.UNSTUCK
+            | Kind.AFTER_OUTCOME
+            | Kind.GIVEN_UP
+        ):
+            return shown  # what the channel shows of the card, the run and its digests is as it was
+        case _:
+            assert_never(kind)
 
 
 def _reasons(groups: Iterable[dict[str, object]]) -> frozenset[str]:

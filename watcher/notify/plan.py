@@ -30,27 +30,13 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from watcher.core.failures import merge_digests
+from watcher.core.kinds import CARD_KINDS, REPLY_KINDS, Kind
 from watcher.store.outbox import Entry, Shown
 
-#: Kinds that are the orchestration's card (a post, then edits).
-CARD_KINDS: Final = frozenset({"tracking_started", "progress"})
-#: Kinds that are replies in the card's thread (bot token mode).
-REPLY_KINDS: Final = frozenset(
-    {
-        "failure_digest",
-        "state_changed",
-        "retried",
-        "finished",
-        "not_found",
-        "stuck",
-        "unstuck",
-        "after_outcome",
-    }
-)
-DIGEST: Final = "failure_digest"
-FINAL: Final = "finished"
+DIGEST: Final = Kind.FAILURE_DIGEST
+FINAL: Final = Kind.FINISHED
 #: The channel notice that notifications were given up (``count`` in its payload).
-GIVEN_UP: Final = "given_up"
+GIVEN_UP: Final = Kind.GIVEN_UP
 #: How many intervals a digest that names no new reason waits (docs/notifications.md §2).
 QUIET: Final = 6
 #: The longest backoff after a transient error, in seconds.
@@ -181,7 +167,7 @@ def _coalesce(
     finals: dict[str | None, list[int]] = {}
     digests: dict[str | None, list[Entry]] = {}
     for e in pending:
-        if e.kind == "progress":
+        if e.kind == Kind.PROGRESS:
             newest_progress[e.orchestration_id] = e.id
         elif e.kind == FINAL:
             finals.setdefault(e.orchestration_id, []).append(e.id)
@@ -196,7 +182,7 @@ def _coalesce(
     for e in pending:
         orch = e.orchestration_id
         thread = threads.get(orch or "", Shown())
-        if e.kind == "progress":
+        if e.kind == Kind.PROGRESS:
             if not rules.edits:
                 skip(e, "a webhook cannot edit the card", "skipped")
             elif e.id < newest_progress[orch]:

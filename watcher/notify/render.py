@@ -26,6 +26,7 @@ import jinja2
 from jinja2.sandbox import MAX_RANGE, SandboxedEnvironment
 
 from watcher.core.inert import inert
+from watcher.core.kinds import KINDS
 from watcher.core.states import finished_first, state_label
 from watcher.errors import ConfigError
 from watcher.notify.blocks import (
@@ -39,30 +40,16 @@ from watcher.notify.blocks import (
 from watcher.notify.links import link_line, slack_date
 from watcher.redact import redact
 
-#: Which template renders which kind of notification.
+#: Which template renders which kind of notification (core/kinds.py); a notice written
+#: without a template (``given_up``) has none.
 TEMPLATES: Final[Mapping[str, str]] = {
-    "tracking_started": "card.j2",
-    "progress": "card.j2",
-    "failure_digest": "failure_digest.j2",
-    "state_changed": "state_changed.j2",
-    "retried": "retried.j2",
-    "finished": "finished.j2",
-    "not_found": "not_found.j2",
-    "keb_unhealthy": "keb_unhealthy.j2",
-    "keb_recovered": "keb_recovered.j2",
-    "stuck": "stuck.j2",
-    "after_outcome": "after_outcome.j2",
-    "unstuck": "unstuck.j2",
+    k.value: s.template for k, s in KINDS.items() if s.template is not None
 }
 
 #: The templates of a selection's notifications (fleet watch): its payloads carry ``fleet``
 #: where an orchestration's carry ``orchestration``; the kinds and their delivery are the same.
 FLEET_TEMPLATES: Final[Mapping[str, str]] = {
-    "tracking_started": "fleet_card.j2",
-    "progress": "fleet_card.j2",
-    "failure_digest": "fleet_digest.j2",
-    "stuck": "fleet_stuck.j2",
-    "unstuck": "fleet_unstuck.j2",
+    k.value: s.fleet_template for k, s in KINDS.items() if s.fleet_template is not None
 }
 
 _ICONS: Final = {

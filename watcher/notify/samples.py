@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 from watcher.core.failures import failure_groups
+from watcher.core.kinds import TEMPLATED, Kind
 from watcher.core.models import Orchestration
 from watcher.core.policy import Reference, summary
 from watcher.core.stuck import Stalled
 from watcher.core.stuck import view as stuck_view
-from watcher.notify.render import TEMPLATES
 
 NOW = datetime(2024, 5, 14, 10, 30, tzinfo=UTC)
 
@@ -45,8 +45,9 @@ SAMPLE_FAILURES = [
 ]
 
 
-def sample_payload(kind: str) -> dict[str, Any]:
-    """A realistic payload for ``kind``, shaped exactly like the policy's."""
+def sample_payload(name: str) -> dict[str, Any]:
+    """A realistic payload for the kind ``name``, shaped exactly like the policy's."""
+    kind = Kind(name)
     base = summary(SAMPLE_ORCHESTRATION, SAMPLE_COUNTS, NOW, Reference(NOW - timedelta(hours=1), 5))
     base.update(kind=kind, key=f"sample:{kind}", last_change="operations 3 succeeded, 1 failed")
     groups = failure_groups(SAMPLE_FAILURES)
@@ -56,9 +57,11 @@ def sample_payload(kind: str) -> dict[str, Any]:
         "via": [],
         "description": "Scheduled 120 operations",
     }
-    if kind == "failure_digest":
+    if kind is Kind.TRACKING_STARTED or kind is Kind.PROGRESS:
+        pass  # the card: the summary is all it shows
+    elif kind is Kind.FAILURE_DIGEST:
         base.update(new_failures=len(SAMPLE_FAILURES), failures=groups, more_reasons=0)
-    elif kind == "state_changed":
+    elif kind is Kind.STATE_CHANGED:
         base.update(
             change={
                 "from": "failed",
@@ -67,7 +70,7 @@ def sample_payload(kind: str) -> dict[str, Any]:
                 "description": "Scheduled 120 operations, retried 2 operations",
             }
         )
-    elif kind == "retried":
+    elif kind is Kind.RETRIED:
         base.update(
             run=2,
             retried_operations=2,
@@ -78,7 +81,7 @@ def sample_payload(kind: str) -> dict[str, Any]:
                 "description": "Scheduled 120 operations, retrying",
             },
         )
-    elif kind == "finished":
+    elif kind is Kind.FINISHED:
         ended = replace(SAMPLE_ORCHESTRATION, state="failed", updated_at=NOW)
         counts = {"failed": 6, "succeeded": 114}
         base = summary(ended, counts, NOW, None)
@@ -90,7 +93,7 @@ def sample_payload(kind: str) -> dict[str, Any]:
             failures=groups,
             more_reasons=0,
         )
-    elif kind in ("stuck", "unstuck"):
+    elif kind is Kind.STUCK or kind is Kind.UNSTUCK:
         stalled = [
             Stalled(
                 "in progress",
@@ -102,11 +105,11 @@ def sample_payload(kind: str) -> dict[str, Any]:
             for i in range(4)
         ]
         shown = stuck_view(stalled, NOW, 7200.0)
-        if kind == "stuck":
+        if kind is Kind.STUCK:
             base.update(stuck=shown)
         else:
             base.update(stuck=None, moved=shown)
-    elif kind == "after_outcome":
+    elif kind is Kind.AFTER_OUTCOME:
         ended = replace(
             SAMPLE_ORCHESTRATION, state="failed", updated_at=NOW - timedelta(minutes=20)
         )
@@ -128,7 +131,7 @@ def sample_payload(kind: str) -> dict[str, Any]:
                 "more_reasons": 0,
             },
         )
-    elif kind in ("keb_unhealthy", "keb_recovered"):
+    elif kind is Kind.KEB_UNHEALTHY or kind is Kind.KEB_RECOVERED:
         base = {
             "kind": kind,
             "key": f"sample:{kind}",
@@ -140,13 +143,17 @@ def sample_payload(kind: str) -> dict[str, Any]:
             "duration_seconds": 720.0,
             "now": NOW.isoformat(),
         }
-    elif kind == "not_found":
+    elif kind is Kind.NOT_FOUND:
         base = {
             "kind": kind,
             "key": "sample:not_found",
             "orchestration": {"id": SAMPLE_ORCHESTRATION.orchestration_id},
         }
+    elif kind is Kind.GIVEN_UP:
+        base = {"kind": kind, "key": "sample:given_up", "count": 3}
+    else:
+        assert_never(kind)
     return base
 
 
-SAMPLES: dict[str, dict[str, Any]] = {kind: sample_payload(kind) for kind in TEMPLATES}
+SAMPLES: dict[str, dict[str, Any]] = {kind: sample_payload(kind) for kind in TEMPLATED}

@@ -26,16 +26,17 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
+from typing import assert_never
 
 from watcher.clock import utcnow
 from watcher.core.intents import Intent
+from watcher.core.kinds import CARD_KINDS, KINDS, Kind, Role
 from watcher.errors import SlackFailure
 from watcher.notify.answers import fix_for
 from watcher.notify.blocks import Message, plain_message
 from watcher.notify.budget import RateBudget
 from watcher.notify.drain import DeliveryReport, Drain
 from watcher.notify.plan import (
-    CARD_KINDS,
     FINAL,
     GIVEN_UP,
     GiveUp,
@@ -270,14 +271,20 @@ class Sender:
     # -- the Slack side: each call in a worker thread ---------------------------------------
 
     def _render(self, entry: Entry) -> tuple[Message, str | None]:
-        if entry.kind == GIVEN_UP:
-            return plain_message(given_up_text(int(entry.payload.get("count", 1)))), None
         payload = entry.payload
-        if entry.kind in CARD_KINDS and entry.orchestration_id:
-            # The card says it is silenced, as it is when it is sent (docs/notifications.md).
-            silence = self.outbox.store.silences(self.clock()).get(entry.orchestration_id)
-            if silence is not None:
-                payload = {**payload, "silence": silence.to_json()}
+        role = KINDS[Kind(entry.kind)].role
+        if role is Role.NOTICE:
+            return plain_message(given_up_text(int(entry.payload.get("count", 1)))), None
+        elif role is Role.CARD:
+            if entry.orchestration_id:
+                # The card says it is silenced, as it is when sent (docs/notifications.md).
+                silence = self.outbox.store.silences(self.clock()).get(entry.orchestration_id)
+                if silence is not None:
+                    payload = {**payload, "silence": silence.to_json()}
+        elif role is Role.REPLY or role is Role.ALERT:
+            pass  # rendered from its payload as it is
+        else:
+            assert_never(role)
         rendered = self.renderer.render(entry.kind, payload)
         if rendered.error:
             log.error(
@@ -361,7 +368,7 @@ class Sender:
         self, entry: Entry, orch_id: str, channel: str | None, message: Message, card: Card | None
     ) -> tuple[Posted, Card | None]:
         dest = self.destination
-        card_meta = metadata("tracking_started", f"{orch_id}:card", orch_id)
+        card_meta = metadata(Kind.TRACKING_STARTED, f"{orch_id}:card", orch_id)
         found_card: Card | None = None
         if card is None:
             # Once per orchestration: after a lost database (or a crash right after the post)

@@ -26,6 +26,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.webhook import WebhookClient
 
+from watcher.core.kinds import Kind
 from watcher.errors import SlackFailure
 from watcher.notify.blocks import Message
 from watcher.redact import cut, remember, remember_url
@@ -360,7 +361,7 @@ class BotSlack:
             payload = self._payload(message)
             if (
                 payload.get("orchestration_id") == orchestration_id
-                and payload.get("kind") == "tracking_started"
+                and payload.get("kind") == Kind.TRACKING_STARTED
             ):
                 return Posted(self.channel_id(channel), str(message.get("ts", "")), message)
         return None

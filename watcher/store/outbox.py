@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from watcher.clock import from_iso, iso
 from watcher.core.intents import Intent
+from watcher.core.kinds import REPLY_KINDS, Kind
 from watcher.redact import redact
 from watcher.store.database import Store
 from watcher.store.guard import sealed
@@ -36,14 +37,7 @@ from watcher.store.guard import sealed
 UNDELIVERED: Final = ("pending", "failed", "dead")
 #: What a silence holds back: failure digests, the other thread replies and stuck alerts
 #: while it runs; never the card (kept current) or the final summary (always sent).
-SILENCEABLE: Final = (
-    "failure_digest",
-    "state_changed",
-    "retried",
-    "stuck",
-    "unstuck",
-    "after_outcome",
-)
+SILENCEABLE: Final = tuple(sorted(REPLY_KINDS - {Kind.FINISHED, Kind.NOT_FOUND}))
 STATUSES: Final = ("pending", "sent", "failed", "dead", "superseded", "skipped", "dropped")
 
 

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 
 from watcher.clock import iso
-from watcher.core.policy import PRIORITY
+from watcher.core.kinds import Kind, priority
 from watcher.core.tracked import Silence
 from watcher.store.guard import sealed
 
@@ -72,7 +72,7 @@ class SilenceQueries:
             "orchestration_id, 'progress', ?, channel, payload, ? FROM outbox "
             "WHERE orchestration_id = ? AND kind IN ('tracking_started', 'progress') "
             "AND status = 'sent' ORDER BY id DESC LIMIT 1",
-            [(why, iso(now), PRIORITY["progress"], iso(now), i) for i in ids],
+            [(why, iso(now), priority(Kind.PROGRESS), iso(now), i) for i in ids],
         )
 
     def silences(self, now: datetime) -> dict[str, Silence]:

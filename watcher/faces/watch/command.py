@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import assert_never
 
 import click
 from rich.console import Console
@@ -64,6 +65,19 @@ _ERRORS = (
     WatchOutcome.UNREACHABLE,
     WatchOutcome.KEB_ERROR,
 )
+
+
+def _endpoint_wide(error: WatcherError | None) -> bool:
+    """Whether the error that ended a watch is the endpoint's rather than the orchestration's
+    (a KEB that serves no orchestration API): said once for all, as ``poll`` says it."""
+    if error is None:  # --timeout: no error ended it
+        return False
+    elif isinstance(error, KebNoOrchestrationApi):
+        return True
+    elif isinstance(error, WatcherError):
+        return False
+    else:
+        assert_never(error)
 
 
 def slack_configured(config: Config) -> bool:
@@ -234,7 +248,7 @@ def run_watch(
         return 130
     endpoint = False
     for summary in summaries:
-        if summary.outcome in _ERRORS and KebNoOrchestrationApi.phrase in summary.reason:
+        if summary.outcome in _ERRORS and _endpoint_wide(summary.error):
             # The endpoint is the problem, not this orchestration: one line, as `poll` says it.
             if not endpoint:
                 click.echo(f"watcher: {summary.reason}", err=True)
