@@ -15,7 +15,7 @@ from tests.conftest import Cli, write_config
 from tests.test_notify_e2e import CHANNEL, Setup, make_setup, setups
 from watcher.errors import SlackFailure
 from watcher.notify.blocks import to_message
-from watcher.notify.slack import BotSlack
+from watcher.notify.slack import BotSlack, WebhookSlack
 from watcher.sim import Simulator
 
 __all__ = ["setups"]
@@ -91,6 +91,21 @@ def test_a_redirect_from_slack_to_another_origin_keeps_the_bot_token(
     assert not failed.value.transient
     assert f"redirected to {away_url}/api/chat.postMessage, another host" in str(failed.value)
     assert "xoxb" not in str(failed.value)
+
+
+def test_a_webhook_redirected_to_another_origin_is_no_delivery(
+    redirector: tuple[Seen, str], elsewhere: tuple[Seen, str]
+) -> None:
+    home, home_url = redirector
+    away, away_url = elsewhere
+    hook = WebhookSlack(home_url + "/services/T000/B000/secretpath")
+    with pytest.raises(SlackFailure) as failed:
+        hook.post(None, to_message("hello"), {})
+    assert [r[0] for r in home.requests] == ["POST"]
+    assert away.requests == []  # whatever answers there is never counted as sent
+    assert not failed.value.transient
+    assert f"redirected to {away_url}" in str(failed.value)
+    assert "secretpath" not in str(failed.value)  # the webhook's path is its credential
 
 
 def test_poll_with_a_redirecting_slack_sends_nothing_counts_nothing_and_names_the_target(

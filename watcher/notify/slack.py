@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
-from slack_sdk.webhook import WebhookClient
+from slack_sdk.webhook import WebhookClient, WebhookResponse
 
 from watcher.core.kinds import Kind
 from watcher.errors import SlackFailure
@@ -134,7 +134,32 @@ class _HomeClient(WebClient):
         return {"status": resp.code, "headers": resp.headers, "body": body}
 
 
+class _HomeWebhook(WebhookClient):
+    """slack-sdk's webhook client, following a redirect only within the webhook URL's origin:
+    whatever answers elsewhere is never counted as a delivery."""
+
+    def _perform_http_request_internal(self, url: str, req: Any) -> WebhookResponse:
+        if not url.lower().startswith("http"):
+            raise SlackRequestError(f"Invalid URL detected: {url}")
+        handlers: list[Any] = [urllib.request.HTTPSHandler(context=self.ssl), _StayHome(url)]
+        if isinstance(self.proxy, str):
+            proxies = {"http": self.proxy, "https": self.proxy}
+            handlers.insert(0, urllib.request.ProxyHandler(proxies))
+        resp = urllib.request.build_opener(*handlers).open(req, timeout=self.timeout)
+        charset = resp.headers.get_content_charset() or "utf-8"
+        return WebhookResponse(
+            url=url, status_code=resp.status, body=resp.read().decode(charset), headers=resp.headers
+        )
+
+
 def _failure(method: str, exc: Exception) -> SlackFailure:
+    if isinstance(exc, RedirectedAway) and method == "webhook":
+        return SlackFailure(
+            method,
+            f"redirected_elsewhere: the webhook URL redirected to {exc.target}, another host; "
+            "not followed, nothing was sent there",
+            transient=False,
+        )
     if isinstance(exc, RedirectedAway):
         return SlackFailure(
             method,
@@ -399,7 +424,7 @@ class WebhookSlack:
 
     def __init__(self, url: str, *, timeout: int = 15) -> None:
         remember_url(url)
-        self.client = WebhookClient(url, timeout=timeout)
+        self.client = _HomeWebhook(url, timeout=timeout, retry_handlers=[])  # ours retry
 
     def post(
         self,
