@@ -32,17 +32,15 @@ from watcher.core.models import (
     finished_count,
     is_terminal_orchestration,
 )
-from watcher.core.policy import Reference, decide, health_intent, runs_from, summary
+from watcher.core.policy import Reference, decide, runs_from, summary
 from watcher.core.stuck import STALLING_STATES, stalled, stuck_intents
 from watcher.core.stuck import view as stuck_view
 from watcher.core.tracked import Tracked, due
+from watcher.engine.keb_health import OUTAGES, watch_keb_health
 from watcher.engine.observer import KebReader, Mode, Observer
 from watcher.errors import (
-    KebAuthError,
     KebError,
     KebNoOrchestrationApi,
-    KebTlsError,
-    KebTransientError,
     StoreError,
 )
 from watcher.keb import RequestStats
@@ -382,43 +380,19 @@ class Engine:
 
     def _watch_keb(self, results: Sequence[PollResult]) -> None:
         """The watcher watches itself: one alert when KEB has been unreachable or rejecting
-        the token for longer than ``alert_after``, one more when it answers again."""
-        if self.alert_after is None or not results:
+        the token for longer than ``alert_after``, one more when it answers again (the one
+        rule, :func:`watcher.engine.keb_health.watch_keb_health`, which selections share). A
+        plain-text 404 on every path (no orchestration API) is an outage like any other."""
+        if self.alert_after is None:
             return
-        now = self.clock()
-        since, error, alerted = self.store.health()
-        # A plain-text 404 on every path (no orchestration API) is an outage like any other.
-        down = KebTransientError | KebAuthError | KebNoOrchestrationApi | KebTlsError
-        keb_down = [r for r in results if isinstance(r.error, down)]
-        if len(keb_down) == len(results):
-            since = since or now
-            error = keb_down[0].message
-            intents: list[Intent] = []
-            if not alerted and (now - since).total_seconds() >= self.alert_after:
-                intents.append(
-                    health_intent(
-                        Kind.KEB_UNHEALTHY,
-                        since=since,
-                        now=now,
-                        error=error or "",
-                        url=self.keb_url,
-                    )
-                )
-                alerted = True
-            self.store.set_health(since, error, alerted, intents, now)
-        elif since is not None and any(r.ok for r in results):
-            intents = []
-            if alerted:
-                intents.append(
-                    health_intent(
-                        Kind.KEB_RECOVERED,
-                        since=since,
-                        now=now,
-                        error=error or "",
-                        url=self.keb_url,
-                    )
-                )
-            self.store.set_health(None, None, False, intents, now)
+        watch_keb_health(
+            self.store,
+            [r.error for r in results],
+            now=self.clock(),
+            alert_after=self.alert_after,
+            url=self.keb_url,
+            outages=(*OUTAGES, KebNoOrchestrationApi),
+        )
 
 
 def _unique(result: Diff, store: Store) -> Diff:

@@ -1,15 +1,15 @@
-"""The blind alert for the selections (fleet watch): KEB unreachable or rejecting for longer
-than ``poll.alert_after`` gives one ``keb_unhealthy`` alert, and ``keb_recovered`` when it
-answers again (PRODUCT.md "Fleet watch": "the blind alert").
+"""The blind alert, for orchestrations and selections alike: KEB unreachable or rejecting for
+longer than ``poll.alert_after`` gives one ``keb_unhealthy`` alert, and ``keb_recovered`` when
+it answers again (PRODUCT.md, and "Fleet watch": "the blind alert").
 
-The same health record (``health``, one row), the same intents
-(:func:`watcher.core.policy.health_intent`, keys by since-when, so an alert is never enqueued
-twice) and the same rule as the orchestrations' cycle (``Engine._watch_keb`` in
-:mod:`watcher.engine.cycle`): the watcher is blind when *every* read it made failed with an
-outage (unreachable, 5xx, a rejected token, TLS), and sees again when one succeeded. The
-selections are evaluated after the orchestrations in the same cycle: a selection answered
-ends an outage the orchestrations recorded, and selections that all failed start (or
-continue) one.
+One health record (``health``, one row), one kind of intent
+(:func:`watcher.core.policy.health_intent`, keyed by since-when, so an alert is never enqueued
+twice) and one rule, :func:`watch_keb_health`, which ``Engine._watch_keb``
+(:mod:`watcher.engine.cycle`) and the selections' cycle both call. The watcher is blind when
+*every* read it made failed with an outage (unreachable, 5xx, a rejected token, TLS; for
+orchestrations also a KEB without their API), and sees again when one succeeded. Selections
+are evaluated after the orchestrations in the same cycle: a selection answered ends an outage
+the orchestrations recorded, and selections that all failed start (or continue) one.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from datetime import datetime
 from watcher.core.intents import Intent
 from watcher.core.kinds import Kind
 from watcher.core.policy import health_intent
-from watcher.errors import KebAuthError, KebError, KebTlsError, KebTransientError
+from watcher.errors import KebAuthError, KebError, KebTlsError, KebTransientError, WatcherError
 from watcher.store.database import Store
 
 #: Failures that mean KEB cannot be read at all (a 404 for one runtime, a bad filter do not).
@@ -29,18 +29,19 @@ OUTAGES = (KebTransientError, KebAuthError, KebTlsError)
 
 def watch_keb_health(
     store: Store,
-    outcomes: Sequence[KebError | None],
+    outcomes: Sequence[WatcherError | None],
     *,
     now: datetime,
     alert_after: float,
     url: str,
+    outages: tuple[type[KebError], ...] = OUTAGES,
 ) -> None:
     """Record this cycle's reads (``None``: one succeeded) in the health record; enqueue the
     alert once the outage lasted ``alert_after`` seconds, the recovery when one succeeded."""
     if not outcomes:
         return
     since, error, alerted = store.health()
-    down = [e for e in outcomes if isinstance(e, OUTAGES)]
+    down = [e for e in outcomes if isinstance(e, outages)]
     if len(down) == len(outcomes):
         since = since or now
         error = str(down[0])
