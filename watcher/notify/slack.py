@@ -118,20 +118,25 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
+def _open_at_home(url: str, req: Any, ssl: Any, proxy: Any, timeout: int) -> tuple[int, Any, str]:
+    """``req`` through an opener that follows redirects only within ``url``'s origin (both
+    slack-sdk clients): ``(status, headers, body)``."""
+    if not url.lower().startswith("http"):
+        raise SlackRequestError(f"Invalid URL detected: {url}")
+    handlers: list[Any] = [urllib.request.HTTPSHandler(context=ssl), _StayHome(url)]
+    if isinstance(proxy, str):
+        handlers.insert(0, urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
+    resp = urllib.request.build_opener(*handlers).open(req, timeout=timeout)
+    charset = resp.headers.get_content_charset() or "utf-8"
+    return resp.status, resp.headers, resp.read().decode(charset)
+
+
 class _HomeClient(WebClient):
     """slack-sdk's client, sending its requests through an opener that keeps the token home."""
 
     def _perform_urllib_http_request_internal(self, url: str, req: Any) -> dict[str, Any]:
-        if not url.lower().startswith("http"):
-            raise SlackRequestError(f"Invalid URL detected: {url}")
-        handlers: list[Any] = [urllib.request.HTTPSHandler(context=self.ssl), _StayHome(url)]
-        if isinstance(self.proxy, str):
-            proxies = {"http": self.proxy, "https": self.proxy}
-            handlers.insert(0, urllib.request.ProxyHandler(proxies))
-        resp = urllib.request.build_opener(*handlers).open(req, timeout=self.timeout)
-        charset = resp.headers.get_content_charset() or "utf-8"
-        body = resp.read().decode(charset)
-        return {"status": resp.code, "headers": resp.headers, "body": body}
+        status, headers, body = _open_at_home(url, req, self.ssl, self.proxy, self.timeout)
+        return {"status": status, "headers": headers, "body": body}
 
 
 class _HomeWebhook(WebhookClient):
@@ -139,17 +144,8 @@ class _HomeWebhook(WebhookClient):
     whatever answers elsewhere is never counted as a delivery."""
 
     def _perform_http_request_internal(self, url: str, req: Any) -> WebhookResponse:
-        if not url.lower().startswith("http"):
-            raise SlackRequestError(f"Invalid URL detected: {url}")
-        handlers: list[Any] = [urllib.request.HTTPSHandler(context=self.ssl), _StayHome(url)]
-        if isinstance(self.proxy, str):
-            proxies = {"http": self.proxy, "https": self.proxy}
-            handlers.insert(0, urllib.request.ProxyHandler(proxies))
-        resp = urllib.request.build_opener(*handlers).open(req, timeout=self.timeout)
-        charset = resp.headers.get_content_charset() or "utf-8"
-        return WebhookResponse(
-            url=url, status_code=resp.status, body=resp.read().decode(charset), headers=resp.headers
-        )
+        status, headers, body = _open_at_home(url, req, self.ssl, self.proxy, self.timeout)
+        return WebhookResponse(url=url, status_code=status, body=body, headers=headers)
 
 
 def _failure(method: str, exc: Exception) -> SlackFailure:
