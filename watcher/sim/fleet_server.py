@@ -250,9 +250,4 @@ def serve_fleet_forever(
         print(f"URL:   {server.url}", file=out)
         print(f"token: {token}", file=out)
         print(f"export KEB_URL={server.url} KEB_TOKEN={token}", file=out)
-        out.flush()
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            print("stopped", file=out)
+        server.serve_until_interrupted(out)

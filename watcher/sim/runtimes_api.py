@@ -212,15 +212,7 @@ def runtime_dto(fleet: Fleet, inst: SimInstance, detail: str) -> dict[str, Any]:
                 status[key] = _data(fleet, kept, len(ops))
                 shown.extend((key, op) for op in kept)
     modified = next((op for op in newest_first if op.state not in (PENDING, CANCELED)), None)
-    return {
-        "instanceID": inst.instance_id,
-        "runtimeID": inst.runtime_id,
-        "globalAccountID": inst.global_account,
-        "subscriptionGlobalAccountID": "",
-        "subAccountID": inst.subaccount,
-        "region": inst.region,
-        "subAccountRegion": "cf-eu10",
-        "shootName": inst.shoot,
+    return _identity(inst) | {
         "serviceClassID": "47c9dcbf-ff30-448e-ab36-d3bad66ba281",
         "serviceClassName": "kymaruntime",
         "servicePlanID": f"plan-{inst.plan}",
@@ -299,6 +291,20 @@ def _archived(
     return {"data": data, "count": len(data), "totalCount": len(entries)}
 
 
+def _identity(inst: SimInstance) -> dict[str, Any]:
+    """The keys that open every runtime DTO, live or archived, in KEB's order (§3.2)."""
+    return {
+        "instanceID": inst.instance_id,
+        "runtimeID": inst.runtime_id,
+        "globalAccountID": inst.global_account,
+        "subscriptionGlobalAccountID": "",
+        "subAccountID": inst.subaccount,
+        "region": inst.region,
+        "subAccountRegion": "cf-eu10",
+        "shootName": inst.shoot,
+    }
+
+
 def _archived_dto(fleet: Fleet, entry: ArchivedInstance) -> dict[str, Any]:
     inst = entry.instance
     created = format_keb_time(fleet.db_time(inst.created_at))
@@ -309,15 +315,7 @@ def _archived_dto(fleet: Fleet, entry: ArchivedInstance) -> dict[str, Any]:
         "finishedStages": None,
         "parameters": {},
     }
-    return {
-        "instanceID": inst.instance_id,
-        "runtimeID": inst.runtime_id,
-        "globalAccountID": inst.global_account,
-        "subscriptionGlobalAccountID": "",
-        "subAccountID": inst.subaccount,
-        "region": inst.region,
-        "subAccountRegion": "cf-eu10",
-        "shootName": inst.shoot,
+    return _identity(inst) | {
         "servicePlanName": inst.plan,
         "parameters": {},
         "status": {

@@ -422,9 +422,4 @@ def serve_forever(
             print(f"orchestration: {orchestration_id}", file=out)
         print(f"export KEB_URL={server.url} KEB_TOKEN={sim.token}", file=out)
         print(f"# virtual clock from {sim.epoch.isoformat()}", file=out)
-        out.flush()
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            print("stopped", file=out)
+        server.serve_until_interrupted(out)

@@ -5,9 +5,10 @@ way."""
 from __future__ import annotations
 
 import threading
+import time
 from http.server import ThreadingHTTPServer
 from types import TracebackType
-from typing import Self
+from typing import Self, TextIO
 
 
 class Background:
@@ -45,6 +46,15 @@ class Background:
 
     def close_connections(self) -> None:
         """Drop the connections clients keep open (a server that tracks them says how)."""
+
+    def serve_until_interrupted(self, out: TextIO) -> None:
+        """Block until Ctrl-C (``watcher sim``), then say so on ``out``."""
+        out.flush()
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("stopped", file=out)
 
     def __enter__(self) -> Self:
         return self.start()
