@@ -85,7 +85,7 @@ def test_every_route_key_is_accepted_by_the_loader(tmp_path: Path, route: str) -
 
 
 def test_a_silence_holds_back_replies_but_never_the_outcome() -> None:
-    from watcher.store.outbox import SILENCEABLE
+    from watcher.core.kinds import SILENCEABLE
 
     assert set(SILENCEABLE) == {
         Kind.FAILURE_DIGEST,

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from watcher.core.kinds import Kind, priority
+from watcher.core.tracked import Silence
 from watcher.notify.plan import (
     CARD_KINDS,
     MAX_BACKOFF,
@@ -111,6 +112,24 @@ def test_a_reply_older_than_a_final_summary_already_sent_is_superseded() -> None
     decided = plan([entry(4, "state_changed"), entry(9, "retried")], shown, NOW, RULES)
     assert [s.entry.id for s in decided.sends] == [9]
     assert "final summary was sent already, outbox 7" in decided.skips[0].why
+
+
+def test_a_silence_drops_the_replies_and_never_the_card_or_the_outcome() -> None:
+    silence = Silence("o1", NOW + timedelta(hours=2), "INC-1", "ana", NOW)
+    entries = [
+        entry(1, "progress"),
+        entry(2, "failure_digest"),
+        entry(3, "stuck"),
+        entry(4, "state_changed"),
+        entry(5, "failure_digest", "o2"),
+        entry(6, "finished"),
+    ]
+    decided = plan(
+        entries, {**WITH_CARD, "o2": Shown(card=CARD)}, NOW, RULES, silences={"o1": silence}
+    )
+    dropped = {k.entry.id: (k.status, k.why) for k in decided.skips}
+    assert dropped == {i: ("dropped", silence.held_back()) for i in (2, 3, 4)}
+    assert sorted(s.entry.id for s in decided.sends) == [1, 5, 6]
 
 
 def test_webhooks_skip_card_updates() -> None:

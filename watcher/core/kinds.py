@@ -107,6 +107,9 @@ KINDS: Final[Mapping[Kind, KindSpec]] = MappingProxyType(
 CARD_KINDS: Final = frozenset(k for k, s in KINDS.items() if s.role is Role.CARD)
 #: Kinds that are replies in the card's thread.
 REPLY_KINDS: Final = frozenset(k for k, s in KINDS.items() if s.role is Role.REPLY)
+#: What a silence holds back (dropped, never sent later): the thread's replies and stuck
+#: alerts; never the card (kept current), the final summary or ``not_found`` (always sent).
+SILENCEABLE: Final = frozenset(REPLY_KINDS - {Kind.FINISHED, Kind.NOT_FOUND})
 #: Kinds that ``[slack.routes]`` may send to a channel of their own, in table order.
 ROUTE_KEYS: Final = tuple(s.route for s in KINDS.values() if s.route is not None)
 #: Kinds rendered by a template, in table order (``watcher render``, ``check-config``).

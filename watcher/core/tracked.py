@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from watcher.core.models import FAILED, Orchestration
@@ -80,6 +80,19 @@ class Silence:
     reason: str | None
     by: str | None
     at: datetime
+
+    def held_back(self) -> str:
+        """Why a notification it holds back was dropped (the outbox's ``last_error``).
+
+        >>> from datetime import UTC
+        >>> at = datetime(2026, 1, 1, tzinfo=UTC)
+        >>> Silence("o", at, "INC-1", "ana", at).held_back()
+        'held back: silenced until 2026-01-01T00:00:00.000000+00:00 by ana (INC-1)'
+        """
+        until = self.until.astimezone(UTC).isoformat(timespec="microseconds")
+        by = f" by {self.by}" if self.by else ""
+        why = f" ({self.reason})" if self.reason else ""
+        return f"held back: silenced until {until}{by}{why}"
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, assert_never
 
 from watcher.core.kinds import Kind
+from watcher.core.tracked import Silence
 from watcher.notify.plan import DeliveryPlan, Rules, Send, plan
 from watcher.store.outbox import AttemptResult, Entry, Shown
 
@@ -46,6 +47,8 @@ class Drain:
         self.touched: set[str] = set()
         self.waiting: dict[int, Entry] = {}
         self.shown: dict[str, Shown] = {}
+        #: ``watcher silence``: in force when this drain read the outbox.
+        self.silences: dict[str, Silence] = {}
 
     def allowed(self) -> bool:
         return self._allowed is None or self._allowed()
@@ -55,7 +58,12 @@ class Drain:
         now = s.clock()
         down = (s._down_until - now).total_seconds() if s._down_until else 0.0
         decided = plan(
-            list(self.waiting.values()), self.shown, now, self.rules, s.budget.limits(down)
+            list(self.waiting.values()),
+            self.shown,
+            now,
+            self.rules,
+            s.budget.limits(down),
+            self.silences,
         )
         merged = {m.entry.id: m.payload for m in decided.merges}
         held = {h.entry.id: h.until for h in decided.holds}
@@ -80,7 +88,7 @@ class Drain:
         """Read once, then send what the plan allows until it allows nothing more; seconds
         until something may come due (None: nothing waits on time, or the deadline)."""
         s = self.sender
-        s.outbox.hold_back_silenced(s.clock())  # `watcher silence`: dropped, never sent later
+        self.silences = s.outbox.silences(s.clock())
         self.waiting = {e.id: e for e in s.outbox.waiting()}
         self.shown = dict(s.outbox.shown())
         s._backing_off = s._backing_off or any(
@@ -113,7 +121,7 @@ class Drain:
             if begun is None:
                 s.outbox.step(None, send.entry, s.clock())
             cards = {orch: shown.card for orch, shown in self.shown.items() if shown.card}
-            result = await s.call(send, cards)
+            result = await s.call(send, cards, self.silences.get(send.entry.orchestration_id or ""))
             follow = sends[i + 1] if i + 1 < len(sends) and result.status == "sent" else None
             if follow is not None and (
                 s.budget.wait(follow.method, follow.channel) > 0

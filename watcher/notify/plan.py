@@ -30,7 +30,8 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from watcher.core.failures import merge_digests
-from watcher.core.kinds import CARD_KINDS, REPLY_KINDS, Kind
+from watcher.core.kinds import CARD_KINDS, REPLY_KINDS, SILENCEABLE, Kind
+from watcher.core.tracked import Silence
 from watcher.store.outbox import Entry, Shown
 
 DIGEST: Final = Kind.FAILURE_DIGEST
@@ -102,7 +103,7 @@ class Send:
 @dataclass(frozen=True, slots=True)
 class Skip:
     entry: Entry
-    status: str  # superseded or skipped
+    status: str  # superseded, skipped, or dropped (held back by a silence)
     why: str
 
 
@@ -145,11 +146,14 @@ def plan(
     now: datetime,
     rules: Rules,
     limits: Limits | None = None,
+    silences: Mapping[str, Silence] | None = None,
 ) -> DeliveryPlan:
-    """Decide, for the notifications still waiting, what goes now and in which order."""
+    """Decide, for the notifications still waiting, what goes now and in which order.
+    ``silences`` (``watcher silence``) by orchestration: their :data:`SILENCEABLE` replies are
+    dropped, and a card sent meanwhile says it is silenced."""
     limits = limits or Limits()
     out = DeliveryPlan()
-    live = _coalesce(sorted(waiting, key=lambda e: e.id), threads, rules, out)
+    live = _coalesce(sorted(waiting, key=lambda e: e.id), threads, rules, out, silences or {})
     live = _pace_digests(live, threads, now, rules, out)
     _order(live, threads, now, rules, limits, out)
     return out
@@ -159,7 +163,11 @@ def plan(
 
 
 def _coalesce(
-    entries: list[Entry], threads: Mapping[str, Shown], rules: Rules, out: DeliveryPlan
+    entries: list[Entry],
+    threads: Mapping[str, Shown],
+    rules: Rules,
+    out: DeliveryPlan,
+    silences: Mapping[str, Silence],
 ) -> list[Entry]:
     """Skip what a newer notification makes obsolete; merge digests. ``entries`` by ID."""
     pending = [e for e in entries if e.status == "pending"]
@@ -181,6 +189,10 @@ def _coalesce(
     final_ends_thread = FINAL not in rules.routes
     for e in pending:
         orch = e.orchestration_id
+        silence = silences.get(orch or "")
+        if silence is not None and e.kind in SILENCEABLE:
+            skip(e, silence.held_back(), "dropped")
+            continue
         thread = threads.get(orch or "", Shown())
         if e.kind == Kind.PROGRESS:
             if not rules.edits:

@@ -31,6 +31,7 @@ from typing import assert_never
 from watcher.clock import utcnow
 from watcher.core.intents import Intent
 from watcher.core.kinds import CARD_KINDS, KINDS, Kind, Role
+from watcher.core.tracked import Silence
 from watcher.errors import SlackFailure
 from watcher.notify.answers import fix_for
 from watcher.notify.blocks import Message, plain_message
@@ -270,17 +271,15 @@ class Sender:
 
     # -- the Slack side: each call in a worker thread ---------------------------------------
 
-    def _render(self, entry: Entry) -> tuple[Message, str | None]:
+    def _render(self, entry: Entry, silence: Silence | None) -> tuple[Message, str | None]:
         payload = entry.payload
         role = KINDS[Kind(entry.kind)].role
         if role is Role.NOTICE:
             return plain_message(given_up_text(int(entry.payload.get("count", 1)))), None
         elif role is Role.CARD:
-            if entry.orchestration_id:
+            if silence is not None:
                 # The card says it is silenced, as it is when sent (docs/notifications.md).
-                silence = self.outbox.store.silences(self.clock()).get(entry.orchestration_id)
-                if silence is not None:
-                    payload = {**payload, "silence": silence.to_json()}
+                payload = {**payload, "silence": silence.to_json()}
         elif role is Role.REPLY or role is Role.ALERT:
             pass  # rendered from its payload as it is
         else:
@@ -292,11 +291,14 @@ class Sender:
             )
         return rendered.message, rendered.error
 
-    async def call(self, send: Send, cards: Mapping[str, Card]) -> AttemptResult:
-        """Make the Slack call ``send`` asks for; what it ended in (nothing written yet)."""
+    async def call(
+        self, send: Send, cards: Mapping[str, Card], silence: Silence | None = None
+    ) -> AttemptResult:
+        """Make the Slack call ``send`` asks for (a card says ``silence`` holds, when one
+        does); what it ended in (nothing written yet)."""
         entry = send.entry
         self.budget.spend(send.method, send.channel)
-        message, render_error = self._render(entry)
+        message, render_error = self._render(entry, silence)
         meta = metadata(entry.kind, entry.key, entry.orchestration_id)
         card: Card | None = None
         try:

@@ -29,15 +29,12 @@ from typing import Any, Final
 
 from watcher.clock import from_iso, iso
 from watcher.core.intents import Intent
-from watcher.core.kinds import REPLY_KINDS, Kind
+from watcher.core.tracked import Silence
 from watcher.redact import redact
 from watcher.store.database import Store
 from watcher.store.guard import sealed
 
 UNDELIVERED: Final = ("pending", "failed", "dead")
-#: What a silence holds back: failure digests, the other thread replies and stuck alerts
-#: while it runs; never the card (kept current) or the final summary (always sent).
-SILENCEABLE: Final = tuple(sorted(REPLY_KINDS - {Kind.FINISHED, Kind.NOT_FOUND}))
 STATUSES: Final = ("pending", "sent", "failed", "dead", "superseded", "skipped", "dropped")
 
 
@@ -245,23 +242,9 @@ class Outbox:
             for orch in {*cards, *sent, *digests}
         }
 
-    def hold_back_silenced(self, now: datetime) -> int:
-        """Drop the pending notifications of :data:`SILENCEABLE` kinds of orchestrations
-        silenced at ``now`` (``watcher silence``), saying so in ``last_error``. Cards and final
-        summaries are never held back; what was held back is not sent later (the card and the
-        final summary say where things stand)."""
-        kinds = ", ".join(f"'{k}'" for k in SILENCEABLE)
-        with self.store.transaction() as conn:
-            cur = conn.execute(
-                "UPDATE outbox SET status = 'dropped', last_error = (SELECT 'held back: "
-                "silenced until ' || s.until || COALESCE(' by ' || s.created_by, '') "
-                "|| COALESCE(' (' || s.reason || ')', '') FROM silences s "
-                "WHERE s.orchestration_id = outbox.orchestration_id) "
-                f"WHERE status = 'pending' AND kind IN ({kinds}) AND orchestration_id IN "
-                "(SELECT orchestration_id FROM silences WHERE until > ?)",
-                (iso(now),),
-            )
-            return max(cur.rowcount, 0)
+    def silences(self, now: datetime) -> dict[str, Silence]:
+        """The silences in force at ``now``: the plan holds their replies back."""
+        return self.store.silences(now)
 
     def channel_ids(self) -> list[tuple[str | None, str, str]]:
         """(channel, kind, Slack's channel ID) of the newest sent notification per channel

@@ -2,7 +2,7 @@
 while, as Alertmanager silences alerts. Mixed into :class:`watcher.store.database.Store`.
 
 A silence names who set it, why and until when; one per orchestration (a new one replaces
-it). What it holds back is decided by :meth:`watcher.store.outbox.Outbox.hold_back_silenced`.
+it). What it holds back is decided by :func:`watcher.notify.plan.plan` (``SILENCEABLE``).
 """
 
 from __future__ import annotations
