@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from watcher.core.intents import Intent
-from watcher.core.policy import PRIORITY
+from watcher.core.kinds import Kind, priority
 from watcher.notify.budget import RateBudget
 from watcher.notify.render import Renderer
 from watcher.notify.samples import SAMPLES
@@ -109,10 +109,10 @@ def fill(store: Store, n: int, api_url: str) -> None:
         orch = f"orch-{o:04d}"
         posted = bot.post(CHANNEL, card, {})
         outbox.save_card(orch, Card(posted.channel, posted.ts), NOW)
-        kinds = ["progress", *["state_changed"] * (PER_ORCHESTRATION - 2), "finished"]
+        kinds = [Kind.PROGRESS, *[Kind.STATE_CHANGED] * (PER_ORCHESTRATION - 2), Kind.FINISHED]
         for i, kind in enumerate(kinds):
             intents.append(
-                Intent(f"{orch}:{kind}:{i}", kind, orch, PRIORITY[kind], dict(SAMPLES[kind]), None)
+                Intent(f"{orch}:{kind}:{i}", kind, orch, priority(kind), dict(SAMPLES[kind]), None)
             )
     store.enqueue(intents, NOW)
 
